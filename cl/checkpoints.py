@@ -1,0 +1,175 @@
+"""Checkpoints: one safetensors file per model, weights plus a JSON metadata card.
+
+safetensors holds only tensors and a string map, so loading never unpickles anything: a
+pickle (``torch.save`` file) or any foreign file is refused with a clear message before a byte
+of it is executed. Writes are atomic (temporary file in the same folder, fsync, rename), so a
+crash, a kill or a full disk never leaves a half-written file under the final name.
+
+The card (``metadata["card"]``) holds: format version, encoder and input shape, the resolved
+training config, data provenance (set, split, how many images, whether the split is complete),
+metrics, the command that made it, and library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .encoder import build_encoder
+from .errors import CheckpointError
+
+FORMAT = "contrastive-explorer/1"
+MAX_HEADER = 16 * 1024 * 1024
+
+
+def versions() -> dict:
+    import numpy
+    import sklearn
+
+    return {"cl": __import__("cl").__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict) -> Path:
+    """Write ``model``'s weights and ``card`` atomically to ``path`` (``.safetensors``)."""
+    from safetensors.torch import save as st_save
+
+    path = Path(path)
+    card = dict(card)
+    card.setdefault("format", FORMAT)
+    card.setdefault("versions", versions())
+    card["encoder_spec"] = {
+        "name": card.get("config", {}).get("encoder", "paper"),
+        "width": card.get("config", {}).get("encoder_width", 0),
+        "in_channels": int(model.in_channels),
+        "image_size": int(model.image_size),
+        "embedding_dim": int(model.embedding_dim),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    try:
+        blob = st_save(state, metadata={"card": json.dumps(card, sort_keys=True)})
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"cannot serialise the model: {err}") from None
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as err:
+        raise CheckpointError(f"cannot write to {folder}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def _describe_foreign(head: bytes) -> str:
+    if head[:2] == b"PK":
+        return "a zip archive (probably a torch.save pickle); pickles are never loaded because they can run code"
+    if head[:1] == b"\x80":
+        return "a Python pickle; pickles are never loaded because they can run code"
+    return "not a safetensors checkpoint"
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """Read only the metadata card (cheap: the header, not the weights)."""
+    path = Path(path)
+    header = _read_header(path)
+    return _card_from_header(path, header)
+
+
+def _read_header(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: file is empty or truncated")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER or n < 2:
+                raise CheckpointError(f"{path}: {_describe_foreign(head)}")
+            raw = fh.read(n)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read ({err.strerror})") from None
+    if len(raw) < n:
+        raise CheckpointError(f"{path}: truncated header")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: {_describe_foreign(head)}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors checkpoint")
+    return header
+
+
+def _card_from_header(path: Path, header: dict) -> dict:
+    meta = header.get("__metadata__") or {}
+    if "card" not in meta:
+        raise CheckpointError(f"{path}: a safetensors file, but not a Contrastive Explorer checkpoint (no card)")
+    try:
+        card = json.loads(meta["card"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: the metadata card is not valid JSON") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT or "encoder_spec" not in card:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {card.get('format') if isinstance(card, dict) else None!r}")
+    return card
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Load ``(model, card)``; raise :class:`CheckpointError` on anything wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    card = read_card(path)
+    spec = card["encoder_spec"]
+    try:
+        model = build_encoder(spec["name"], int(spec["in_channels"]), int(spec["image_size"]), int(spec.get("width") or 32))
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{path}: the card describes an encoder we cannot build ({err})") from None
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated weights ({err})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not match the encoder in the card ({first})") from None
+    model.eval()
+    return model.to(device), card
+
+
+def check_compatible(card: dict, channels: int, size: int, dataset: str | None = None, path: str = "checkpoint") -> None:
+    """Refuse a model whose input shape does not fit the data it is asked to embed."""
+    spec = card["encoder_spec"]
+    if int(spec["in_channels"]) != channels or int(spec["image_size"]) != size:
+        trained = card.get("data", {}).get("dataset", "?")
+        raise CheckpointError(
+            f"{path}: the model takes {spec['in_channels']}x{spec['image_size']}x{spec['image_size']} images "
+            f"(trained on {trained}) but {dataset or 'the data'} has {channels}x{size}x{size}")
+
+
+def checkpoint_id(path: str | os.PathLike) -> str:
+    """A short content id (path, size, mtime) used as a cache key by the app."""
+    p = Path(path)
+    st = p.stat()
+    return hashlib.sha1(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -1,0 +1,451 @@
+"""``python -m cl``: the command line.
+
+Every user error (bad argument, missing data, unreadable image, bad checkpoint) ends with exit
+code 2 and one line on stderr. ``--json`` prints one JSON object as the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError, UserError
+
+PAPER_TABLE = {
+    # (dataset, augmentation, loss): (accuracy, top-3, kNN-30) as reported by the study
+    ("mnist", "none", "pairwise"): (0.66, 0.88, 0.68),
+    ("mnist", "none", "triplet"): (0.81, 0.96, 0.85),
+    ("mnist", "fer", "pairwise"): (0.78, 0.94, 0.81),
+    ("mnist", "fer", "triplet"): (0.92, 0.98, 0.92),
+    ("mnist", "simclr", "pairwise"): (0.56, 0.82, 0.46),
+    ("mnist", "simclr", "triplet"): (0.93, 0.99, 0.93),
+    ("cifar10", "none", "pairwise"): (0.27, 0.58, 0.24),
+    ("cifar10", "none", "triplet"): (0.33, 0.66, 0.33),
+    ("cifar10", "fer", "pairwise"): (0.29, 0.58, 0.27),
+    ("cifar10", "fer", "triplet"): (0.33, 0.64, 0.34),
+    ("cifar10", "simclr", "pairwise"): (0.29, 0.63, 0.27),
+    ("cifar10", "simclr", "triplet"): (0.36, 0.69, 0.36),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**32), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .augmentations import AUGMENTATIONS
+    from .encoder import ENCODERS
+    from .losses import LOSSES
+    from .samplers import MINERS, NEGATIVES
+    from .training import RECIPES
+
+    p = _Parser(prog="python -m cl", description="Contrastive Explorer: train and inspect contrastive encoders.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    d = sub.add_parser("datasets", help="list data sets, their sizes and whether they are available here")
+    d.add_argument("--data-dir")
+    d.add_argument("--json", action="store_true")
+
+    t = sub.add_parser("train", help="train an encoder and save a checkpoint")
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--augmentation", choices=AUGMENTATIONS)
+    t.add_argument("--loss", choices=LOSSES)
+    t.add_argument("--recipe", choices=RECIPES, default="default")
+    t.add_argument("--encoder", choices=ENCODERS)
+    t.add_argument("--epochs", type=_positive_int)
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--lr", type=_positive_float)
+    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--negatives", choices=NEGATIVES, default="label-aware")
+    t.add_argument("--mining", choices=MINERS, default="none")
+    t.add_argument("--augment-once", dest="augment_once", action="store_const", const=True,
+                   help="augment each positive once and reuse it every epoch (the study's behaviour)")
+    t.add_argument("--fresh-augment", dest="augment_once", action="store_const", const=False,
+                   help="fresh random augmentation every epoch")
+    t.add_argument("--augment-anchor", dest="augment_anchor", action="store_const", const=True)
+    t.add_argument("--no-augment-anchor", dest="augment_anchor", action="store_const", const=False)
+    t.add_argument("--time-budget", type=_positive_float, help="stop training after this many seconds")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=_positive_int)
+    t.add_argument("--data-dir")
+    t.add_argument("--no-eval", action="store_true", help="skip evaluating after training")
+    t.add_argument("--out", required=True)
+    t.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--protocol", choices=("paper", "standard"), default="paper")
+    e.add_argument("--dataset", help="evaluate on this data set instead of the one in the card")
+    e.add_argument("--data-dir")
+    e.add_argument("--seed", type=_seed, default=0)
+    e.add_argument("--json", action="store_true")
+
+    n = sub.add_parser("neighbors", help="top-k test images most similar to an image file")
+    n.add_argument("checkpoint")
+    n.add_argument("image")
+    n.add_argument("--k", type=_positive_int, default=10)
+    n.add_argument("--invert", choices=("auto", "yes", "no"), default="auto")
+    n.add_argument("--data-dir")
+    n.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("grid", help="run the study's 12 scenarios and tabulate them beside the paper")
+    g.add_argument("--preset", choices=("paper",), required=True)
+    g.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"], choices=("mnist", "cifar10"))
+    g.add_argument("--augmentations", nargs="+", default=["none", "fer", "simclr"], choices=("none", "fer", "simclr"))
+    g.add_argument("--losses", nargs="+", default=["pairwise", "triplet"], choices=("pairwise", "triplet"))
+    g.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs (for quick checks)")
+    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--data-dir")
+    g.add_argument("--out", required=True)
+    g.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("card", help="print a checkpoint's metadata card")
+    c.add_argument("checkpoint")
+    c.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("project", help="2-D projection of a checkpoint's test embeddings")
+    pr.add_argument("checkpoint")
+    pr.add_argument("--method", choices=("tsne", "umap", "pca"), default="tsne")
+    pr.add_argument("--limit", type=_positive_int)
+    pr.add_argument("--seed", type=_seed, default=0)
+    pr.add_argument("--data-dir")
+    pr.add_argument("--out", help="write a PNG scatter here")
+    pr.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="measure speed against baselines (see README)")
+    b.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    b.add_argument("--only", nargs="+", help="run only these parts")
+    b.add_argument("--data-dir")
+    b.add_argument("--out", default="bench-results.json")
+    b.add_argument("--json", action="store_true")
+    return p
+
+
+def _emit(args, payload: dict, text: str | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=_json_default))
+    elif text is not None:
+        print(text)
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _progress_bar(args, total: int, desc: str):
+    if args.json or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_datasets(args) -> int:
+    from .data import SPECS, dataset_status
+
+    rows = [dataset_status(name, args.data_dir) for name in SPECS]
+    lines = [f"{'name':<14} {'train':>8} {'test':>7}  available  source"]
+    for r in rows:
+        partial = "" if r.get("train_complete", True) else " (partial)"
+        lines.append(f"{r['name']:<14} {r['n_train']:>8,} {r['n_test']:>7,}  {'yes' if r['available'] else 'no':<9}  "
+                     f"{r.get('train_source') or r.get('train_error', '')}{partial}")
+    _emit(args, {"datasets": rows}, "\n".join(lines))
+    return 0
+
+
+def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, command: str | None = None,
+                   progress=None, should_stop=None) -> dict:
+    """Train, evaluate under both protocols, save the checkpoint with its card; return the card."""
+    from .checkpoints import save_checkpoint
+    from .data import load_dataset
+    from .evaluation import evaluate_embeddings, embed, summary
+    from .training import resolve_config, train
+
+    resolved = resolve_config(config)
+    train_set = load_dataset(config.dataset, "train", data_dir, allow_gallery=False)
+    test_set = load_dataset(config.dataset, "test", data_dir) if evaluate else None
+    result = train(resolved, train_set, progress=progress, should_stop=should_stop)
+    metrics = {}
+    if evaluate and result.stopped != "cancelled":
+        test_emb = embed(result.model, test_set.images)
+        train_emb = embed(result.model, train_set.images)
+        for protocol in ("paper", "standard"):
+            r = evaluate_embeddings(test_emb, test_set, protocol, train_emb, train_set, seed=0)
+            metrics[protocol] = summary(r)
+    card = {
+        "name": Path(out).stem,
+        "command": command,
+        "config": resolved.to_dict(),
+        "data": train_set.provenance(),
+        "test_data": test_set.provenance() if test_set is not None else None,
+        "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
+                     "images_seen": result.images_seen, "stopped": result.stopped,
+                     "history": result.history},
+        "metrics": metrics,
+        "n_parameters": result.n_parameters,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if result.stopped == "cancelled":
+        return {**card, "saved": False}
+    save_checkpoint(out, result.model, card)
+    return {**card, "saved": True}
+
+
+def cmd_train(args) -> int:
+    from .training import TrainConfig, resolve_config
+
+    config = TrainConfig(dataset=args.dataset, recipe=args.recipe, augmentation=args.augmentation, loss=args.loss,
+                         encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, negatives=args.negatives, mining=args.mining,
+                         augment_once=args.augment_once, augment_anchor=args.augment_anchor,
+                         time_budget=args.time_budget, device=args.device, threads=args.threads)
+    resolved = resolve_config(config)
+    from .data import dataset_spec
+
+    dataset_spec(args.dataset)
+    bar = None
+    state = {"bar": None}
+
+    def progress(ev):
+        if state["bar"] is None:
+            state["bar"] = _progress_bar(args, ev["steps"] * ev["epochs"], f"train {args.dataset}")
+        b = state["bar"]
+        if b is not None:
+            b.update(1)
+            b.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:.0f}")
+
+    command = "python -m cl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    card = train_and_save(config, args.out, args.data_dir, evaluate=not args.no_eval, command=command,
+                          progress=progress)
+    bar = state["bar"]
+    if bar is not None:
+        bar.close()
+    payload = {"checkpoint": str(args.out), "dataset": args.dataset, "n_parameters": card["n_parameters"],
+               "n_train": card["data"]["n_images"], "train_data": card["data"], "epochs": resolved.epochs,
+               "epochs_completed": card["training"]["epochs_completed"], "seconds": card["training"]["seconds"],
+               "stopped": card["training"]["stopped"], "metrics": card["metrics"], "config": card["config"]}
+    m = card["metrics"].get("paper", {})
+    text = (f"saved {args.out}: {card['n_parameters']:,} parameters, trained {card['training']['seconds']:.1f} s on "
+            f"{card['data']['n_images']:,} {args.dataset} train images")
+    if m:
+        text += (f"\npaper protocol on {m['n_test']:,} {args.dataset} test images: linear {m['linear_acc']:.4f}, "
+                 f"top-3 {m['top3_acc']:.4f}, kNN-30 {m['knn_acc']:.4f}")
+    _emit(args, payload, text)
+    return 0
+
+
+def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
+    from .checkpoints import check_compatible, load_checkpoint
+    from .data import load_dataset
+
+    model, card = load_checkpoint(checkpoint)
+    name = dataset or card.get("data", {}).get("dataset")
+    if not name:
+        raise ConfigError(f"{checkpoint}: the card names no data set; pass --dataset")
+    test_set = load_dataset(name, "test", data_dir)
+    check_compatible(card, test_set.channels, test_set.size, name, checkpoint)
+    return model, card, name, test_set
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_dataset
+    from .evaluation import evaluate_model
+
+    model, card, name, test_set = _load_for_eval(args.checkpoint, args.dataset, args.data_dir)
+    train_set = load_dataset(name, "train", args.data_dir, allow_gallery=False) if args.protocol == "standard" else None
+    r = evaluate_model(model, test_set, args.protocol, train_set, seed=args.seed)
+    payload = {k: v for k, v in r.items() if k not in ("predictions", "scored_indices")}
+    payload["checkpoint"] = args.checkpoint
+    text = (f"{args.protocol} protocol, {name}: probe fitted on {r['n_fit']:,} images, scored on {r['n_test']:,} test "
+            f"images ({test_set.describe()})\n"
+            f"linear {r['linear_acc']:.4f}  top-3 {r['top3_acc']:.4f}  kNN-30 {r['knn_acc']:.4f}  "
+            f"precision@10 {r['precision_at_10']:.4f}")
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_neighbors(args) -> int:
+    from .evaluation import embed
+    from .retrieval import NeighborIndex, embed_one, prepare_query
+
+    model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    prepared = prepare_query(args.image, test_set.channels, test_set.size, name, invert=invert)
+    index = NeighborIndex(embed(model, test_set.images), test_set.labels.numpy())
+    hits = index.query(embed_one(model, prepared.tensor), k=args.k)
+    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "similarity": round(h.similarity, 6)}
+            for h in hits]
+    payload = {"neighbors": rows, "gallery": test_set.provenance(), "preprocessing": prepared.steps,
+               "inverted": prepared.inverted}
+    text = "\n".join([f"gallery: {test_set.describe()}; preprocessing: {'; '.join(prepared.steps) or 'none'}"]
+                     + [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} similarity {r['similarity']:.4f}"
+                        for i, r in enumerate(rows)])
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from .training import TrainConfig
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {out}: {err.strerror}") from None
+    rows = []
+    scenarios = [(d, a, l) for d in args.datasets for a in args.augmentations for l in args.losses]
+    for i, (dataset, aug, loss) in enumerate(scenarios, 1):
+        name = f"{dataset}-{aug}-{loss}"
+        if not args.json:
+            print(f"[{i}/{len(scenarios)}] {name} ...", file=sys.stderr, flush=True)
+        cfg = TrainConfig(dataset=dataset, recipe="paper", augmentation=aug, loss=loss, seed=args.seed, epochs=args.epochs)
+        command = (f"python -m cl train --dataset {dataset} --recipe paper --augmentation {aug} --loss {loss} "
+                   f"--seed {args.seed}" + (f" --epochs {args.epochs}" if args.epochs else "") + f" --out {name}.safetensors")
+        card = train_and_save(cfg, str(out / f"{name}.safetensors"), args.data_dir, command=command)
+        m = card["metrics"]["paper"]
+        paper = PAPER_TABLE[(dataset, aug, loss)]
+        rows.append({"scenario": name, "dataset": dataset, "augmentation": aug, "loss": loss,
+                     "n_train": card["data"]["n_images"], "train_complete": card["data"]["complete"],
+                     "n_test": m["n_test"], "seconds": card["training"]["seconds"],
+                     "paper_acc": paper[0], "paper_top3": paper[1], "paper_knn": paper[2],
+                     "acc": round(m["linear_acc"], 4), "top3": round(m["top3_acc"], 4), "knn": round(m["knn_acc"], 4),
+                     "standard_acc": round(card["metrics"]["standard"]["linear_acc"], 4)})
+    table = ["| scenario | train images | paper acc / top-3 / kNN | ours acc / top-3 / kNN | ours standard acc | train s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        partial = "" if r["train_complete"] else " (partial)"
+        table.append(f"| {r['scenario']} | {r['n_train']:,}{partial} | {r['paper_acc']:.2f} / {r['paper_top3']:.2f} / "
+                     f"{r['paper_knn']:.2f} | {r['acc']:.3f} / {r['top3']:.3f} / {r['knn']:.3f} | "
+                     f"{r['standard_acc']:.3f} | {r['seconds']:.0f} |")
+    text = "\n".join(table)
+    (out / "results.md").write_text(
+        "Paper protocol (probe on 80 % of the test embeddings, scored on the other 20 %).\n\n" + text + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    _emit(args, {"rows": rows, "table": str(out / "results.md")}, text)
+    return 0
+
+
+def cmd_card(args) -> int:
+    from .checkpoints import read_card
+
+    card = read_card(args.checkpoint)
+    _emit(args, card, json.dumps(card, indent=2, default=_json_default))
+    return 0
+
+
+def cmd_project(args) -> int:
+    import numpy as np
+
+    from .evaluation import embed
+    from .projection import project
+
+    model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
+    images, labels = test_set.images, test_set.labels.numpy()
+    if args.limit and args.limit < len(labels):
+        keep = np.random.default_rng(args.seed).permutation(len(labels))[: args.limit]
+        images, labels = images[keep], labels[keep]
+    t0 = time.perf_counter()
+    xy = project(embed(model, images), args.method, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    if args.out:
+        _scatter_png(xy, labels, test_set.classes, args.out, f"{Path(args.checkpoint).stem}: {args.method}, "
+                     f"{len(labels):,} {name} test images")
+    _emit(args, {"method": args.method, "n_points": len(labels), "seconds": seconds, "dataset": name, "out": args.out},
+          f"{args.method} of {len(labels):,} {name} test images in {seconds:.1f} s" + (f" -> {args.out}" if args.out else ""))
+    return 0
+
+
+def _scatter_png(xy, labels, classes, out, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=90)
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=c, markersize=3)
+               for i, c in enumerate(classes)]
+    ax.legend(handles=handles, fontsize=5, loc="upper right", framealpha=0.6)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    payload = run_bench(quick=args.quick, only=args.only, data_dir=args.data_dir, out=args.out, verbose=not args.json)
+    _emit(args, payload, None)
+    return 0
+
+
+COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
+            "grid": cmd_grid, "card": cmd_card, "project": cmd_project, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.command:
+            raise ConfigError("python -m cl: choose a command: " + ", ".join(COMMANDS) + " (add --help for details)")
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller batch size or data set", file=sys.stderr)
+        return 2

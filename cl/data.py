@@ -1,0 +1,400 @@
+"""Data sets as uint8 tensors in memory.
+
+Every loader returns an :class:`ImageSet`: ``images`` is a ``uint8`` tensor ``(N, C, H, W)``,
+``labels`` an ``int64`` tensor ``(N,)``. Keeping uint8 in memory is 4x smaller than float and
+lets augmentation run batched on tensors (see :mod:`cl.augmentations`).
+
+Names: ``digits`` (scikit-learn's bundled 8x8 digits, no file needed), ``mnist``,
+``fashion-mnist``, ``cifar10`` and ``folder:PATH`` (one sub-folder per class; ``PATH/train`` and
+``PATH/test`` are used when present, otherwise each class is split 80/20 with a fixed seed).
+
+The data directory is ``--data-dir``, else ``$CL_DATA_DIR``, else ``./data``. Files are looked up
+in torchvision's layout; when they are missing we try torchvision's download, and when that
+fails (offline) we raise :class:`~cl.errors.DataUnavailableError` naming the files expected.
+When the full test split is unavailable the small gallery shipped in ``checkpoints/galleries``
+is used instead, and its provenance says so.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError, DataUnavailableError
+
+MNIST_CLASSES = [str(d) for d in range(10)]
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+]
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+GALLERY_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "galleries"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a named data set looks like, before any file is read."""
+
+    name: str
+    channels: int
+    size: int
+    classes: tuple[str, ...]
+    n_train_full: int
+    n_test_full: int
+    description: str
+    dark_background: bool = True  # digits are light strokes on black
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec("digits", 1, 28, tuple(MNIST_CLASSES), 1257, 540,
+                          "scikit-learn's 8x8 handwritten digits, upscaled to 20x20 and padded to 28x28"),
+    "mnist": DatasetSpec("mnist", 1, 28, tuple(MNIST_CLASSES), 60000, 10000, "MNIST handwritten digits"),
+    "fashion-mnist": DatasetSpec("fashion-mnist", 1, 28, tuple(FASHION_CLASSES), 60000, 10000,
+                                 "Zalando Fashion-MNIST clothing images"),
+    "cifar10": DatasetSpec("cifar10", 3, 32, tuple(CIFAR10_CLASSES), 50000, 10000,
+                           "CIFAR-10 32x32 colour photos", dark_background=False),
+}
+
+
+@dataclass
+class ImageSet:
+    """Images of one split of one data set, with where they came from."""
+
+    name: str
+    split: str
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    classes: list[str]
+    source: str
+    n_full: int | None = None  # size of the complete split, when known
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def complete(self) -> bool:
+        return self.n_full is None or len(self) >= self.n_full
+
+    def provenance(self) -> dict:
+        """Which data a figure came from: set, split, count, completeness, source."""
+        return {
+            "dataset": self.name,
+            "split": self.split,
+            "n_images": len(self),
+            "n_full": self.n_full,
+            "complete": self.complete,
+            "source": self.source,
+            "notes": list(self.notes),
+        }
+
+    def describe(self) -> str:
+        """One human line, e.g. ``mnist train, 17,387 of 60,000 images (partial)``."""
+        text = f"{self.name} {self.split}, {len(self):,}"
+        if self.n_full and not self.complete:
+            text += f" of {self.n_full:,} images (partial)"
+        else:
+            text += " images"
+        return text
+
+    def subset(self, indices) -> "ImageSet":
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return ImageSet(self.name, self.split, self.images[idx], self.labels[idx], self.classes,
+                        self.source, None, self.notes + [f"subset of {len(idx)} images"])
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[0, 255]`` -> float ``[-1, 1]`` (the study's normalisation: mean 0.5, std 0.5)."""
+    return images.float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``--data-dir`` if given, else ``$CL_DATA_DIR``, else ``./data``."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    return Path(os.environ.get("CL_DATA_DIR") or "data").expanduser()
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name in SPECS:
+        return SPECS[name]
+    if name.startswith("folder:"):
+        return DatasetSpec(name, 3, 32, (), 0, 0, f"image folder {name[7:]}", dark_background=False)
+    raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(SPECS)} or folder:PATH")
+
+
+def load_dataset(name: str, split: str = "train", data_dir=None, download: bool = True,
+                 allow_gallery: bool = True) -> ImageSet:
+    """Load one split of a named data set as uint8 tensors.
+
+    Raises :class:`DataUnavailableError` with instructions when the files are missing and cannot
+    be downloaded. With ``allow_gallery`` a missing *test* split falls back to the shipped gallery.
+    """
+    if split not in ("train", "test"):
+        raise ConfigError(f"unknown split {split!r}; use train or test")
+    dataset_spec(name)  # validates the name
+    root = resolve_data_dir(data_dir)
+    try:
+        return _load_cached(name, split, str(root.resolve()), download)
+    except DataUnavailableError:
+        if allow_gallery and split == "test" and name in SPECS:
+            gallery = load_gallery(name)
+            if gallery is not None:
+                return gallery
+        raise
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str, split: str, root: str, download: bool) -> ImageSet:
+    root_path = Path(root)
+    if name == "digits":
+        return _load_digits(split)
+    if name == "mnist":
+        return _load_idx_set("mnist", "MNIST", split, root_path, download)
+    if name == "fashion-mnist":
+        return _load_idx_set("fashion-mnist", "FashionMNIST", split, root_path, download)
+    if name == "cifar10":
+        return _load_cifar10(split, root_path, download)
+    return _load_folder(name, Path(name[len("folder:"):]).expanduser(), split)
+
+
+def clear_cache() -> None:
+    _load_cached.cache_clear()
+
+
+# --------------------------------------------------------------------------- digits
+def _load_digits(split: str) -> ImageSet:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0))[:, None]
+    # MNIST digits sit in a 20x20 box centred on a 28x28 canvas; doing the same keeps digits
+    # comparable with MNIST and lets the study's encoder (28x28 input) run unchanged.
+    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False, antialias=True)
+    x = F.pad(x, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    idx = np.arange(len(y))
+    train_idx, test_idx = train_test_split(idx, test_size=540, stratify=bunch.target, random_state=0)
+    chosen = np.sort(train_idx if split == "train" else test_idx)
+    n_full = 1257 if split == "train" else 540
+    return ImageSet("digits", split, x[chosen].contiguous(), y[chosen], list(MNIST_CLASSES),
+                    "sklearn.datasets.load_digits (bundled with scikit-learn)", n_full)
+
+
+# --------------------------------------------------------------------------- IDX (MNIST family)
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 8:
+        raise DataUnavailableError(f"{path} is too short to be an IDX file")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise DataUnavailableError(f"{path} is not a uint8 IDX file")
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    expected = int(np.prod(dims))
+    if body.size < expected:
+        raise DataUnavailableError(f"{path} is truncated: {body.size} of {expected} bytes")
+    return body[:expected].reshape(dims)
+
+
+def _find_file(candidates: list[Path]) -> Path | None:
+    for base in candidates:
+        for path in (base, base.with_name(base.name + ".gz")):
+            if path.is_file():
+                return path
+    return None
+
+
+def _load_idx_set(name: str, folder: str, split: str, root: Path, download: bool) -> ImageSet:
+    spec = SPECS[name]
+    image_file, label_file = _IDX_FILES[split]
+    bases = [root / folder / "raw"]
+    if name == "fashion-mnist":  # Debian's dataset-fashion-mnist package
+        bases.append(Path("/usr/share/datasets/fashion-mnist"))
+
+    def locate():
+        for base in bases:
+            img, lab = _find_file([base / image_file]), _find_file([base / label_file])
+            if img and lab:
+                return img, lab
+        return None
+
+    found = locate()
+    if found is None and download:
+        _try_torchvision_download(name, root)
+        found = locate()
+    if found is None:
+        raise DataUnavailableError(
+            f"{name} {split} split not found: expected {root / folder / 'raw' / image_file} and "
+            f"{label_file} (torchvision layout). Run once with internet access to download it, or "
+            f"copy the files there and pass --data-dir / set CL_DATA_DIR")
+    images = _read_idx(found[0])
+    labels = _read_idx(found[1]).astype(np.int64)
+    n = min(len(images), len(labels))
+    full = spec.n_train_full if split == "train" else spec.n_test_full
+    notes = [] if n >= full else [f"partial {split} split: {n:,} of {full:,} images"]
+    return ImageSet(name, split, torch.from_numpy(images[:n].copy())[:, None], torch.from_numpy(labels[:n]),
+                    list(spec.classes), str(found[0].parent), full, notes)
+
+
+def _try_torchvision_download(name: str, root: Path) -> None:
+    """Best effort: torchvision's own downloader. Offline it fails; the caller then explains."""
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for train in (True, False):
+            cls(root=str(root), train=train, download=True)
+    except Exception:  # noqa: BLE001 - any network or disk failure means "not available"
+        pass
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
+    spec = SPECS["cifar10"]
+    full = spec.n_train_full if split == "train" else spec.n_test_full
+    batches = root / "cifar-10-batches-py"
+    subset = root / "cifar10-subset" / split
+    if not batches.is_dir() and not subset.is_dir() and download:
+        _try_torchvision_download("cifar10", root)
+    if batches.is_dir():
+        import torchvision.datasets as tvd
+
+        ds = tvd.CIFAR10(root=str(root), train=(split == "train"), download=False)
+        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+        labels = torch.as_tensor(ds.targets, dtype=torch.long)
+        return ImageSet("cifar10", split, images, labels, list(CIFAR10_CLASSES), str(batches), full)
+    if subset.is_dir():
+        images, labels, _ = _read_class_folders(subset, list(CIFAR10_CLASSES), channels=3, size=32)
+        n = len(labels)
+        notes = [f"partial {split} split: {n:,} of {full:,} images (cifar10-subset folder)"]
+        return ImageSet("cifar10", split, images, labels, list(CIFAR10_CLASSES), str(subset), full, notes)
+    raise DataUnavailableError(
+        f"cifar10 {split} split not found: expected {batches} (torchvision layout) or "
+        f"{subset}/<class>/*.png. Run once with internet access to download it, or copy the files "
+        f"there and pass --data-dir / set CL_DATA_DIR")
+
+
+# --------------------------------------------------------------------------- image folders
+def _read_class_folders(path: Path, classes: list[str] | None, channels: int, size: int):
+    from .images import decode_image_file, fit_to_format
+
+    if classes is None:
+        classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        folder = path / cls
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            pil = decode_image_file(file)
+            images.append(fit_to_format(pil, channels=channels, size=size, mode="resize"))
+            labels.append(label)
+    if not images:
+        raise DataUnavailableError(f"no images found under {path} (expected {path}/<class>/*.png)")
+    return torch.stack(images), torch.as_tensor(labels, dtype=torch.long), classes
+
+
+def _load_folder(name: str, path: Path, split: str) -> ImageSet:
+    if not path.is_dir():
+        raise DataUnavailableError(f"image folder {path} does not exist")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
+        images, labels, classes = _read_class_folders(path / split, classes, 3, 32)
+        return ImageSet(name, split, images, labels, classes, str(path / split))
+    images, labels, classes = _read_class_folders(path, None, 3, 32)
+    # No split of its own: a stratified, seeded 80/20 split so train and test never overlap.
+    rng = np.random.default_rng(0)
+    test_mask = np.zeros(len(labels), dtype=bool)
+    for c in range(len(classes)):
+        idx = np.flatnonzero(labels.numpy() == c)
+        rng.shuffle(idx)
+        if len(idx) > 1:  # a class with one image stays in train
+            test_mask[idx[: max(1, round(0.2 * len(idx)))]] = True
+    keep = torch.from_numpy(test_mask if split == "test" else ~test_mask)
+    return ImageSet(name, split, images[keep], labels[keep], classes, str(path),
+                    notes=["seeded stratified 80/20 split of a folder without train/test"])
+
+
+# --------------------------------------------------------------------------- galleries
+def gallery_path(name: str) -> Path:
+    return GALLERY_DIR / f"{name}-test.npz"
+
+
+def load_gallery(name: str) -> ImageSet | None:
+    """The small test gallery shipped for the demo, or ``None`` when there is none."""
+    path = gallery_path(name)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        images = torch.from_numpy(npz["images"].copy())
+        labels = torch.from_numpy(npz["labels"].astype(np.int64))
+        n_full = int(npz["n_full"]) if "n_full" in npz else None
+    spec = SPECS[name]
+    return ImageSet(name, "test", images, labels, list(spec.classes), f"shipped gallery {path.name}",
+                    n_full, [f"shipped gallery: {len(labels):,} test images, the full data set was not found"])
+
+
+def save_gallery(image_set: ImageSet, n: int, seed: int = 0) -> Path:
+    """Write a stratified sample of ``n`` test images as a compressed ``.npz`` gallery."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(image_set))[:n]
+    idx.sort()
+    GALLERY_DIR.mkdir(parents=True, exist_ok=True)
+    path = gallery_path(image_set.name)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, images=image_set.images[idx].numpy(), labels=image_set.labels[idx].numpy().astype(np.uint8),
+                        n_full=np.int64(image_set.n_full or len(image_set)))
+    os.replace(tmp, path)
+    return path
+
+
+def dataset_status(name: str, data_dir=None) -> dict:
+    """Whether a data set is usable here, without downloading anything."""
+    spec = dataset_spec(name)
+    row = {"name": name, "channels": spec.channels, "size": spec.size, "classes": len(spec.classes),
+           "n_train_full": spec.n_train_full, "n_test_full": spec.n_test_full, "description": spec.description}
+    for split in ("train", "test"):
+        try:
+            s = load_dataset(name, split, data_dir, download=False, allow_gallery=True)
+            row[f"n_{split}"] = len(s)
+            row[f"{split}_source"] = s.source
+            row[f"{split}_complete"] = s.complete
+        except DataUnavailableError as err:
+            row[f"n_{split}"] = 0
+            row[f"{split}_source"] = None
+            row[f"{split}_error"] = str(err)
+    row["available"] = row["n_train"] > 0
+    return row

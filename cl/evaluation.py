@@ -1,0 +1,156 @@
+"""Evaluation protocols. Every result records which data it came from.
+
+- ``paper`` (the study's): embed the test split, split those embeddings 80/20 (seeded,
+  stratified), fit ``LogisticRegression(max_iter=1000)`` on the 80 %, report accuracy and top-3
+  accuracy on the 20 %; a 30-nearest-neighbour classifier on the same split; the linear probe's
+  confusion matrix.
+- ``standard``: fit the probe and kNN on the *train* embeddings, score on the whole test split.
+
+Both add retrieval precision@k over the scored test images (leave-one-out cosine neighbours).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import confusion_matrix, top_k_accuracy_score
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+
+from .data import ImageSet, to_float
+from .errors import ConfigError
+
+PROTOCOLS = ("paper", "standard")
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """uint8 images ``(N, C, H, W)`` -> float32 embeddings ``(N, D)`` (eval mode, no grad)."""
+    model.eval()
+    device = next(model.parameters()).device
+    fn = getattr(model, "embed", model)
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = to_float(images[s:s + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+        out.append(fn(x).float().cpu())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Mean fraction of each image's k nearest (cosine) other images that share its label."""
+    n = len(labels)
+    k = min(k, n - 1)
+    if k < 1:
+        return float("nan")
+    z = torch.nn.functional.normalize(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)), dim=1)
+    lab = torch.from_numpy(np.asarray(labels))
+    hits = 0.0
+    for s in range(0, n, 2048):
+        sim = z[s:s + 2048] @ z.T
+        rows = torch.arange(s, min(s + 2048, n))
+        sim[torch.arange(len(rows)), rows] = float("-inf")
+        nn_idx = sim.topk(k, dim=1).indices
+        hits += (lab[nn_idx] == lab[rows, None]).float().sum().item()
+    return hits / (n * k)
+
+
+def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets is not an error
+        probe = LogisticRegression(max_iter=1000, random_state=seed)
+        probe.fit(x_fit, y_fit)
+    proba = probe.predict_proba(x_score)
+    pred = probe.classes_[proba.argmax(1)]
+    labels_all = np.arange(n_classes)
+    if len(probe.classes_) >= 3:
+        top3 = top_k_accuracy_score(y_score, proba, k=3, labels=probe.classes_)
+    else:
+        top3 = 1.0
+    knn = KNeighborsClassifier(n_neighbors=min(30, len(y_fit)))
+    knn.fit(x_fit, y_fit)
+    knn_pred = knn.predict(x_score)
+    cm = confusion_matrix(y_score, pred, labels=labels_all)
+    per_class = [float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None for i in range(n_classes)]
+    return {
+        "linear_acc": float((pred == y_score).mean()),
+        "top3_acc": float(top3),
+        "knn_acc": float((knn_pred == y_score).mean()),
+        "confusion_matrix": cm.tolist(),
+        "per_class_acc": per_class,
+        "predictions": pred.tolist(),
+    }
+
+
+def evaluate_embeddings(test_emb: np.ndarray, test_set: ImageSet, protocol: str = "paper",
+                        train_emb: np.ndarray | None = None, train_set: ImageSet | None = None,
+                        seed: int = 0) -> dict:
+    """Score embeddings under a protocol; the result names its data and the scored indices."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    y_test = test_set.labels.numpy()
+    n_classes = len(test_set.classes)
+    if protocol == "paper":
+        idx = np.arange(len(y_test))
+        counts = np.bincount(y_test, minlength=n_classes)
+        stratify = y_test if counts[counts > 0].min() >= 2 else None
+        fit_idx, score_idx = train_test_split(idx, test_size=0.2, random_state=seed, stratify=stratify)
+        x_fit, y_fit = test_emb[fit_idx], y_test[fit_idx]
+        x_score, y_score = test_emb[score_idx], y_test[score_idx]
+        fitted_on = {"dataset": test_set.name, "split": "test", "n_images": len(fit_idx),
+                     "note": "80 % of the test embeddings (seeded, stratified)"}
+    else:
+        if train_emb is None or train_set is None:
+            raise ConfigError("the standard protocol needs the train split's embeddings")
+        x_fit, y_fit = train_emb, train_set.labels.numpy()
+        score_idx = np.arange(len(y_test))
+        x_score, y_score = test_emb, y_test
+        fitted_on = train_set.provenance()
+    result = _probe(x_fit, y_fit, x_score, y_score, n_classes, seed)
+    result.update({
+        "protocol": protocol,
+        "dataset": test_set.name,
+        "split": "test",
+        "n_test": int(len(y_score)),
+        "n_fit": int(len(y_fit)),
+        "fitted_on": fitted_on,
+        "scored_on": {**test_set.provenance(), "n_scored": int(len(y_score))},
+        "precision_at_10": precision_at_k(x_score, y_score, 10),
+        "scored_indices": score_idx.tolist(),
+        "classes": list(test_set.classes),
+        "seed": seed,
+    })
+    return result
+
+
+def evaluate_model(model: torch.nn.Module, test_set: ImageSet, protocol: str = "paper",
+                   train_set: ImageSet | None = None, seed: int = 0) -> dict:
+    t0 = time.perf_counter()
+    test_emb = embed(model, test_set.images)
+    train_emb = embed(model, train_set.images) if protocol == "standard" and train_set is not None else None
+    result = evaluate_embeddings(test_emb, test_set, protocol, train_emb, train_set, seed)
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: int = 0) -> float:
+    """Quick kNN-k accuracy under the paper split (for per-epoch monitoring)."""
+    emb = embed(model, test_set.images)
+    y = test_set.labels.numpy()
+    fit_idx, score_idx = train_test_split(np.arange(len(y)), test_size=0.2, random_state=seed, stratify=y)
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(fit_idx))).fit(emb[fit_idx], y[fit_idx])
+    return float((knn.predict(emb[score_idx]) == y[score_idx]).mean())
+
+
+SUMMARY_KEYS = ("protocol", "dataset", "split", "n_test", "n_fit", "linear_acc", "top3_acc", "knn_acc",
+                "precision_at_10")
+
+
+def summary(result: dict) -> dict:
+    """The headline figures of a result (what checkpoint cards and tables keep)."""
+    return {k: result[k] for k in SUMMARY_KEYS if k in result}

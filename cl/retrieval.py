@@ -1,0 +1,77 @@
+"""Nearest-neighbour retrieval over a gallery of embeddings, and embedding a user's image.
+
+Similarity is cosine: embeddings are L2-normalised once when the index is built, so a query
+is one matrix-vector product and a partial top-k (fast enough for 60,000 images on a CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import SPECS, to_float
+from .images import PreparedImage, decode_image_bytes, decode_image_file, prepare_image
+
+
+@dataclass
+class Neighbor:
+    index: int
+    label: int
+    similarity: float
+
+
+class NeighborIndex:
+    """Cosine top-k over a fixed gallery of embeddings."""
+
+    def __init__(self, embeddings: np.ndarray, labels: np.ndarray):
+        z = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self.z = torch.nn.functional.normalize(z, dim=1)
+        self.labels = np.asarray(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def query(self, vector: np.ndarray | torch.Tensor, k: int = 10, exclude: int | None = None) -> list[Neighbor]:
+        q = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
+        q = torch.nn.functional.normalize(q, dim=0)
+        sim = self.z @ q
+        if exclude is not None:
+            sim[exclude] = float("-inf")
+        k = max(0, min(k, len(self) - (exclude is not None)))
+        top = torch.topk(sim, k)
+        return [Neighbor(int(i), int(self.labels[i]), float(s)) for s, i in zip(top.values, top.indices)]
+
+
+def input_mode_for(dataset: str) -> str:
+    """``digit`` preprocessing for light-on-dark grey digit sets, plain ``resize`` otherwise."""
+    return "digit" if dataset in ("digits", "mnist") else "resize"
+
+
+def prepare_query(source, channels: int, size: int, dataset: str, invert="auto") -> PreparedImage:
+    """Decode a path or bytes and convert to the data set's format (recording every step)."""
+    if isinstance(source, (bytes, bytearray)):
+        pil = decode_image_bytes(bytes(source), name="upload")
+    else:
+        pil = decode_image_file(source)
+    mode = input_mode_for(dataset)
+    if mode != "digit" and invert == "auto":
+        # Fashion-MNIST items are light on black too: photos of clothes on white need inverting.
+        invert = "auto-resize"
+    if invert == "auto-resize":
+        spec = SPECS.get(dataset)
+        invert = False
+        if spec is not None and spec.dark_background and channels == 1:
+            arr = np.asarray(pil.convert("L"))
+            border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+            invert = bool(np.median(border) > 127)
+    return prepare_image(pil, channels, size, mode=mode, invert=invert)
+
+
+@torch.no_grad()
+def embed_one(model: torch.nn.Module, image_uint8: torch.Tensor) -> np.ndarray:
+    model.eval()
+    x = to_float(image_uint8[None]).contiguous(memory_format=torch.channels_last)
+    fn = getattr(model, "embed", model)
+    return fn(x)[0].float().numpy()
