@@ -1,0 +1,36 @@
+"""Contrastive Explorer: `streamlit run app.py`.
+
+The entry point: page config, the shared sidebar (ui/sidebar.py) and navigation over pages/.
+Pages hold widgets and charts only; the work is done by the `cl` library.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from ui import sidebar, state  # noqa: E402
+
+st.set_page_config(page_title="Contrastive Explorer", page_icon=":material/scatter_plot:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/augmentations.py", title="Augmentations", icon=":material/auto_fix_high:"),
+    st.Page("pages/embedding.py", title="Embedding space", icon=":material/scatter_plot:"),
+    st.Page("pages/metrics.py", title="Metrics", icon=":material/leaderboard:"),
+    st.Page("pages/retrieval.py", title="Retrieval", icon=":material/image_search:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+]
+
+page = st.navigation(PAGES)
+sidebar.render()
+for kind, text in state.pop_flash():
+    {"success": st.success, "info": st.info, "error": st.error}.get(kind, st.info)(text)
+page.run()

@@ -1,0 +1,63 @@
+"""Augmentations: anchor / positive / negative grids and the augmentations side by side."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS, get_augmentation
+from ui import cache, common, state
+from ui import images as ui_images
+from ui.sidebar import AUG_HELP
+
+ctx = state.context()
+st.title("Augmentations")
+st.caption("A contrastive model learns that an image and its augmented copy (the positive) belong together and "
+           "that an image of another class (the negative) does not. What the augmentation changes is what the "
+           "model learns to ignore.")
+
+split = "train" if ctx.train_available else "test"
+with common.user_errors():
+    data = cache.load_data(ctx.dataset, split)
+
+c1, c2, c3 = st.columns([2, 1, 1])
+n = c1.slider("Anchors", 4, 16, 8, key="aug_n")
+scale = c2.select_slider("Zoom", [2, 3, 4], value=3, key="aug_scale")
+c3.button("Re-roll", icon=":material/casino:", on_click=state.reroll_augmentations, key="aug_reroll",
+          help="Draw new anchors and new random augmentations.")
+seed = state.aug_seed()
+
+rng = np.random.default_rng(seed)
+labels = data.labels.numpy()
+anchors = rng.choice(len(data), size=min(n, len(data)), replace=False)
+# label-aware negatives, as in the study: an image of a different class
+negatives = np.array([rng.choice(np.flatnonzero(labels != labels[a])) for a in anchors])
+
+
+def augmented(name: str, idx: np.ndarray, seed_: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed_)
+    x = get_augmentation(name)(data.images[torch.from_numpy(idx)].float().div(255.0), gen)
+    return x.mul(255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+anchor_imgs = data.images[torch.from_numpy(anchors)]
+positive_imgs = augmented(ctx.augmentation, anchors, seed)
+negative_imgs = data.images[torch.from_numpy(negatives)]
+
+st.subheader(f"Pairs with {AUG_HELP.get(ctx.augmentation, ctx.augmentation)}")
+st.caption(f"{len(anchors)} anchors drawn at random from {data.describe()} (draw {seed}). In the study only the "
+           "positive is augmented and the anchor is just normalised; the default recipe augments both views.")
+names = [data.classes[labels[a]] for a in anchors]
+for title, imgs, caps in (
+    ("Anchor", anchor_imgs, names),
+    (f"Positive: the anchor after {ctx.augmentation}", positive_imgs, names),
+    ("Negative: an image of another class", negative_imgs, [data.classes[labels[i]] for i in negatives]),
+):
+    st.markdown(f"**{title}** · " + ", ".join(caps))
+    st.image(ui_images.grid(imgs, ncol=len(imgs), scale=scale))
+
+st.subheader("All augmentations side by side")
+st.caption(f"The same {len(anchors)} anchors from {data.describe()}, one row per augmentation; the study compared "
+           f"{', '.join(PAPER_AUGMENTATIONS)}.")
+for name in AUGMENTATIONS:
+    st.markdown(f"**{AUG_HELP.get(name, name)}**")
+    st.image(ui_images.grid(augmented(name, anchors, seed * 7919 + 1), ncol=len(anchors), scale=scale))

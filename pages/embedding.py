@@ -1,0 +1,98 @@
+"""Embedding space: t-SNE / UMAP / PCA of every test image, image tooltips, selection."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from cl.errors import DataUnavailableError
+from ui import cache, charts, common, state
+from ui import images as ui_images
+
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+
+ctx = state.context()
+st.title("Embedding space")
+common.require_model(ctx)
+m = ctx.model
+with common.user_errors():
+    test = cache.load_data(ctx.dataset, "test")
+    cache.embeddings(m.path, m.cid, ctx.dataset, "test")
+n_total = len(test)
+st.caption(common.model_line(ctx))
+
+default = {"method": "tsne" if n_total <= 2000 else "pca", "n": n_total, "seed": 0, "perplexity": 30.0,
+           "n_neighbors": 15, "min_dist": 0.1}
+req = state.projection_request(default)
+req["n"] = min(int(req.get("n", n_total)), n_total) if req.get("n") else n_total
+
+with st.form("projection_form"):
+    c1, c2, c3 = st.columns([1, 1, 1])
+    method = c1.selectbox("Method", list(METHOD_NAMES), index=list(METHOD_NAMES).index(req["method"]),
+                          format_func=METHOD_NAMES.get, key="emb_method")
+    n = c2.number_input(f"Points (of {n_total:,} test images)", 3, n_total, int(req["n"]), key="emb_n",
+                        help="All test images by default; fewer is faster for t-SNE and UMAP.")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, int(req["seed"]), key="emb_seed")
+    c4, c5, c6 = st.columns(3)
+    perplexity = c4.slider("t-SNE perplexity", 5.0, 100.0, float(req["perplexity"]), key="emb_perp")
+    n_neighbors = c5.slider("UMAP neighbours", 5, 100, int(req["n_neighbors"]), key="emb_nn")
+    min_dist = c6.slider("UMAP min. distance", 0.0, 0.99, float(req["min_dist"]), key="emb_md")
+    if st.form_submit_button("Compute projection", type="primary", icon=":material/scatter_plot:"):
+        req = {"method": method, "n": int(n), "seed": int(seed), "perplexity": float(perplexity),
+               "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
+        state.set_projection_request(req)
+if n_total > 3000 and req["method"] != "pca":
+    st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
+               "the result is cached for everyone.")
+
+label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.dataset} test images"
+with st.status(f"Computing the {label} ...", expanded=False) as status:
+    with common.user_errors():
+        idx, xy = cache.projection(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
+                                   req["perplexity"], req["n_neighbors"], req["min_dist"],
+                                   _progress=lambda msg: status.update(label=f"{label}: {msg}"))
+    status.update(label=f"{label} (seed {req['seed']})", state="complete")
+
+color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], default="class", key="emb_color",
+                                format_func={"class": "true class", "predicted": "predicted class",
+                                             "correct": "correct / wrong"}.get) or "class"
+pred = None
+if color_by != "class":
+    with st.spinner("Fitting the linear probe ..."), common.user_errors():
+        pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
+    st.caption(f"Predictions: {how}.")
+
+thumbs = cache.thumbnails(ctx.dataset, "test")
+labels = test.labels.numpy()
+df = charts.scatter_frame(xy, idx, labels, test.classes, pred, thumbs)
+chart = charts.scatter(df, color_by, test.classes, METHOD_NAMES[req["method"]])
+event = st.altair_chart(chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
+                        width="stretch")
+st.caption(f"{len(df):,} of {n_total:,} points ({test.describe()}). Hover a point for its image; click a point or "
+           "drag a rectangle to list images below; double-click to clear.")
+
+chosen = charts.selected_indices(event, df)
+if len(chosen):
+    shown = chosen[:60]
+    st.subheader(f"Selected: {len(chosen):,} image(s)" + (" (first 60 shown)" if len(chosen) > 60 else ""))
+    caps = []
+    for i in shown:
+        text = f"#{i} {test.classes[labels[i]]}"
+        if pred is not None and pred[i] >= 0 and pred[i] != labels[i]:
+            text += f" → {test.classes[pred[i]]}"
+        caps.append(text)
+    common.image_gallery(test.images[torch.from_numpy(shown)], caps, ncol=10, scale=2)
+    counts = np.bincount(labels[chosen], minlength=len(test.classes))
+    st.caption("Classes in the selection: " + ", ".join(f"{test.classes[k]} {c}" for k, c in enumerate(counts) if c))
+
+snap = m.snapshots
+if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
+    with st.expander(f"Replay: the embedding after each training epoch ({len(snap['epochs'])} epochs)", expanded=False):
+        frames = cache.snapshot_projection(f"{m.cid}-{len(snap['epochs'])}", snap)
+        epoch = st.select_slider("Epoch", snap["epochs"], value=snap["epochs"][-1], key="emb_epoch")
+        k = snap["epochs"].index(epoch)
+        sidx = np.asarray(snap["indices"])
+        sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
+        st.altair_chart(charts.scatter(sdf, "class", test.classes, "PCA", height=420, selectable=False,
+                                       title=f"Epoch {epoch}: PCA of {len(sidx):,} {ctx.dataset} test images"),
+                        width="stretch", key="emb_replay")
+        st.caption("Each epoch's PCA, axes flipped to agree with the last epoch, so you can watch classes separate.")

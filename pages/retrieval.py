@@ -1,0 +1,99 @@
+"""Retrieval: nearest neighbours of a test image or of an uploaded image."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from cl.retrieval import NeighborIndex, embed_one, prepare_query
+from cl.errors import UserError
+from ui import cache, common, state
+from ui import images as ui_images
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+ctx = state.context()
+st.title("Retrieval")
+common.require_model(ctx)
+m = ctx.model
+with common.user_errors():
+    test = cache.load_data(ctx.dataset, "test")
+    emb = cache.embeddings(m.path, m.cid, ctx.dataset, "test")
+    net, _card = cache.model(m.path, m.cid)
+index = NeighborIndex(emb, test.labels.numpy())
+labels = test.labels.numpy()
+st.caption(f"{common.model_line(ctx)} Neighbours are searched among {test.describe()} by cosine similarity.")
+
+k = st.slider("Neighbours (k)", 1, 50, 10, key="ret_k")
+
+
+def show_neighbours(hits, query_label: int | None) -> None:
+    imgs = test.images[torch.tensor([h.index for h in hits], dtype=torch.long)]
+    caps = [f"{test.classes[h.label]} · {h.similarity:.3f} · #{h.index}" for h in hits]
+    common.image_gallery(imgs, caps, ncol=min(10, max(5, len(hits))), scale=3)
+    if query_label is not None and hits:
+        same = sum(h.label == query_label for h in hits)
+        st.caption(f"{same} of {len(hits)} neighbours share the query's class ({test.classes[query_label]}).")
+    else:
+        counts = np.bincount([h.label for h in hits], minlength=len(test.classes))
+        st.caption("Neighbour classes: " + ", ".join(f"{test.classes[c]} {n}" for c, n in enumerate(counts) if n))
+
+
+def _random_query() -> None:
+    state.set_widget("ret_index", int(np.random.default_rng().integers(len(test))))
+
+
+tab_test, tab_upload = st.tabs(["A test image", "Your own image"])
+with tab_test:
+    c1, c2 = st.columns([3, 1])
+    i = int(c1.number_input(f"Test image index (0 to {len(test) - 1:,})", 0, len(test) - 1, 0, key="ret_index"))
+    c2.button("Random image", on_click=_random_query, key="ret_random", icon=":material/casino:")
+    q1, q2 = st.columns([1, 5])
+    with q1:
+        st.image(ui_images.to_array(test.images[i], 4), caption=f"query #{i}: {test.classes[labels[i]]}")
+    with q2:
+        hits = index.query(emb[i], k=k, exclude=i)
+        st.markdown(f"**Top {len(hits)} neighbours** (class · cosine similarity · test index; the query is excluded)")
+        show_neighbours(hits, int(labels[i]))
+
+with tab_upload:
+    st.markdown(f"Upload a photo or drawing; it is converted to the {ctx.dataset} format "
+                f"({test.channels} channel{'s' if test.channels > 1 else ''}, {test.size}x{test.size}) and searched "
+                "against the test images. Any image type; at most 10 MB.")
+    upload = st.file_uploader("Image file", key="ret_upload",
+                              help="PNG, JPEG, GIF (first frame), BMP, TIFF, WebP; SVG and other vector formats "
+                                   "are not supported.")
+    invert = st.radio("Invert colours", ["auto", "yes", "no"], horizontal=True, key="ret_invert",
+                      help="Digits in these data sets are light strokes on black; auto inverts dark-on-light "
+                           "images.")
+    if upload is not None:
+        data = upload.getvalue()
+        prepared = None
+        try:
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise UserError(f"{upload.name}: {len(data) / 2**20:.1f} MB is over the 10 MB limit")
+            prepared = prepare_query(data, test.channels, test.size, ctx.dataset,
+                                     invert={"auto": "auto", "yes": True, "no": False}[invert])
+        except UserError as err:
+            st.error(f"Cannot use this file: {err}", icon=":material/broken_image:")
+        except Exception as err:  # noqa: BLE001 - hostile files must never surface as a traceback
+            st.error(f"Cannot use this file: {upload.name} could not be read as an image "
+                     f"({type(err).__name__}).", icon=":material/broken_image:")
+        if prepared is not None:
+            u1, u2, u3 = st.columns([1, 1, 2])
+            with u1:
+                preview = ui_images.bytes_preview(data)
+                if preview is not None:
+                    st.image(preview, caption=f"your image: {prepared.original_size[0]}x{prepared.original_size[1]} "
+                                              f"{prepared.original_mode}")
+            with u2:
+                st.image(ui_images.to_array(prepared.tensor, 4),
+                         caption=f"what the model sees: {test.size}x{test.size}, "
+                                 f"{'grey' if test.channels == 1 else 'colour'}")
+            with u3:
+                st.markdown("**Preprocessing**")
+                steps = prepared.steps or ["none: already in the right format"]
+                st.markdown("\n".join(f"1. {s}" for s in steps))
+                st.caption(f"Inverted: {'yes' if prepared.inverted else 'no'} (setting: {invert}).")
+            hits = index.query(embed_one(net, prepared.tensor), k=k)
+            st.markdown(f"**Top {len(hits)} neighbours of your image** among {test.describe()}")
+            show_neighbours(hits, None)

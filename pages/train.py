@@ -1,0 +1,164 @@
+"""Train: recipe and hyperparameters, start and cancel, live progress, loss curve, kNN per epoch."""
+
+import streamlit as st
+
+from cl.errors import DataUnavailableError, UserError
+from cl.training import TrainConfig, resolve_config
+from ui import cache, charts, jobs, models, state
+
+ctx = state.context()
+st.title("Train")
+st.caption(f"Data set **{ctx.dataset}**, augmentation **{ctx.augmentation}**, loss **{ctx.loss}** "
+           "(change them in the sidebar). The run trains in the background: every other page keeps working.")
+
+# ------------------------------------------------------------------ data availability / download
+if ctx.requested != ctx.dataset or not ctx.train_available:
+    missing = ctx.requested
+    st.warning(f"The {missing} train split is not on this machine, so it cannot be trained here yet.",
+               icon=":material/cloud_off:")
+    if st.button(f"Try to download {missing} (needs internet)", key="tr_download"):
+        with st.status(f"Downloading {missing} with torchvision ...", expanded=True) as s:
+            try:
+                got = cache.download_data(missing)
+                s.update(label=f"Downloaded: {got.describe()}", state="complete")
+                st.rerun()
+            except UserError as err:
+                s.update(label="Download failed", state="error")
+                st.error(f"{err}", icon=":material/cloud_off:")
+    if not ctx.train_available:
+        st.stop()
+
+# ------------------------------------------------------------------ settings
+job = jobs.get(state.job_id())
+busy = job is not None and job.alive
+
+left, right = st.columns([1, 1])
+with left:
+    recipe = st.radio("Recipe", ["paper", "default"], horizontal=True, key="tr_recipe",
+                      format_func={"paper": "paper (the study's settings)", "default": "default (ours)"}.get,
+                      help="paper: the study's encoder, SGD, batch 1,024, positives augmented once. "
+                           "default: a small ConvNet, AdamW with warm-up and cosine decay, fresh augmentation.")
+    own = st.checkbox("Use the recipe's own augmentation and loss instead of the sidebar's", key="tr_own",
+                      help="The default recipe's own choice is SupCon with a mild affine augmentation.")
+try:
+    base = TrainConfig(dataset=ctx.dataset, recipe=recipe,
+                       augmentation=None if own else ctx.augmentation, loss=None if own else ctx.loss)
+    defaults = resolve_config(base)
+except UserError as err:
+    st.error(str(err))
+    st.stop()
+with right:
+    st.markdown(f"**Will train:** {defaults.encoder} encoder, loss **{defaults.loss}**, augmentation "
+                f"**{defaults.augmentation}**, optimiser {defaults.optimizer}, "
+                f"{ctx.status['n_train']:,} {ctx.dataset} train images"
+                + ("" if ctx.status.get("train_complete", True) else " (partial split)"))
+
+sig = f"{ctx.dataset}-{recipe}-{defaults.loss}-{defaults.augmentation}"
+with st.form("train_form", border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("Epochs", 1, 500, int(defaults.epochs), key=f"tr_epochs_{sig}")
+    batch = c2.number_input("Batch size", 2, 4096, int(defaults.batch_size), step=32, key=f"tr_batch_{sig}")
+    lr = c3.number_input("Learning rate", 1e-5, 10.0, float(defaults.lr), format="%.4f", key=f"tr_lr_{sig}")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="tr_seed")
+    c5, c6, c7 = st.columns(3)
+    budget = c5.number_input("Time budget (s, 0 = none)", 0, 24 * 3600, 0, step=30, key="tr_budget",
+                             help="Stop cleanly after this many seconds of training and save what was learned.")
+    knn = c6.checkbox("kNN-30 accuracy after every epoch", True, key="tr_knn",
+                      help="Measured on the test split (paper protocol split); takes a moment per epoch.")
+    snaps = c7.checkbox("Record the embedding every epoch (for the replay)", True, key="tr_snaps")
+    submitted = st.form_submit_button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:")
+
+if submitted and not busy:
+    config = TrainConfig(dataset=ctx.dataset, recipe=recipe, augmentation=defaults.augmentation, loss=defaults.loss,
+                         epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
+                         time_budget=float(budget) if budget else None)
+    try:
+        job = jobs.start(state.session_id(), config, models.runs_dir(), knn_per_epoch=knn, snapshots=snaps,
+                         checkpoints_dir=models.checkpoints_dir())
+        state.set_job_id(job.id)
+        busy = True
+    except UserError as err:
+        st.warning(str(err), icon=":material/block:")
+
+st.caption(f"Trainings running on this server: {len(jobs.running())} of at most {jobs.max_concurrent()}. "
+           f"Models are saved to `{models.runs_dir()}`, never over the shipped checkpoints.")
+
+
+# ------------------------------------------------------------------ live monitor
+def _cancel(job_id: str) -> None:
+    jobs.cancel(job_id)
+
+
+def monitor() -> None:
+    job = jobs.get(state.job_id())
+    if job is None:
+        return
+    v = job.view()
+    c = v["config"]
+    p = v["progress"]
+    st.subheader(f"Run: {c.dataset}, {c.augmentation}, {c.loss} ({c.recipe} recipe)")
+    if p:
+        done = (p["epoch"] - 1) * p["steps"] + p["step"]
+        total = max(1, p["epochs"] * p["steps"])
+        frac = 1.0 if v["status"] == "done" else min(1.0, done / total)
+        st.progress(frac, text=f"epoch {p['epoch']}/{p['epochs']} · step {p['step']}/{p['steps']} · "
+                               f"loss {p['loss']:.4f} · {p['images_per_s']:,.0f} images/s · {p['elapsed']:.0f} s")
+    else:
+        st.progress(0.0, text=v["message"] or v["status"])
+    label = {"queued": "Starting", "loading": "Loading data", "training": "Training", "evaluating": "Evaluating",
+             "saving": "Saving", "done": "Finished", "cancelled": "Cancelled", "failed": "Failed"}[v["status"]]
+    msg = f"**{label}**: {v['message']}" if v["message"] else f"**{label}**"
+    if v["status"] == "failed":
+        st.error(msg, icon=":material/error:")
+    elif v["status"] == "cancelled":
+        st.info(msg, icon=":material/stop_circle:")
+    elif v["status"] == "done":
+        st.success(msg, icon=":material/check_circle:")
+    else:
+        st.markdown(msg)
+    if v["alive"]:
+        st.button("Cancel training", key="tr_cancel", on_click=_cancel, args=(v["id"],), icon=":material/stop:",
+                  disabled=v["cancel_requested"],
+                  help="Stops after the current step; nothing is saved and earlier models stay as they are.")
+    if v["train_note"]:
+        st.caption(f"Training on {v['train_note']}; kNN and the replay use {v['test_note']}.")
+    g1, g2 = st.columns(2)
+    if v["losses"]:
+        with g1:
+            st.altair_chart(charts.loss_curve(v["losses"], f"Training loss ({c.loss}) per step"), width="stretch")
+    if any("knn_acc" in h for h in v["history"]):
+        with g2:
+            st.altair_chart(charts.epoch_metric(v["history"], "knn_acc",
+                                                f"kNN-30 accuracy per epoch ({v['test_note']}, paper split)",
+                                                "kNN-30 accuracy"), width="stretch")
+    if v["status"] == "done" and v["card"]:
+        m = v["card"]["metrics"]
+        cols = st.columns(4)
+        paper, standard = m.get("paper", {}), m.get("standard", {})
+        cols[0].metric("Linear probe (paper)", f"{paper.get('linear_acc', 0):.3f}",
+                       help=f"fitted on {paper.get('n_fit', 0):,} and scored on {paper.get('n_test', 0):,} "
+                            f"{c.dataset} test images")
+        cols[1].metric("Top-3 (paper)", f"{paper.get('top3_acc', 0):.3f}")
+        cols[2].metric("kNN-30 (paper)", f"{paper.get('knn_acc', 0):.3f}")
+        cols[3].metric("Linear probe (standard)", f"{standard.get('linear_acc', 0):.3f}",
+                       help=f"fitted on {standard.get('n_fit', 0):,} train, scored on {standard.get('n_test', 0):,} "
+                            f"{c.dataset} test images")
+        st.caption(f"Paper protocol: probe fitted on {paper.get('n_fit', 0):,} and scored on "
+                   f"{paper.get('n_test', 0):,} {c.dataset} test images. Standard protocol: fitted on "
+                   f"{standard.get('n_fit', 0):,} {c.dataset} train images, scored on {standard.get('n_test', 0):,} "
+                   f"test images. Saved as `{v['out']}`. Reproduce with `{v['card'].get('command', '')}`.")
+        l1, l2, l3 = st.columns(3)
+        l1.page_link("pages/embedding.py", label="See its embedding space", icon=":material/scatter_plot:")
+        l2.page_link("pages/metrics.py", label="Its metrics", icon=":material/leaderboard:")
+        l3.page_link("pages/retrieval.py", label="Retrieve with it", icon=":material/image_search:")
+    if not v["alive"] and not job.consumed:
+        st.rerun()  # a full run registers the finished model in the sidebar
+
+
+job = jobs.get(state.job_id())
+if job is not None:
+    st.divider()
+    if job.alive:
+        st.fragment(monitor, run_every=1.0)()
+    else:
+        monitor()

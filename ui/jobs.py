@@ -1,0 +1,269 @@
+"""Training in background threads: at most one per session and a server-wide cap.
+
+The registry below is the only server-wide mutable state of the app. A session refers to its
+job by id (kept in :mod:`ui.state`); the Train page polls the job's :meth:`Job.view` from an
+``st.fragment(run_every=...)`` so the rest of the app stays usable while a model trains.
+Nothing here imports streamlit: the thread never touches the session.
+
+A finished job writes a new file in the runs folder (atomically, through
+``cl.checkpoints.save_checkpoint``); a cancelled or failed one writes nothing, so models saved
+earlier are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cl.errors import ConfigError, UserError
+
+log = logging.getLogger("contrastive-explorer.jobs")
+
+MAX_LOSS_POINTS = 4000
+MAX_SNAPSHOT_POINTS = 1000
+MAX_SNAPSHOT_EPOCHS = 60
+KEEP_FINISHED = 32
+
+
+class CapacityError(UserError):
+    """The server runs as many trainings as it allows, or this session already runs one."""
+
+
+def max_concurrent() -> int:
+    try:
+        return max(1, int(os.environ.get("CL_MAX_TRAININGS", "2")))
+    except ValueError:
+        return 2
+
+
+@dataclass
+class Job:
+    id: str
+    session: str
+    config: object  # cl.training.TrainConfig, resolved
+    out: Path
+    knn_per_epoch: bool = True
+    snapshots: bool = True
+    status: str = "queued"  # queued, loading, training, evaluating, saving, done, cancelled, failed
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    progress: dict = field(default_factory=dict)
+    losses: list = field(default_factory=list)  # (global_step, epoch, loss)
+    loss_stride: int = 1
+    history: list = field(default_factory=list)
+    snapshot_data: dict | None = None  # {"indices", "labels", "epochs", "embeddings"}
+    train_note: str = ""
+    test_note: str = ""
+    card: dict | None = None
+    consumed: bool = False
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def alive(self) -> bool:
+        return self.status in ("queued", "loading", "training", "evaluating", "saving")
+
+    def view(self) -> dict:
+        """A consistent copy for rendering (the thread keeps writing)."""
+        with self.lock:
+            return {
+                "id": self.id, "status": self.status, "message": self.message, "alive": self.alive,
+                "progress": dict(self.progress), "losses": list(self.losses), "history": [dict(h) for h in self.history],
+                "config": self.config, "out": str(self.out), "train_note": self.train_note,
+                "test_note": self.test_note, "card": self.card, "created": self.created, "finished": self.finished,
+                "cancel_requested": self.cancel_event.is_set(),
+            }
+
+    def _set(self, **kw) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, v)
+
+
+_LOCK = threading.Lock()
+_JOBS: dict[str, Job] = {}
+
+
+def get(job_id: str | None) -> Job | None:
+    if not job_id:
+        return None
+    with _LOCK:
+        return _JOBS.get(job_id)
+
+
+def running() -> list[Job]:
+    with _LOCK:
+        return [j for j in _JOBS.values() if j.alive]
+
+
+def cancel(job_id: str | None) -> None:
+    job = get(job_id)
+    if job is not None:
+        job.cancel_event.set()
+
+
+def _prune() -> None:
+    finished = sorted((j for j in _JOBS.values() if not j.alive), key=lambda j: j.finished or 0)
+    for j in finished[:-KEEP_FINISHED] if len(finished) > KEEP_FINISHED else []:
+        _JOBS.pop(j.id, None)
+
+
+def run_filename(config) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.dataset}-{config.augmentation}-{config.loss}-{stamp}-{uuid.uuid4().hex[:6]}.safetensors"
+
+
+def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snapshots: bool = True,
+          checkpoints_dir: Path | None = None) -> Job:
+    """Validate, reserve a slot and start the thread; raise a UserError when refused."""
+    from cl.data import dataset_spec
+    from cl.training import resolve_config
+
+    resolved = resolve_config(config)  # ConfigError on a bad value, before any slot is taken
+    dataset_spec(resolved.dataset)
+    runs_dir = Path(runs_dir)
+    if checkpoints_dir is not None:
+        try:
+            if runs_dir.resolve() == Path(checkpoints_dir).resolve():
+                raise ConfigError("the runs folder must not be the shipped checkpoints folder")
+        except OSError:
+            pass
+    with _LOCK:
+        mine = [j for j in _JOBS.values() if j.alive and j.session == session]
+        if mine:
+            raise CapacityError("this session is already training a model; wait for it or cancel it first")
+        alive = [j for j in _JOBS.values() if j.alive]
+        limit = max_concurrent()
+        if len(alive) >= limit:
+            raise CapacityError(
+                f"the server is already running {len(alive)} training{'s' if len(alive) != 1 else ''} "
+                f"(limit {limit}); please try again when one has finished. Every other page keeps working.")
+        job = Job(uuid.uuid4().hex[:12], session, resolved, runs_dir / run_filename(resolved),
+                  knn_per_epoch=knn_per_epoch, snapshots=snapshots)
+        _JOBS[job.id] = job
+        _prune()
+    job.thread = threading.Thread(target=_run, args=(job,), name=f"cl-train-{job.id}", daemon=True)
+    job.thread.start()
+    return job
+
+
+def cli_command(c) -> str:
+    parts = ["python -m cl train", f"--dataset {c.dataset}", f"--recipe {c.recipe}", f"--augmentation {c.augmentation}",
+             f"--loss {c.loss}", f"--epochs {c.epochs}", f"--batch-size {c.batch_size}", f"--lr {c.lr:g}",
+             f"--seed {c.seed}"]
+    if c.time_budget:
+        parts.append(f"--time-budget {c.time_budget:g}")
+    return " ".join(parts)
+
+
+def _run(job: Job) -> None:
+    try:
+        _train(job)
+    except UserError as err:
+        job._set(status="failed", message=str(err), finished=time.time())
+    except MemoryError:
+        job._set(status="failed", message="out of memory; use a smaller batch size or data set", finished=time.time())
+    except Exception as err:  # noqa: BLE001 - the thread must always end in a final state
+        log.error("training job %s failed:\n%s", job.id, traceback.format_exc())
+        job._set(status="failed", message=f"training failed unexpectedly ({type(err).__name__}: {err})",
+                 finished=time.time())
+
+
+def _train(job: Job) -> None:
+    from cl.checkpoints import save_checkpoint
+    from cl.data import load_dataset
+    from cl.evaluation import embed, evaluate_embeddings, knn_accuracy, summary
+    from cl.training import train
+
+    c = job.config
+    job._set(status="loading", message=f"loading {c.dataset}")
+    train_set = load_dataset(c.dataset, "train", download=False, allow_gallery=False)
+    test_set = load_dataset(c.dataset, "test", download=False)
+    job._set(train_note=train_set.describe(), test_note=test_set.describe())
+
+    snap_idx = None
+    if job.snapshots:
+        n = len(test_set)
+        snap_idx = np.arange(n) if n <= MAX_SNAPSHOT_POINTS else np.sort(
+            np.random.default_rng(0).permutation(n)[:MAX_SNAPSHOT_POINTS])
+        job._set(snapshot_data={"indices": snap_idx, "labels": test_set.labels.numpy()[snap_idx],
+                                "epochs": [], "embeddings": [], "dataset": c.dataset})
+
+    def progress(ev: dict) -> None:
+        with job.lock:
+            job.progress = dict(ev)
+            if ev["global_step"] % job.loss_stride == 0:
+                job.losses.append((ev["global_step"], ev["epoch"], float(ev["loss"])))
+                if len(job.losses) > MAX_LOSS_POINTS:
+                    job.losses = job.losses[::2]
+                    job.loss_stride *= 2
+
+    def on_epoch_end(model, epoch: int) -> dict:
+        extra = {}
+        if job.knn_per_epoch and not job.cancel_event.is_set():
+            extra["knn_acc"] = knn_accuracy(model, test_set)
+        if snap_idx is not None and epoch <= MAX_SNAPSHOT_EPOCHS and not job.cancel_event.is_set():
+            emb = embed(model, test_set.images[snap_idx])
+            with job.lock:
+                job.snapshot_data["epochs"].append(epoch)
+                job.snapshot_data["embeddings"].append(emb)
+        with job.lock:
+            job.history.append({"epoch": epoch, **extra})
+        return extra
+
+    job._set(status="training", message=f"training on {train_set.describe()}")
+    result = train(c, train_set, progress=progress, should_stop=job.cancel_event.is_set, on_epoch_end=on_epoch_end)
+    with job.lock:
+        # the library's per-epoch rows (loss, seconds, images/s) replace our partial ones
+        job.history = [dict(h) for h in result.history]
+    if result.stopped == "cancelled":
+        job._set(status="cancelled", finished=time.time(),
+                 message=f"cancelled after {len(result.history)} of {c.epochs} epochs; nothing was saved "
+                         f"and models saved earlier are untouched")
+        return
+
+    job._set(status="evaluating", message=f"evaluating on {test_set.describe()}")
+    test_emb = embed(result.model, test_set.images)
+    train_emb = embed(result.model, train_set.images)
+    metrics = {p: summary(evaluate_embeddings(test_emb, test_set, p, train_emb, train_set, seed=0))
+               for p in ("paper", "standard")}
+    card = {
+        "name": job.out.stem,
+        "command": cli_command(c),
+        "config": c.to_dict(),
+        "data": train_set.provenance(),
+        "test_data": test_set.provenance(),
+        "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
+                     "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history},
+        "metrics": metrics,
+        "n_parameters": result.n_parameters,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "made_by": "app",
+    }
+    if job.cancel_event.is_set():
+        job._set(status="cancelled", finished=time.time(),
+                 message="cancelled before saving; nothing was saved and models saved earlier are untouched")
+        return
+    job._set(status="saving", message=f"saving {job.out.name}")
+    save_checkpoint(job.out, result.model, card)  # atomic: temp file + rename
+    stopped = "" if result.stopped == "completed" else f" (stopped early: {result.stopped.replace('_', ' ')})"
+    job._set(status="done", card=card, finished=time.time(),
+             message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")
+
+
+def wait(job: Job, timeout: float) -> bool:
+    """Block until the job ends (tests); True when it ended."""
+    if job.thread is None:
+        return not job.alive
+    job.thread.join(timeout)
+    return not job.alive

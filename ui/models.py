@@ -1,0 +1,121 @@
+"""Where models live and what they are: shipped checkpoints, the runs folder, session models.
+
+Shipped checkpoints are read from ``checkpoints/`` beside ``app.py`` (override with
+``$CL_CHECKPOINTS_DIR``); models trained in the app go to the runs folder (``$CL_RUNS_DIR``,
+default ``./runs``) and never into the shipped folder. Only the metadata card is read here
+(cheap); weights are loaded through :mod:`ui.cache`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cl.checkpoints import checkpoint_id, read_card
+from cl.errors import CheckpointError
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkpoints_dir() -> Path:
+    return Path(os.environ.get("CL_CHECKPOINTS_DIR") or APP_ROOT / "checkpoints").expanduser()
+
+
+def runs_dir() -> Path:
+    path = Path(os.environ.get("CL_RUNS_DIR") or "runs").expanduser()
+    try:
+        if path.resolve() == checkpoints_dir().resolve():
+            # never write over shipped checkpoints, whatever the environment says
+            path = path / "runs"
+    except OSError:
+        pass
+    return path
+
+
+def list_runs_enabled() -> bool:
+    """Whether earlier runs in the runs folder are offered (off by default: on a shared demo
+    server they would belong to other people)."""
+    return os.environ.get("CL_APP_LIST_RUNS", "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class ModelEntry:
+    path: str
+    source: str  # "shipped", "session" or "runs"
+    card: dict
+    cid: str
+    snapshots: dict | None = field(default=None, repr=False)  # per-epoch embeddings (session models)
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name") or Path(self.path).stem)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.card.get("data", {}).get("dataset") or self.card.get("config", {}).get("dataset") or "?")
+
+    @property
+    def config(self) -> dict:
+        return self.card.get("config", {}) or {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        spec = self.card.get("encoder_spec", {})
+        return int(spec.get("in_channels", 0)), int(spec.get("image_size", 0))
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        where = {"shipped": "shipped", "session": "trained this session", "runs": "runs folder"}[self.source]
+        return f"{self.name} ({c.get('augmentation', '?')}, {c.get('loss', '?')}; {where})"
+
+    def train_note(self) -> str:
+        """e.g. ``trained on 1,257 digits train images (complete)``."""
+        d = self.card.get("data", {})
+        n = d.get("n_images")
+        full = d.get("n_full")
+        text = f"trained on {n:,} {d.get('dataset', '?')} {d.get('split', 'train')} images" if n else "training data unknown"
+        if n and full and n < full:
+            text += f" (partial: {n:,} of {full:,})"
+        epochs = self.card.get("training", {}).get("epochs_completed")
+        if epochs:
+            text += f", {epochs} epoch{'s' if epochs != 1 else ''}"
+        return text
+
+
+def _entries_in(folder: Path, source: str) -> tuple[list[ModelEntry], list[str]]:
+    entries, problems = [], []
+    if not folder.is_dir():
+        return entries, problems
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            card = read_card(path)
+            entries.append(ModelEntry(str(path.resolve()), source, card, checkpoint_id(path)))
+        except (CheckpointError, OSError) as err:
+            problems.append(str(err))
+    return entries, problems
+
+
+def shipped_models() -> tuple[list[ModelEntry], list[str]]:
+    """Shipped checkpoints and one message per file that could not be used."""
+    return _entries_in(checkpoints_dir(), "shipped")
+
+
+def runs_models() -> tuple[list[ModelEntry], list[str]]:
+    return _entries_in(runs_dir(), "runs")
+
+
+def session_entry(record: dict) -> ModelEntry | None:
+    """A session model record (see :mod:`ui.state`) as an entry; ``None`` if its file is gone."""
+    path = Path(record["path"])
+    if not path.is_file():
+        return None
+    try:
+        return ModelEntry(str(path), "session", record["card"], checkpoint_id(path), record.get("snapshots"))
+    except OSError:
+        return None
+
+
+def compatible(entry: ModelEntry, channels: int, size: int) -> bool:
+    return entry.shape == (channels, size)

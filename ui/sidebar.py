@@ -1,0 +1,169 @@
+"""The sidebar shared by every page: data set, augmentation, loss and the active model.
+
+:func:`render` runs in ``app.py`` before the page; it stores a :class:`Context` through
+:mod:`ui.state` and pages read it with :func:`ui.state.context`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS
+from cl.data import SPECS
+from cl.losses import LOSSES
+
+from . import cache, jobs, models, state
+
+AUG_HELP = {
+    "none": "none: the positive is the image itself (paper)",
+    "fer": "fer: pad, rotate and scale (paper)",
+    "simclr": "simclr: crop, flip, colour jitter, blur (paper)",
+    "affine": "affine: small rotation, scale, shift (ours)",
+    "crop": "crop: SupCon's crop, flip, jitter (ours)",
+}
+LOSS_HELP = {
+    "pairwise": "pairwise: cosine embedding loss (paper)",
+    "triplet": "triplet: margin 1 (paper)",
+    "contrastive": "contrastive: Hadsell margin loss",
+    "ntxent": "ntxent: SimCLR's NT-Xent",
+    "supcon": "supcon: supervised contrastive",
+}
+FALLBACK_DATASET = "digits"
+
+
+@dataclass
+class Context:
+    dataset: str  # the data set in use (may differ from the requested one: see notes)
+    requested: str
+    augmentation: str
+    loss: str
+    status: dict
+    model: models.ModelEntry | None
+    models: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def spec(self):
+        return SPECS[self.dataset]
+
+    @property
+    def train_available(self) -> bool:
+        return self.status.get("n_train", 0) > 0
+
+    @property
+    def test_available(self) -> bool:
+        return self.status.get("n_test", 0) > 0
+
+
+def _sync_job() -> None:
+    """Register a finished training of this session (once) and make it the active model."""
+    job = jobs.get(state.job_id())
+    if job is None or job.alive or job.consumed:
+        return
+    view = job.view()
+    job.consumed = True
+    if view["status"] == "done":
+        with job.lock:
+            snaps = job.snapshot_data
+        state.add_session_model({"path": view["out"], "card": view["card"], "snapshots": snaps})
+        state.set_active_model(view["out"])
+        state.push_flash("success", f"Training finished: {view['message']}. It is now the active model.")
+    elif view["status"] == "cancelled":
+        state.push_flash("info", f"Training {view['status']}: {view['message']}")
+    else:
+        state.push_flash("error", f"Training failed: {view['message']}")
+
+
+def _select(label: str, key: str, options: list, default, **kw):
+    if state.widget(key) not in options:
+        state.set_widget(key, default if default in options else options[0])
+    return st.selectbox(label, options, key=key, **kw)
+
+
+def _model_options(ctx_dataset: str, aug: str, loss: str, channels: int, size: int):
+    shipped, problems = models.shipped_models()
+    session = [e for e in (models.session_entry(r) for r in reversed(state.session_models())) if e is not None]
+    runs = []
+    if models.list_runs_enabled():
+        known = {e.path for e in session}
+        runs, more = models.runs_models()
+        runs = [e for e in runs if e.path not in known]
+        problems += more
+    everything = session + shipped + runs
+    usable = [e for e in everything if models.compatible(e, channels, size)]
+
+    def rank(e: models.ModelEntry):
+        c = e.config
+        return (e.dataset != ctx_dataset, e.source != "session",
+                c.get("augmentation") != aug or c.get("loss") != loss, e.source == "runs", e.name)
+
+    usable.sort(key=rank)
+    return usable, problems
+
+
+def render() -> Context:
+    _sync_job()
+    sb = st.sidebar
+    with sb:
+        st.markdown("### Contrastive Explorer")
+        requested = _select("Data set", state.K_DATASET, list(SPECS), FALLBACK_DATASET,
+                            format_func=lambda n: f"{n} ({SPECS[n].channels}x{SPECS[n].size}x{SPECS[n].size})",
+                            help="digits is bundled with scikit-learn and always works offline.")
+        notes: list[str] = []
+        status = cache.status(requested)
+        dataset = requested
+        if status.get("n_train", 0) == 0 and status.get("n_test", 0) == 0:
+            st.error(f"{requested} is not available here. {status.get('test_error') or status.get('train_error', '')}",
+                     icon=":material/cloud_off:")
+            st.caption(f"Showing {FALLBACK_DATASET} instead. The Train page can try a download when online.")
+            dataset = FALLBACK_DATASET
+            status = cache.status(dataset)
+            notes.append(f"{requested} unavailable; using {dataset}")
+        elif status.get("n_train", 0) == 0:
+            st.warning(f"{requested}: only a test gallery is here ({status['n_test']:,} images), so training "
+                       f"and the standard protocol are unavailable. {status.get('train_error', '')}",
+                       icon=":material/warning:")
+        else:
+            partial = "" if status.get("train_complete", True) else " (partial)"
+            st.caption(f"{dataset}: {status['n_train']:,} train{partial} / {status['n_test']:,} test images here")
+
+        aug = _select("Augmentation", state.K_AUGMENTATION, list(AUGMENTATIONS), "fer",
+                      format_func=lambda a: AUG_HELP.get(a, a),
+                      help="Makes the positive of each anchor. The study compared none, fer and simclr.")
+        loss = _select("Loss", state.K_LOSS, list(LOSSES), "triplet", format_func=lambda l: LOSS_HELP.get(l, l),
+                       help="The study compared pairwise (cosine) and triplet.")
+
+        spec = SPECS[dataset]
+        usable, problems = _model_options(dataset, aug, loss, spec.channels, spec.size)
+        model = None
+        if usable:
+            by_path = {e.path: e for e in usable}
+            paths = list(by_path)
+            default = state.active_model() if state.active_model() in by_path else paths[0]
+            chosen = _select("Model", state.K_MODEL, paths, default, format_func=lambda p: by_path[p].label,
+                             help="Shipped checkpoints, models trained in this session; only models whose "
+                                  f"input shape fits {dataset} are listed.")
+            model = by_path[chosen]
+            state.remember_active_model(chosen)
+            cross = "" if model.dataset == dataset else f"; used here on {dataset}"
+            st.caption(f"{model.train_note()}{cross}")
+        else:
+            st.info(f"No model fits {dataset} yet. Train one on the Train page (one epoch on digits takes "
+                    f"seconds).", icon=":material/model_training:")
+        if problems:
+            with st.expander(f"{len(problems)} checkpoint file(s) skipped"):
+                for p in problems:
+                    st.caption(p)
+
+        job = jobs.get(state.job_id())
+        if job is not None and job.alive:
+            v = job.view()
+            p = v["progress"]
+            where = f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}" if p else v["status"]
+            st.info(f"Training {v['config'].dataset} in the background: {where}.", icon=":material/hourglass_top:")
+
+    ctx = Context(dataset, requested, aug, loss, status, model, usable, notes)
+    state.set_context(ctx)
+    return ctx

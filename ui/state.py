@@ -1,0 +1,152 @@
+"""Everything the app keeps per browser session, in one place.
+
+Every read and write of ``st.session_state`` goes through this module, so what a session owns
+is listed here and nothing leaks between sessions: session state is per session by
+construction, and the only server-wide objects (caches, the training registry in
+:mod:`ui.jobs`) are keyed by content or by this session's id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import streamlit as st
+
+# Widget keys (widgets own these entries; read them with :func:`widget`).
+K_DATASET = "sb_dataset"
+K_AUGMENTATION = "sb_augmentation"
+K_LOSS = "sb_loss"
+K_MODEL = "sb_model"
+
+# Plain entries owned by the app.
+_SESSION_ID = "session_id"
+_SESSION_MODELS = "session_models"  # list of dicts: path, name, card, snapshots
+_JOB_ID = "job_id"
+_ACTIVE_MODEL = "active_model"  # path of the chosen model
+_CONTEXT = "context"  # the sidebar's resolved choices for this run
+_AUG_SEED = "aug_seed"
+_PROJECTION = "projection_request"
+_QUERY_INDEX = "query_index"
+_FLASH = "flash"
+
+
+def _get(key: str, default: Any = None) -> Any:
+    return st.session_state.get(key, default)
+
+
+def _set(key: str, value: Any) -> None:
+    st.session_state[key] = value
+
+
+def widget(key: str, default: Any = None) -> Any:
+    """The current value of a widget with ``key``."""
+    return st.session_state.get(key, default)
+
+
+def set_widget(key: str, value: Any) -> None:
+    """Preset a widget's value (only before the widget is drawn in this run)."""
+    st.session_state[key] = value
+
+
+def session_id() -> str:
+    sid = _get(_SESSION_ID)
+    if sid is None:
+        sid = uuid.uuid4().hex
+        _set(_SESSION_ID, sid)
+    return sid
+
+
+# ----------------------------------------------------------------- models trained in this session
+def session_models() -> list[dict]:
+    return list(_get(_SESSION_MODELS, []))
+
+
+def add_session_model(entry: dict) -> None:
+    models = [m for m in _get(_SESSION_MODELS, []) if m["path"] != entry["path"]]
+    models.append(entry)
+    _set(_SESSION_MODELS, models[-20:])  # bounded: a session keeps its 20 latest models
+
+
+def session_model(path: str) -> dict | None:
+    for m in _get(_SESSION_MODELS, []):
+        if m["path"] == path:
+            return m
+    return None
+
+
+def active_model() -> str | None:
+    return _get(_ACTIVE_MODEL)
+
+
+def set_active_model(path: str | None) -> None:
+    _set(_ACTIVE_MODEL, path)
+    # The sidebar's selectbox follows the active model on the next run.
+    if path is not None:
+        st.session_state[K_MODEL] = path
+    elif K_MODEL in st.session_state:
+        del st.session_state[K_MODEL]
+
+
+def remember_active_model(path: str) -> None:
+    """Record the model the sidebar shows (the widget already holds it)."""
+    _set(_ACTIVE_MODEL, path)
+
+
+# ----------------------------------------------------------------- training job of this session
+def job_id() -> str | None:
+    return _get(_JOB_ID)
+
+
+def set_job_id(value: str | None) -> None:
+    _set(_JOB_ID, value)
+
+
+# ----------------------------------------------------------------- per-run context from the sidebar
+def set_context(ctx) -> None:
+    _set(_CONTEXT, ctx)
+
+
+def context():
+    ctx = _get(_CONTEXT)
+    if ctx is None:
+        raise RuntimeError("the sidebar has not run yet (start the app with `streamlit run app.py`)")
+    return ctx
+
+
+# ----------------------------------------------------------------- small page-level state
+def aug_seed() -> int:
+    return int(_get(_AUG_SEED, 0))
+
+
+def reroll_augmentations() -> None:
+    _set(_AUG_SEED, aug_seed() + 1)
+
+
+def projection_request(default: dict) -> dict:
+    return dict(_get(_PROJECTION) or default)
+
+
+def set_projection_request(request: dict) -> None:
+    _set(_PROJECTION, dict(request))
+
+
+def query_index(default: int = 0) -> int:
+    return int(_get(_QUERY_INDEX, default))
+
+
+def set_query_index(value: int) -> None:
+    _set(_QUERY_INDEX, int(value))
+
+
+def push_flash(kind: str, text: str) -> None:
+    """A message shown once on the next run (for example after a training finished)."""
+    items = list(_get(_FLASH, []))
+    items.append((kind, text))
+    _set(_FLASH, items[-5:])
+
+
+def pop_flash() -> list[tuple[str, str]]:
+    items = list(_get(_FLASH, []))
+    _set(_FLASH, [])
+    return items
