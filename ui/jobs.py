@@ -180,7 +180,7 @@ def _run(job: Job) -> None:
 
 
 def _train(job: Job) -> None:
-    from cl.checkpoints import save_checkpoint
+    from cl.checkpoints import read_card, save_checkpoint
     from cl.data import load_dataset
     from cl.evaluation import embed, evaluate_embeddings, knn_accuracy, summary
     from cl.training import train
@@ -256,6 +256,7 @@ def _train(job: Job) -> None:
         return
     job._set(status="saving", message=f"saving {job.out.name}")
     save_checkpoint(job.out, result.model, card)  # atomic: temp file + rename
+    card = read_card(job.out)  # the card exactly as saved (with the encoder spec it adds)
     stopped = "" if result.stopped == "completed" else f" (stopped early: {result.stopped.replace('_', ' ')})"
     job._set(status="done", card=card, finished=time.time(),
              message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")

@@ -108,10 +108,27 @@ def set_context(ctx) -> None:
 
 
 def context():
+    """The sidebar's choices for this run (pages call this first)."""
+    _through_app()
     ctx = _get(_CONTEXT)
     if ctx is None:
         raise RuntimeError("the sidebar has not run yet (start the app with `streamlit run app.py`)")
     return ctx
+
+
+def _through_app() -> None:
+    """Make sure this page runs under app.py's st.navigation.
+
+    Streamlit treats a project with a ``pages/`` folder as a v1 multipage app until the first
+    ``st.navigation`` call; a server whose very first request is a page URL (a bookmark after a
+    restart) would run that page file bare, without the sidebar. ``st.navigation`` clears the
+    flag, so when it is still set here we clear it and rerun through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 # ----------------------------------------------------------------- small page-level state
