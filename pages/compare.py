@@ -35,7 +35,8 @@ for e in shipped + session:
 rows = []
 for (data, aug, loss), (acc, top3, knn) in PAPER_TABLE.items():
     row = {"data set": data, "augmentation": aug, "loss": loss, "paper acc": acc, "paper top-3": top3,
-           "paper kNN": knn}
+           "paper kNN": knn, "ours acc": None, "ours top-3": None, "ours kNN": None, "ours test images": None,
+           "ours train images": None, "checkpoint": None}
     found = by_scenario.get((data, aug, loss), [])
     if found:
         e = sorted(found, key=lambda x: x.source != "shipped")[0]
@@ -48,7 +49,7 @@ for (data, aug, loss), (acc, top3, knn) in PAPER_TABLE.items():
                     "checkpoint": e.name})
     rows.append(row)
 table = pd.DataFrame(rows)
-st.dataframe(table, hide_index=True, width="stretch",
+st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3,
              column_config={k: st.column_config.NumberColumn(format="%.2f") for k in
                             ("paper acc", "paper top-3", "paper kNN", "ours acc", "ours top-3", "ours kNN")})
 st.caption("Paper figures: the study's own report (MNIST 60k/10k, CIFAR-10 50k/10k), linear probe, top-3 and "
@@ -117,4 +118,4 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
         df = charts.scatter_frame(xy, idx, test.labels.numpy(), test.classes, None, thumbs)
         st.altair_chart(charts.scatter(df, "class", test.classes, METHOD_NAMES[method], height=420, selectable=False),
                         width="stretch", key=f"cmp_chart_{side}")
-        st.caption(f"{len(idx):,} of {len(test):,} images from {test.describe()}; {e.train_note()}.")
+        st.caption(f"{len(idx):,} points from {test.describe()}; model {e.train_note()}.")

@@ -103,8 +103,9 @@ if cell:
     scored = np.asarray(r["scored_indices"])
     pred = np.asarray(r["predictions"])
     hits = scored[(test.labels.numpy()[scored] == t) & (pred == q)]
-    what = "correctly classified" if t == q else f"predicted {cell[1]}"
-    st.markdown(f"**{len(hits):,} {cell[0]} image(s) {what}** ({protocol} protocol, {ctx.dataset} test)")
+    what = "classified correctly" if t == q else f"predicted as {cell[1]}"
+    st.markdown(f"**{len(hits):,} image(s) of class {cell[0]} {what}** (linear probe, {protocol} protocol, "
+                f"{ctx.dataset} test images scored: {r['n_test']:,})")
     if len(hits):
         shown = hits[:40]
         common.image_gallery(test.images[torch.from_numpy(shown)], [f"#{i}" for i in shown], ncol=10, scale=2)

@@ -25,13 +25,21 @@ def load_data(name: str, split: str) -> ImageSet:
 
 def download_data(name: str) -> ImageSet:
     """Try torchvision's download (needs internet); raises DataUnavailableError offline."""
-    status.clear()
-    return load_dataset(name, "train", download=True, allow_gallery=False)
+    got = load_dataset(name, "train", download=True, allow_gallery=False)
+    _status.clear()
+    return got
+
+
+def status(name: str) -> dict:
+    """cl.data.dataset_status for the current data folder (cached for 10 minutes)."""
+    from cl.data import resolve_data_dir
+
+    return _status(name, str(resolve_data_dir().resolve()))
 
 
 @st.cache_data(max_entries=16, ttl=600, show_spinner=False)
-def status(name: str) -> dict:
-    return dataset_status(name)
+def _status(name: str, root: str) -> dict:
+    return dataset_status(name, root)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -132,8 +132,8 @@ def per_class(classes: list[str], values: list[dict], title: str) -> alt.Chart:
     df = pd.DataFrame(values)
     return alt.Chart(df, title=title).mark_bar().encode(
         x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
-        y=alt.Y("class:N", sort=list(classes), title=None),
+        y=alt.Y("class:N", sort=list(classes), title=None, axis=alt.Axis(labelOverlap=False)),
         color=alt.Color("protocol:N", legend=alt.Legend(title="protocol")),
         yOffset="protocol:N",
         tooltip=["class", "protocol", alt.Tooltip("accuracy:Q", format=".3f"), "n"],
-    ).properties(height=max(240, 28 * len(classes)))
+    ).properties(height=max(260, 40 * len(classes)))

@@ -104,6 +104,7 @@ def _model_options(ctx_dataset: str, aug: str, loss: str, channels: int, size: i
 
 
 def render() -> Context:
+    state.session_id()
     _sync_job()
     sb = st.sidebar
     with sb:
