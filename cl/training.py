@@ -39,7 +39,7 @@ VIEW_LOSSES = ("ntxent", "supcon")
 DEFAULT_RECIPE = {
     "digits": dict(augmentation="affine", epochs=20, batch_size=256, lr=3e-3, encoder_width=16),
     "mnist": dict(augmentation="affine", epochs=8, batch_size=256, lr=3e-3, encoder_width=16),
-    "fashion-mnist": dict(augmentation="affine", epochs=10, batch_size=256, lr=3e-3, encoder_width=24),
+    "fashion-mnist": dict(augmentation="affine", epochs=6, batch_size=256, lr=3e-3, encoder_width=24),
     "cifar10": dict(augmentation="crop", epochs=60, batch_size=256, lr=3e-3, encoder_width=32),
 }
 DEFAULT_RECIPE_OTHER = dict(augmentation="crop", epochs=30, batch_size=256, lr=3e-3, encoder_width=32)
