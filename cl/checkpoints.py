@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .encoder import build_encoder
+from .encoder import ConvNetEncoder, build_encoder
 from .errors import CheckpointError
 
 FORMAT = "contrastive-explorer/1"
@@ -45,9 +45,11 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
     card = dict(card)
     card.setdefault("format", FORMAT)
     card.setdefault("versions", versions())
+    # The spec must describe the model actually saved, or the file cannot be loaded back.
+    is_convnet = isinstance(model, ConvNetEncoder)
     card["encoder_spec"] = {
-        "name": card.get("config", {}).get("encoder", "paper"),
-        "width": card.get("config", {}).get("encoder_width", 0),
+        "name": "convnet" if is_convnet else "paper",
+        "width": int(model.backbone[0].out_channels) if is_convnet else 0,
         "in_channels": int(model.in_channels),
         "image_size": int(model.image_size),
         "embedding_dim": int(model.embedding_dim),
@@ -69,12 +71,14 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:  # also Ctrl-C mid-write: never leave the temporary file behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+        if isinstance(err, OSError):
+            raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
     return path
 
 
@@ -113,7 +117,7 @@ def _read_header(path: Path) -> dict:
         raise CheckpointError(f"{path}: truncated header")
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path}: {_describe_foreign(head)}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors checkpoint")
@@ -122,14 +126,24 @@ def _read_header(path: Path) -> dict:
 
 def _card_from_header(path: Path, header: dict) -> dict:
     meta = header.get("__metadata__") or {}
-    if "card" not in meta:
+    if not isinstance(meta, dict) or "card" not in meta:
         raise CheckpointError(f"{path}: a safetensors file, but not a Contrastive Explorer checkpoint (no card)")
     try:
         card = json.loads(meta["card"])
-    except json.JSONDecodeError:
+    except (TypeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path}: the metadata card is not valid JSON") from None
     if not isinstance(card, dict) or card.get("format") != FORMAT or "encoder_spec" not in card:
         raise CheckpointError(f"{path}: unsupported checkpoint format {card.get('format') if isinstance(card, dict) else None!r}")
+    spec = card["encoder_spec"]
+    # Bound what a (possibly hostile) card makes us build: the encoder runs a dry forward pass
+    # of one image_size x image_size input when it is constructed.
+    try:
+        ok = (isinstance(spec, dict) and 1 <= int(spec["in_channels"]) <= 4
+              and 1 <= int(spec["image_size"]) <= 1024 and 0 <= int(spec.get("width") or 0) <= 1024)
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: the card's encoder description is invalid or out of range")
     return card
 
 

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix, top_k_accuracy_score
+from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -68,10 +68,10 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
     proba = probe.predict_proba(x_score)
     pred = probe.classes_[proba.argmax(1)]
     labels_all = np.arange(n_classes)
-    if len(probe.classes_) >= 3:
-        top3 = top_k_accuracy_score(y_score, proba, k=3, labels=probe.classes_)
-    else:
-        top3 = 1.0
+    # top-3 by hand: a scored label the probe never saw (a class missing from the fit split)
+    # simply counts as a miss, where sklearn's top_k_accuracy_score would raise
+    top = probe.classes_[np.argsort(-proba, axis=1, kind="stable")[:, :3]]
+    top3 = float((top == np.asarray(y_score)[:, None]).any(1).mean()) if len(y_score) else float("nan")
     knn = KNeighborsClassifier(n_neighbors=min(30, len(y_fit)))
     knn.fit(x_fit, y_fit)
     knn_pred = knn.predict(x_score)
@@ -87,6 +87,13 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
     }
 
 
+def _paper_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The study's seeded 80/20 split of the test split (stratified when every class has 2+)."""
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    return train_test_split(np.arange(len(y)), test_size=0.2, random_state=seed, stratify=stratify)
+
+
 def evaluate_embeddings(test_emb: np.ndarray, test_set: ImageSet, protocol: str = "paper",
                         train_emb: np.ndarray | None = None, train_set: ImageSet | None = None,
                         seed: int = 0) -> dict:
@@ -96,10 +103,7 @@ def evaluate_embeddings(test_emb: np.ndarray, test_set: ImageSet, protocol: str 
     y_test = test_set.labels.numpy()
     n_classes = len(test_set.classes)
     if protocol == "paper":
-        idx = np.arange(len(y_test))
-        counts = np.bincount(y_test, minlength=n_classes)
-        stratify = y_test if counts[counts > 0].min() >= 2 else None
-        fit_idx, score_idx = train_test_split(idx, test_size=0.2, random_state=seed, stratify=stratify)
+        fit_idx, score_idx = _paper_split(y_test, seed)
         x_fit, y_fit = test_emb[fit_idx], y_test[fit_idx]
         x_score, y_score = test_emb[score_idx], y_test[score_idx]
         fitted_on = {"dataset": test_set.name, "split": "test", "n_images": len(fit_idx),
@@ -142,7 +146,7 @@ def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: 
     """Quick kNN-k accuracy under the paper split (for per-epoch monitoring)."""
     emb = embed(model, test_set.images)
     y = test_set.labels.numpy()
-    fit_idx, score_idx = train_test_split(np.arange(len(y)), test_size=0.2, random_state=seed, stratify=y)
+    fit_idx, score_idx = _paper_split(y, seed)
     knn = KNeighborsClassifier(n_neighbors=min(k, len(fit_idx))).fit(emb[fit_idx], y[fit_idx])
     return float((knn.predict(emb[score_idx]) == y[score_idx]).mean())
 

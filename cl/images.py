@@ -10,6 +10,7 @@ when the background is light, crop to the ink, fit into 20x20 and centre by mass
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageInputError
+
+# PIL logs some refusals (e.g. a TIFF's absurd samples-per-pixel) before raising; without a
+# handler Python prints them to stderr, which would add lines to our one-line error messages.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 MAX_BYTES = 20 * 1024 * 1024  # 20 MiB: more than any phone photo
 MAX_PIXELS = 40_000_000  # 40 MP: larger headers are refused before the raster is decoded
@@ -50,6 +55,7 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
         raise ImageInputError(f"{name}: SVG (vector) images are not supported; export a PNG or JPEG")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PIL's notes on corrupt metadata
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size  # header only: nothing decoded yet
@@ -68,6 +74,8 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
         raise ImageInputError(f"{name}: not a readable image ({type(err).__name__})") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise ImageInputError(f"{name}: the image is truncated or corrupt ({err})") from None
+    except Exception as err:  # noqa: BLE001 - PIL raises others on hostile files (TypeError, KeyError, ...)
+        raise ImageInputError(f"{name}: the image is corrupt ({type(err).__name__}: {err})") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not reject a good raster
