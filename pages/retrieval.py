@@ -28,7 +28,7 @@ k = st.slider("Neighbours (k)", 1, 50, 10, key="ret_k")
 
 def show_neighbours(hits, query_label: int | None) -> None:
     imgs = test.images[torch.tensor([h.index for h in hits], dtype=torch.long)]
-    caps = [f"{test.classes[h.label]} · {h.similarity:.3f} · #{h.index}" for h in hits]
+    caps = [f"{test.classes[h.label]} · {h.similarity:.4f} · #{h.index}" for h in hits]
     common.image_gallery(imgs, caps, ncol=min(10, max(5, len(hits))), scale=3)
     if query_label is not None and hits:
         same = sum(h.label == query_label for h in hits)

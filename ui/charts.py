@@ -47,9 +47,10 @@ def scatter(df: pd.DataFrame, color_by: str, classes: list[str], axis_title: str
     ).properties(height=height)
     if selectable:
         brush = alt.selection_interval(name="brush", encodings=["x", "y"])
-        pick = alt.selection_point(name="pick", fields=["index"], on="click")
+        pick = alt.selection_point(name="pick", fields=["index"], on="click", empty=False)
         chart = chart.add_params(brush, pick).encode(
-            opacity=alt.condition(brush, alt.value(0.85), alt.value(0.2)))
+            opacity=alt.condition(brush, alt.value(0.85), alt.value(0.2)),
+            size=alt.condition(pick, alt.value(size * 4), alt.value(size)))
     return chart
 
 
@@ -110,7 +111,7 @@ def selected_cell(event) -> tuple[str, str] | None:
 def loss_curve(losses: list, title: str) -> alt.Chart:
     df = pd.DataFrame(losses, columns=["step", "epoch", "loss"])
     line = alt.Chart(df, title=title).mark_line(strokeWidth=1.2, opacity=0.6).encode(
-        x=alt.X("step:Q", title="training step"), y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+        x=alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1)), y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
         tooltip=["step", "epoch", alt.Tooltip("loss:Q", format=".4f")])
     if len(df) >= 10:
         smooth = alt.Chart(df).transform_window(
@@ -122,7 +123,7 @@ def loss_curve(losses: list, title: str) -> alt.Chart:
 def epoch_metric(history: list[dict], field: str, title: str, y_title: str) -> alt.Chart:
     df = pd.DataFrame([h for h in history if field in h])
     return alt.Chart(df, title=title).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y(f"{field}:Q", title=y_title, scale=alt.Scale(domain=[0, 1])),
         tooltip=["epoch", alt.Tooltip(f"{field}:Q", format=".3f")]).properties(height=260)
 
