@@ -237,3 +237,39 @@ def test_full_crop_theta_is_identity_warp():
     flip = theta.clone()
     flip[:, 0, 0] = -1
     torch.testing.assert_close(_affine(x, flip), x.flip(-1), atol=1e-5, rtol=0)
+
+
+def _ls_factor(target: torch.Tensor, base: torch.Tensor, mask: torch.Tensor) -> float:
+    """Least-squares f in target = f * base over the masked (unclamped) entries."""
+    t, b = target[mask].double(), base[mask].double()
+    return float((t * b).sum() / (b * b).sum())
+
+
+@pytest.mark.parametrize("op", ["brightness", "contrast", "saturation"])
+def test_jitter_adjustments_are_torchvisions(op):
+    """Each adjustment alone equals torchvision's adjust_* for some factor within the range."""
+    x = torch.rand(6, 3, 8, 8, generator=_gen(30)) * 0.5 + 0.25  # away from the clamps
+    strength = 0.8
+    kwargs = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
+    kwargs[op] = strength
+    y = color_jitter(x, **kwargs, p=1.0, gen=_gen(31))
+    factors = []
+    for i in range(len(x)):
+        xi, yi = x[i], y[i]
+        inside = (yi > 1e-4) & (yi < 1 - 1e-4)
+        if op == "brightness":
+            f = _ls_factor(yi, xi, inside)
+            ref = TF.adjust_brightness(xi, f)
+        elif op == "contrast":
+            m = TF.rgb_to_grayscale(xi).mean()
+            f = _ls_factor(yi - m, xi - m, inside)
+            ref = TF.adjust_contrast(xi, f)
+        else:
+            g = TF.rgb_to_grayscale(xi).expand_as(xi)
+            f = _ls_factor(yi - g, xi - g, inside)
+            ref = TF.adjust_saturation(xi, f)
+        # (torchvision weighs red 0.2989 in its greyscale, we use 0.299: differences ~4e-5)
+        torch.testing.assert_close(yi, ref, atol=2e-4, rtol=0)
+        assert 1 - strength - 1e-4 <= f <= 1 + strength + 1e-4
+        factors.append(f)
+    assert max(factors) - min(factors) > 0.2  # per-image factors
