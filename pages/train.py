@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cl.errors import DataUnavailableError, UserError
+from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
 from ui import cache, charts, jobs, models, state
 
@@ -12,19 +12,39 @@ st.caption(f"Data set **{ctx.dataset}**, augmentation **{ctx.augmentation}**, lo
            "(change them in the sidebar). The run trains in the background: every other page keeps working.")
 
 # ------------------------------------------------------------------ data availability / download
+def download_panel(name: str, live: bool = False) -> None:
+    dl = jobs.download(name)
+    if dl is None:
+        return
+    v = dl.view()
+    if v["status"] == "running":
+        mb, total = v["bytes"] / 2**20, v["expected"] / 2**20
+        st.progress(v["fraction"], text=f"Downloading {name} with torchvision: {mb:,.1f} of about {total:,.0f} MB "
+                                         f"({v['elapsed']:.0f} s)")
+    elif v["status"] == "done":
+        st.success(f"{name} {v['message']}", icon=":material/download_done:")
+        cache.forget_status()
+        if live:  # the download just ended: a full run picks the new data up
+            st.rerun()
+    else:
+        st.error(f"Could not download {name}: {v['message']}", icon=":material/cloud_off:")
+
+
 if ctx.requested != ctx.dataset or not ctx.train_available:
     missing = ctx.requested
-    st.warning(f"The {missing} train split is not on this machine, so it cannot be trained here yet.",
-               icon=":material/cloud_off:")
-    if st.button(f"Try to download {missing} (needs internet)", key="tr_download"):
-        with st.status(f"Downloading {missing} with torchvision ...", expanded=True) as s:
-            try:
-                got = cache.download_data(missing)
-                s.update(label=f"Downloaded: {got.describe()}", state="complete")
-                st.rerun()
-            except UserError as err:
-                s.update(label="Download failed", state="error")
-                st.error(f"{err}", icon=":material/cloud_off:")
+    st.warning(f"The {missing} train split is not on this machine, so it cannot be trained here yet. With internet "
+               f"access it can be downloaded into the data folder; offline, copy the files there (see the message "
+               f"in the sidebar) or use digits, which needs no file.", icon=":material/cloud_off:")
+    running = jobs.download(missing)
+    if missing in jobs.DOWNLOAD_FILES:
+        st.button(f"Download {missing} (needs internet)", key="tr_download", icon=":material/download:",
+                  disabled=running is not None and running.status == "running",
+                  on_click=jobs.start_download, args=(missing,))
+    if running is not None:
+        if running.status == "running":
+            st.fragment(download_panel, run_every=1.0)(missing, live=True)
+        else:
+            download_panel(missing)
     if not ctx.train_available:
         st.stop()
 

@@ -307,6 +307,10 @@ def test_missing_data_gives_guidance_and_falls_back_to_digits(monkeypatch, tmp_p
     assert "fashion-mnist" in side and ("not available" in side or "only a test gallery" in side)
     goto(at, "train")
     assert "not on this machine" in texts(at)
+    # offline, the download fails with a message saying what to do (no traceback, no hang)
+    button(at, "Download fashion-mnist (needs internet)").click().run()
+    poll_until(at, lambda a: any("Could not download fashion-mnist" in e.value for e in a.main.error), timeout=120)
+    assert "copy the files" in "\n".join(e.value for e in at.main.error)
     if not at.sidebar.warning:  # nothing at all: the app falls back to digits everywhere
         assert "digits" in texts(at)
         goto(at, "embedding")

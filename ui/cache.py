@@ -23,11 +23,9 @@ def load_data(name: str, split: str) -> ImageSet:
     return load_dataset(name, split, download=False, allow_gallery=(split == "test"))
 
 
-def download_data(name: str) -> ImageSet:
-    """Try torchvision's download (needs internet); raises DataUnavailableError offline."""
-    got = load_dataset(name, "train", download=True, allow_gallery=False)
+def forget_status() -> None:
+    """Re-check data availability on the next call (after a download)."""
     _status.clear()
-    return got
 
 
 def status(name: str) -> dict:
@@ -48,7 +46,7 @@ def model(path: str, cid: str):
     return load_checkpoint(path)
 
 
-@st.cache_data(max_entries=24, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False)
 def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
     net, card = model(path, cid)
     data = load_data(dataset, split)
@@ -124,7 +122,7 @@ def snapshot_projection(key: str, _snapshots: dict) -> list[np.ndarray]:
     """PCA of per-epoch embedding snapshots, signs aligned with the last epoch (for the replay)."""
     from sklearn.decomposition import PCA
 
-    frames = _snapshots["embeddings"]
+    frames = [np.asarray(f, dtype=np.float32) for f in _snapshots["embeddings"]]
     final = PCA(n_components=2, random_state=0).fit(frames[-1])
     out = []
     for emb in frames:

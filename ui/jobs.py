@@ -29,7 +29,7 @@ log = logging.getLogger("contrastive-explorer.jobs")
 
 MAX_LOSS_POINTS = 4000
 MAX_SNAPSHOT_POINTS = 1000
-MAX_SNAPSHOT_EPOCHS = 60
+MAX_SNAPSHOT_FRAMES = 30  # longer runs keep every other frame (always the latest)
 KEEP_FINISHED = 32
 
 
@@ -212,11 +212,16 @@ def _train(job: Job) -> None:
         extra = {}
         if job.knn_per_epoch and not job.cancel_event.is_set():
             extra["knn_acc"] = knn_accuracy(model, test_set)
-        if snap_idx is not None and epoch <= MAX_SNAPSHOT_EPOCHS and not job.cancel_event.is_set():
-            emb = embed(model, test_set.images[snap_idx])
+        if snap_idx is not None and not job.cancel_event.is_set():
+            emb = embed(model, test_set.images[snap_idx]).astype(np.float16)
             with job.lock:
-                job.snapshot_data["epochs"].append(epoch)
-                job.snapshot_data["embeddings"].append(emb)
+                snap = job.snapshot_data
+                snap["epochs"].append(epoch)
+                snap["embeddings"].append(emb)
+                if len(snap["epochs"]) > MAX_SNAPSHOT_FRAMES:  # bounded memory: thin out, keep the latest
+                    keep = sorted(set(range(0, len(snap["epochs"]), 2)) | {len(snap["epochs"]) - 1})
+                    snap["epochs"] = [snap["epochs"][i] for i in keep]
+                    snap["embeddings"] = [snap["embeddings"][i] for i in keep]
         with job.lock:
             job.history.append({"epoch": epoch, **extra})
         return extra
@@ -268,3 +273,78 @@ def wait(job: Job, timeout: float) -> bool:
         return not job.alive
     job.thread.join(timeout)
     return not job.alive
+
+
+# ------------------------------------------------------------------------------ data downloads
+# What torchvision fetches (compressed bytes), so a download can show real progress by watching
+# the files grow. One download per data set at a time, shared by every session that asks.
+DOWNLOAD_FILES = {
+    "mnist": (("MNIST",), 11_594_722),
+    "fashion-mnist": (("FashionMNIST",), 30_878_645),
+    "cifar10": (("cifar-10-python.tar.gz", "cifar-10-batches-py"), 170_498_071),
+}
+
+
+@dataclass
+class Download:
+    name: str
+    root: Path
+    status: str = "running"  # running, done, failed
+    message: str = ""
+    started: float = field(default_factory=time.time)
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def bytes_so_far(self) -> int:
+        total = 0
+        for part in DOWNLOAD_FILES.get(self.name, ((), 0))[0]:
+            path = self.root / part
+            if path.is_file():
+                total += path.stat().st_size
+            elif path.is_dir():
+                total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return total
+
+    def view(self) -> dict:
+        expected = DOWNLOAD_FILES.get(self.name, ((), 0))[1]
+        done = self.bytes_so_far()
+        return {"name": self.name, "status": self.status, "message": self.message, "bytes": done,
+                "expected": expected, "elapsed": time.time() - self.started,
+                "fraction": 1.0 if self.status == "done" else (min(0.99, done / expected) if expected else 0.0)}
+
+
+_DOWNLOADS: dict[str, Download] = {}
+
+
+def start_download(name: str) -> Download:
+    """Start (or join) the download of a data set's train and test splits."""
+    from cl.data import resolve_data_dir
+
+    root = resolve_data_dir()
+    with _LOCK:
+        current = _DOWNLOADS.get(name)
+        if current is not None and current.status == "running":
+            return current
+        dl = Download(name, root)
+        _DOWNLOADS[name] = dl
+
+    def work():
+        from cl.data import load_dataset
+
+        try:
+            got = load_dataset(name, "train", download=True, allow_gallery=False)
+            dl.message = f"downloaded: {got.describe()}"
+            dl.status = "done"
+        except UserError as err:
+            dl.message, dl.status = str(err), "failed"
+        except Exception as err:  # noqa: BLE001
+            log.error("download of %s failed:\n%s", name, traceback.format_exc())
+            dl.message, dl.status = f"download failed ({type(err).__name__}: {err})", "failed"
+
+    dl.thread = threading.Thread(target=work, name=f"cl-download-{name}", daemon=True)
+    dl.thread.start()
+    return dl
+
+
+def download(name: str) -> Download | None:
+    with _LOCK:
+        return _DOWNLOADS.get(name)

@@ -66,7 +66,7 @@ def _sync_job() -> None:
     job.consumed = True
     if view["status"] == "done":
         with job.lock:
-            snaps = job.snapshot_data
+            snaps, job.snapshot_data = job.snapshot_data, None  # the session keeps the only copy
         state.add_session_model({"path": view["out"], "card": view["card"], "snapshots": snaps})
         state.set_active_model(view["out"])
         state.push_flash("success", f"Training finished: {view['message']}. It is now the active model.")

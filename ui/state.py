@@ -30,6 +30,9 @@ _PROJECTION = "projection_request"
 _QUERY_INDEX = "query_index"
 _FLASH = "flash"
 
+MAX_SESSION_MODELS = 20
+MAX_REPLAYS = 3
+
 
 def _get(key: str, default: Any = None) -> Any:
     return st.session_state.get(key, default)
@@ -65,7 +68,11 @@ def session_models() -> list[dict]:
 def add_session_model(entry: dict) -> None:
     models = [m for m in _get(_SESSION_MODELS, []) if m["path"] != entry["path"]]
     models.append(entry)
-    _set(_SESSION_MODELS, models[-20:])  # bounded: a session keeps its 20 latest models
+    models = models[-MAX_SESSION_MODELS:]  # bounded: a session lists its latest models
+    for m in models[:-MAX_REPLAYS]:  # and keeps the per-epoch replay of the newest few only
+        if m.get("snapshots") is not None:
+            m["snapshots"] = None
+    _set(_SESSION_MODELS, models)
 
 
 def session_model(path: str) -> dict | None:
