@@ -70,6 +70,9 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
             fh.write(blob)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException as err:  # also Ctrl-C mid-write: never leave the temporary file behind
         try:
