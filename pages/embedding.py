@@ -88,11 +88,25 @@ snap = m.snapshots
 if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
     with st.expander(f"Replay: the embedding after each training epoch ({len(snap['epochs'])} epochs)", expanded=False):
         frames = cache.snapshot_projection(f"{m.cid}-{len(snap['epochs'])}", snap)
-        epoch = st.select_slider("Epoch", snap["epochs"], value=snap["epochs"][-1], key="emb_epoch")
-        k = snap["epochs"].index(epoch)
         sidx = np.asarray(snap["indices"])
-        sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
-        st.altair_chart(charts.scatter(sdf, "class", test.classes, "PCA", height=420, selectable=False,
-                                       title=f"Epoch {epoch}: PCA of {len(sidx):,} {ctx.dataset} test images"),
-                        width="stretch", key="emb_replay")
+        epochs = list(snap["epochs"])
+
+        def draw(k: int) -> None:
+            sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
+            st.altair_chart(charts.scatter(sdf, "class", test.classes, "PCA", height=420, selectable=False,
+                                           title=f"Epoch {epochs[k]}: PCA of {len(sidx):,} {ctx.dataset} test images"),
+                            width="stretch")
+
+        def play() -> None:
+            k = state.replay_frame()
+            draw(min(k, len(epochs) - 1))
+            if k < len(epochs) - 1:
+                state.set_replay_frame(k + 1)
+
+        if st.toggle("Play", key="emb_play", on_change=state.set_replay_frame, args=(0,),
+                     help="Step through the epochs, one a second."):
+            st.fragment(play, run_every=1.0)()
+        else:
+            epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="emb_epoch")
+            draw(epochs.index(epoch))
         st.caption("Each epoch's PCA, axes flipped to agree with the last epoch, so you can watch classes separate.")

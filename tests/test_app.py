@@ -195,6 +195,9 @@ def test_training_on_digits_through_the_train_page_feeds_every_page(app_env):
     for page in ("embedding", "metrics", "retrieval"):
         goto(at, page)
         assert f"Model **{name}**" in texts(at), page
+        if page == "embedding":  # the per-epoch replay of a model trained in this session
+            at.toggle(key="emb_play").set_value(True).run()
+            assert not at.exception and "Epoch 1: PCA of 540 digits test images" in at.get("vega_lite_chart")[-1].proto.spec
     goto(at, "compare")
     assert any(name in str(v) for v in at.dataframe[1].value["model"])
 

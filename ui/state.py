@@ -27,8 +27,8 @@ _ACTIVE_MODEL = "active_model"  # path of the chosen model
 _CONTEXT = "context"  # the sidebar's resolved choices for this run
 _AUG_SEED = "aug_seed"
 _PROJECTION = "projection_request"
-_QUERY_INDEX = "query_index"
 _FLASH = "flash"
+_REPLAY = "replay_frame"
 
 MAX_SESSION_MODELS = 20
 MAX_REPLAYS = 3
@@ -155,12 +155,12 @@ def set_projection_request(request: dict) -> None:
     _set(_PROJECTION, dict(request))
 
 
-def query_index(default: int = 0) -> int:
-    return int(_get(_QUERY_INDEX, default))
+def replay_frame() -> int:
+    return int(_get(_REPLAY, 0))
 
 
-def set_query_index(value: int) -> None:
-    _set(_QUERY_INDEX, int(value))
+def set_replay_frame(value: int) -> None:
+    _set(_REPLAY, int(value))
 
 
 def push_flash(kind: str, text: str) -> None:
