@@ -4,9 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from cl.errors import DataUnavailableError
 from ui import cache, charts, common, state
-from ui import images as ui_images
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 

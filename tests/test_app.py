@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
@@ -325,6 +324,19 @@ def test_missing_data_gives_guidance_and_falls_back_to_digits(monkeypatch, tmp_p
         assert "Showing digits instead" in "\n".join(c.value for c in at.sidebar.caption)
         goto(at, "embedding")
         assert "digits test" in texts(at)
+
+
+def test_an_unwritable_runs_folder_is_reported_before_training(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CL_RUNS_DIR", str(blocker / "runs"))
+    at = new_session()
+    start_training(at, epochs=1)
+    assert any("cannot save models in" in w.value and "CL_RUNS_DIR" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    from ui import jobs
+
+    assert not jobs.running()
 
 
 def test_runs_folder_never_points_at_the_shipped_checkpoints(monkeypatch):

@@ -138,6 +138,7 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
                 raise ConfigError("the runs folder must not be the shipped checkpoints folder")
         except OSError:
             pass
+    _check_writable(runs_dir)  # fail now, not after minutes of training
     with _LOCK:
         mine = [j for j in _JOBS.values() if j.alive and j.session == session]
         if mine:
@@ -155,6 +156,18 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
     job.thread = threading.Thread(target=_run, args=(job,), name=f"cl-train-{job.id}", daemon=True)
     job.thread.start()
     return job
+
+
+def _check_writable(folder: Path) -> None:
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-", suffix=".part"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot save models in {folder}: {err.strerror or err}; set CL_RUNS_DIR to a "
+                          f"writable folder") from None
 
 
 def cli_command(c) -> str:

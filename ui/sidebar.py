@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS
+from cl.augmentations import AUGMENTATIONS
 from cl.data import SPECS
 from cl.losses import LOSSES
 
