@@ -21,13 +21,13 @@ st.caption(common.model_line(ctx))
 default = {"method": "tsne" if n_total <= 2000 else "pca", "n": n_total, "seed": 0, "perplexity": 30.0,
            "n_neighbors": 15, "min_dist": 0.1}
 req = state.projection_request(default)
-req["n"] = min(int(req.get("n", n_total)), n_total) if req.get("n") else n_total
+req["n"] = min(int(req["n"]), n_total) if req.get("n") else n_total  # None: every test image
 
 with st.form("projection_form"):
     c1, c2, c3 = st.columns([1, 1, 1])
     method = c1.selectbox("Method", list(METHOD_NAMES), index=list(METHOD_NAMES).index(req["method"]),
                           format_func=METHOD_NAMES.get, key="emb_method")
-    n = c2.number_input(f"Points (of {n_total:,} test images)", 3, n_total, int(req["n"]), key="emb_n",
+    n = c2.number_input(f"Points (of {n_total:,} test images)", 3, n_total, int(req["n"]), key=f"emb_n_{n_total}",
                         help="All test images by default; fewer is faster for t-SNE and UMAP.")
     seed = c3.number_input("Seed", 0, 2**31 - 1, int(req["seed"]), key="emb_seed")
     c4, c5, c6 = st.columns(3)
@@ -37,7 +37,7 @@ with st.form("projection_form"):
     if st.form_submit_button("Compute projection", type="primary", icon=":material/scatter_plot:"):
         req = {"method": method, "n": int(n), "seed": int(seed), "perplexity": float(perplexity),
                "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
-        state.set_projection_request(req)
+        state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
 if n_total > 3000 and req["method"] != "pca":
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")

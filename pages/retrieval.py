@@ -38,14 +38,17 @@ def show_neighbours(hits, query_label: int | None) -> None:
         st.caption("Neighbour classes: " + ", ".join(f"{test.classes[c]} {n}" for c, n in enumerate(counts) if n))
 
 
+INDEX_KEY = f"ret_index_{ctx.dataset}"  # one per data set: their sizes differ
+
+
 def _random_query() -> None:
-    state.set_widget("ret_index", int(np.random.default_rng().integers(len(test))))
+    state.set_widget(INDEX_KEY, int(np.random.default_rng().integers(len(test))))
 
 
 tab_test, tab_upload = st.tabs(["A test image", "Your own image"])
 with tab_test:
     c1, c2 = st.columns([3, 1])
-    i = int(c1.number_input(f"Test image index (0 to {len(test) - 1:,})", 0, len(test) - 1, 0, key="ret_index"))
+    i = int(c1.number_input(f"Test image index (0 to {len(test) - 1:,})", 0, len(test) - 1, 0, key=INDEX_KEY))
     c2.button("Random image", on_click=_random_query, key="ret_random", icon=":material/casino:")
     q1, q2 = st.columns([1, 5])
     with q1:

@@ -100,8 +100,10 @@ if submitted and not busy:
     except UserError as err:
         st.warning(str(err), icon=":material/block:")
 
+limit_s = jobs.max_train_seconds()
 st.caption(f"Trainings running on this server: {len(jobs.running())} of at most {jobs.max_concurrent()}. "
-           f"Models are saved to `{models.runs_dir()}`, never over the shipped checkpoints.")
+           f"Models are saved to `{models.runs_dir()}`, never over the shipped checkpoints."
+           + (f" This server stops every training after {limit_s:,.0f} s and saves what it learned." if limit_s else ""))
 
 
 # ------------------------------------------------------------------ live monitor

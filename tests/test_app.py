@@ -144,7 +144,7 @@ def test_every_page_renders_with_its_key_widgets():
 
     goto(at, "retrieval")
     assert at.file_uploader, "upload widget"
-    assert at.number_input(key="ret_index").value == 0
+    assert at.number_input(key="ret_index_digits").value == 0
     assert "Top 10 neighbours" in texts(at)
     assert len(at.image) >= 11, "query plus ten neighbours"
     button(at, "Random image").click().run()

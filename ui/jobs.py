@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,15 @@ KEEP_FINISHED = 32
 
 class CapacityError(UserError):
     """The server runs as many trainings as it allows, or this session already runs one."""
+
+
+def max_train_seconds() -> float | None:
+    """A server-wide limit on one training's duration ($CL_APP_MAX_TRAIN_SECONDS, e.g. for a demo)."""
+    try:
+        value = float(os.environ.get("CL_APP_MAX_TRAIN_SECONDS", "") or 0)
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def max_concurrent() -> int:
@@ -129,6 +138,9 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
     from cl.data import dataset_spec
     from cl.training import resolve_config
 
+    limit_s = max_train_seconds()
+    if limit_s is not None:
+        config = replace(config, time_budget=min(config.time_budget or limit_s, limit_s))
     resolved = resolve_config(config)  # ConfigError on a bad value, before any slot is taken
     dataset_spec(resolved.dataset)
     runs_dir = Path(runs_dir)
