@@ -2,6 +2,15 @@
 
 The entry point: page config, the shared sidebar (ui/sidebar.py) and navigation over pages/.
 Pages hold widgets and charts only; the work is done by the `cl` library.
+
+Environment (all optional):
+  CL_DATA_DIR                 real data in torchvision layout (default ./data; digits needs none)
+  CL_CHECKPOINTS_DIR          shipped checkpoints (default checkpoints/ beside this file)
+  CL_RUNS_DIR                 where models trained in the app are saved (default ./runs)
+  CL_MAX_TRAININGS            trainings running at once on this server (default 2)
+  CL_APP_MAX_TRAIN_SECONDS    stop every training after this many seconds (a demo server)
+  CL_APP_LIST_RUNS=1          also offer earlier runs from the runs folder (off: on a shared
+                              server they belong to other people)
 """
 
 from __future__ import annotations
