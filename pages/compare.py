@@ -94,8 +94,12 @@ c1, c2, c3, c4 = st.columns([3, 3, 1, 1])
 default_a = ctx.model.path if ctx.model is not None and ctx.model.path in by_path else paths[0]
 a = c1.selectbox("Left model", paths, index=paths.index(default_a), format_func=lambda p: by_path[p].label,
                  key="cmp_a")
-b = c2.selectbox("Right model", paths, index=min(1, len(paths) - 1) if paths[0] == a else 0,
-                 format_func=lambda p: by_path[p].label, key="cmp_b")
+# by default the right side shows another model of the same data set (another loss or augmentation)
+others = [p for p in paths if p != a]
+same_data = [p for p in others if by_path[p].dataset == by_path[a].dataset]
+default_b = (same_data or others or [a])[0]
+b = c2.selectbox("Right model", paths, index=paths.index(default_b), format_func=lambda p: by_path[p].label,
+                 key="cmp_b")
 method = c3.selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="cmp_method")
 limit = c4.number_input("Points", 100, 20000, 2000, step=500, key="cmp_n",
                         help="Test images per model (a seeded random subset when the split is larger).")

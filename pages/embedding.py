@@ -55,7 +55,8 @@ color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], 
                                              "correct": "correct / wrong"}.get) or "class"
 pred = None
 if color_by != "class":
-    with st.spinner("Fitting the linear probe ..."), common.user_errors():
+    with st.spinner(f"Fitting the linear probe on the {ctx.dataset} train embeddings (once per model, then cached "
+                    "for everyone) ..."), common.user_errors():
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
 

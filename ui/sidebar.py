@@ -142,7 +142,13 @@ def render() -> Context:
         if usable:
             by_path = {e.path: e for e in usable}
             paths = list(by_path)
-            default = state.active_model() if state.active_model() in by_path else paths[0]
+            active = state.active_model()
+            default = active if active in by_path else paths[0]
+            if state.last_dataset() != dataset:
+                # a new data set: prefer the best model trained on it over the previous choice
+                if active in by_path and by_path[active].dataset != dataset and usable[0].dataset == dataset:
+                    default = paths[0]
+                state.set_widget(state.K_MODEL, default)
             chosen = _select("Model", state.K_MODEL, paths, default, format_func=lambda p: by_path[p].label,
                              help="Shipped checkpoints, models trained in this session; only models whose "
                                   f"input shape fits {dataset} are listed.")
@@ -165,6 +171,7 @@ def render() -> Context:
             where = f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}" if p else v["status"]
             st.info(f"Training {v['config'].dataset} in the background: {where}.", icon=":material/hourglass_top:")
 
+    state.set_last_dataset(dataset)
     ctx = Context(dataset, requested, aug, loss, status, model, usable, notes)
     state.set_context(ctx)
     return ctx

@@ -29,6 +29,7 @@ _AUG_SEED = "aug_seed"
 _PROJECTION = "projection_request"
 _FLASH = "flash"
 _REPLAY = "replay_frame"
+_LAST_DATASET = "last_dataset"
 
 MAX_SESSION_MODELS = 20
 MAX_REPLAYS = 3
@@ -136,6 +137,14 @@ def _through_app() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def last_dataset() -> str | None:
+    return _get(_LAST_DATASET)
+
+
+def set_last_dataset(name: str) -> None:
+    _set(_LAST_DATASET, name)
 
 
 # ----------------------------------------------------------------- small page-level state
