@@ -2,10 +2,16 @@
 
 Similarity is cosine: embeddings are L2-normalised once when the index is built, so a query
 is one matrix-vector product and a partial top-k (fast enough for 60,000 images on a CPU).
+
+One query is far too little work to share between threads: :func:`embed_one` and
+:meth:`NeighborIndex.query` run on a single intra-op thread (the setting is per calling thread,
+so a training running in another thread keeps its threads). On a busy 2-core machine a two-thread
+forward pass of one image waited ~100 ms for the second thread; on one thread it takes ~1-2 ms.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +19,20 @@ import torch
 
 from .data import SPECS, to_float
 from .images import PreparedImage, decode_image_bytes, decode_image_file, prepare_image
+
+
+@contextmanager
+def one_thread():
+    """Run the block on one intra-op thread (OpenMP's thread count is per calling thread)."""
+    old = torch.get_num_threads()
+    if old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @dataclass
@@ -35,13 +55,15 @@ class NeighborIndex:
 
     def query(self, vector: np.ndarray | torch.Tensor, k: int = 10, exclude: int | None = None) -> list[Neighbor]:
         q = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
-        q = torch.nn.functional.normalize(q, dim=0)
-        sim = self.z @ q
-        if exclude is not None:
-            sim[exclude] = float("-inf")
         k = max(0, min(k, len(self) - (exclude is not None)))
-        top = torch.topk(sim, k)
-        return [Neighbor(int(i), int(self.labels[i]), float(s)) for s, i in zip(top.values, top.indices)]
+        with one_thread():
+            q = torch.nn.functional.normalize(q, dim=0)
+            sim = self.z @ q
+            if exclude is not None:
+                sim[exclude] = float("-inf")
+            top = torch.topk(sim, k)
+        return [Neighbor(int(i), int(self.labels[i]), float(s))
+                for s, i in zip(top.values.tolist(), top.indices.tolist())]
 
 
 def input_mode_for(dataset: str) -> str:
@@ -72,6 +94,7 @@ def prepare_query(source, channels: int, size: int, dataset: str, invert="auto")
 @torch.no_grad()
 def embed_one(model: torch.nn.Module, image_uint8: torch.Tensor) -> np.ndarray:
     model.eval()
-    x = to_float(image_uint8[None]).contiguous(memory_format=torch.channels_last)
-    fn = getattr(model, "embed", model)
-    return fn(x)[0].float().numpy()
+    with one_thread():
+        x = to_float(image_uint8[None]).contiguous(memory_format=torch.channels_last)
+        fn = getattr(model, "embed", model)
+        return fn(x)[0].float().numpy()
