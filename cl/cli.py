@@ -202,7 +202,7 @@ def cmd_datasets(args) -> int:
 
 
 def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, command: str | None = None,
-                   progress=None, should_stop=None) -> dict:
+                   progress=None, should_stop=None, on_epoch_end=None) -> dict:
     """Train, evaluate under both protocols, save the checkpoint with its card; return the card."""
     from .checkpoints import save_checkpoint
     from .data import load_dataset
@@ -212,7 +212,7 @@ def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, comma
     resolved = resolve_config(config)
     train_set = load_dataset(config.dataset, "train", data_dir, allow_gallery=False)
     test_set = load_dataset(config.dataset, "test", data_dir) if evaluate else None
-    result = train(resolved, train_set, progress=progress, should_stop=should_stop)
+    result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end)
     metrics = {}
     if evaluate and result.stopped != "cancelled":
         test_emb = embed(result.model, test_set.images)
@@ -236,7 +236,9 @@ def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, comma
     if result.stopped == "cancelled":
         return {**card, "saved": False}
     save_checkpoint(out, result.model, card)
-    return {**card, "saved": True}
+    from .checkpoints import read_card
+
+    return {**read_card(out), "saved": True}
 
 
 def cmd_train(args) -> int:

@@ -70,7 +70,10 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
             img.load()
     except ImageInputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError(f"{name}: the image is too large: it declares more pixels than the limit ({max_pixels // 1_000_000} MP); "
+                              "this looks like a decompression bomb") from None
+    except UnidentifiedImageError as err:
         raise ImageInputError(f"{name}: not a readable image ({type(err).__name__})") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise ImageInputError(f"{name}: the image is truncated or corrupt ({err})") from None
