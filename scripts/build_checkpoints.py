@@ -12,7 +12,7 @@ Afterwards ``checkpoints/README.md`` is regenerated from the cards.
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +31,35 @@ FIGURE_MODELS = ["mnist-none-pairwise", "mnist-simclr-triplet", "mnist-best", "c
 
 
 def commands() -> dict[str, list[str]]:
+    """Each checkpoint's command: the one recorded in its shipped card when there is one (so a
+    rebuild replays exactly what was shipped, thread count included), else the plain recipe."""
+    out = _recipe_commands()
+    sys.path.insert(0, str(ROOT))
+    from cl.checkpoints import read_card
+
+    for name in out:
+        path = CKPT / f"{name}.safetensors"
+        if path.exists():
+            words = shlex.split(read_card(path)["command"])
+            if words[:3] == ["python", "-m", "cl"]:
+                out[name] = [w for w in _drop_data_dir(words[3:])]
+    return out
+
+
+def _drop_data_dir(words: list[str]) -> list[str]:
+    """The data directory is this machine's, given by --data-dir; drop the recorded one."""
+    out, skip = [], False
+    for w in words:
+        if skip:
+            skip = False
+        elif w == "--data-dir":
+            skip = True
+        else:
+            out.append(w)
+    return out
+
+
+def _recipe_commands() -> dict[str, list[str]]:
     out = {}
     for d, a, l in PAPER_SCENARIOS:
         name = f"{d}-{a}-{l}"
