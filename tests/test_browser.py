@@ -117,6 +117,9 @@ def visit(page, path: str) -> None:
 def new_page(browser, server):
     context = browser.new_context(viewport=VIEWPORT)
     context._cl_url = server["url"]
+    # Generous limits: CI's 2 cores serve five sessions and a training at once.
+    context.set_default_timeout(120_000)
+    context.set_default_navigation_timeout(120_000)
     return context.new_page()
 
 
@@ -213,7 +216,7 @@ def test_upload_on_retrieval_shows_preprocessing_and_neighbours(browser, server)
     uploader = page.locator("[data-testid=stFileUploader] input[type=file]")
     uploader.set_input_files(files=[{"name": "my-digit.png", "mimeType": "image/png", "buffer": digit_png()}])
     idle(page)
-    page.get_by_text("neighbours of your image").first.wait_for(timeout=30000)
+    page.get_by_text("neighbours of your image").first.wait_for(timeout=120000)
     assert page.get_by_text("inverted colours").count() >= 1, "the preprocessing steps are shown"
     panel = page.locator("[data-testid=stTabPanel]:visible, [role=tabpanel]:visible").first
     assert panel.locator("img").count() >= 12, "original, preprocessed and ten neighbours"
@@ -236,7 +239,7 @@ def test_five_sessions_on_one_server_while_one_trains(browser, server):
     epochs.fill("1")
     epochs.press("Tab")
     trainer.get_by_role("button", name="Start training").click()
-    trainer.get_by_text("Cancel training").first.wait_for(timeout=30000)
+    trainer.get_by_text("Cancel training").first.wait_for(timeout=120000)
 
     # while it trains, four other sessions use every page and see nothing of it
     t0 = time.time()
@@ -247,7 +250,7 @@ def test_five_sessions_on_one_server_while_one_trains(browser, server):
             assert "in the background" not in sidebar_text(page)
     responsive_s = time.time() - t0
 
-    trainer.get_by_text("Training finished").first.wait_for(timeout=180000)
+    trainer.get_by_text("Training finished").first.wait_for(timeout=400000)
     idle(trainer)
     assert "trained this session" in sidebar_text(trainer)
     assert "images/s" in trainer.locator("[data-testid=stProgress]").first.inner_text() or \
