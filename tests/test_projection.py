@@ -102,11 +102,25 @@ def test_exact_knn_small_inputs():
 def test_schedules():
     assert tsne_schedule(1000) == (250, 500)  # openTSNE's defaults for small sets
     ee, normal = tsne_schedule(10_000)
-    assert ee + normal < 750 and normal >= 200
+    assert ee + normal < 750 and ee >= 100 and normal >= 175
+    assert tsne_schedule(100_000) == (100, 175)
     assert sum(tsne_schedule(10_000, n_iter=300)) == 300
     assert umap_epochs(1000) == 500 and umap_epochs(10_000) == 200 and umap_epochs(60_000) == 200
     assert tsne_gradient(10_000, 10.0)[0] == "fft"  # compact early layout: small FFT grid
     assert tsne_gradient(10_000, 500.0)[0] == "bh"  # wide layout: Barnes-Hut does not grow with it
+
+
+def test_tsne_same_output_for_any_thread_count(blobs, monkeypatch):
+    """openTSNE parallelises per point, so the thread count (picked from the machine's load)
+    must not change the result; the gradient method is chosen without looking at it."""
+    import cl.projection as projection
+
+    x, _ = blobs
+    outs = []
+    for threads in (1, 2):
+        monkeypatch.setattr(projection, "tsne_threads", lambda threads=threads: threads)
+        outs.append(project(x, "tsne", seed=0))
+    assert np.array_equal(outs[0], outs[1])
 
 
 def test_n_iter_is_respected_and_deterministic(blobs):
