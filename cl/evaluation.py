@@ -16,10 +16,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix
-from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
 
 from .data import ImageSet, to_float
 from .errors import ConfigError
@@ -61,20 +57,30 @@ def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> f
 
 
 def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
-    with warnings.catch_warnings():
+    # scikit-learn is imported here, not at module level: `train --no-eval` never needs it
+    # and it costs about a second to import.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import confusion_matrix
+    from sklearn.neighbors import KNeighborsClassifier
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS/OpenMP thread: these problems are tiny (thousands x 32..128), and with torch's
+    # OpenMP pool also loaded, multi-threaded BLAS made the lbfgs fit 20x slower on 2 cores
+    # (8.3 s instead of 0.4 s for MNIST's 8,000 x 32 probe). The fitted probe is the same.
+    with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets is not an error
         probe = LogisticRegression(max_iter=1000, random_state=seed)
         probe.fit(x_fit, y_fit)
-    proba = probe.predict_proba(x_score)
+        proba = probe.predict_proba(x_score)
+        knn = KNeighborsClassifier(n_neighbors=min(30, len(y_fit)))
+        knn.fit(x_fit, y_fit)
+        knn_pred = knn.predict(x_score)
     pred = probe.classes_[proba.argmax(1)]
     labels_all = np.arange(n_classes)
     # top-3 by hand: a scored label the probe never saw (a class missing from the fit split)
     # simply counts as a miss, where sklearn's top_k_accuracy_score would raise
     top = probe.classes_[np.argsort(-proba, axis=1, kind="stable")[:, :3]]
     top3 = float((top == np.asarray(y_score)[:, None]).any(1).mean()) if len(y_score) else float("nan")
-    knn = KNeighborsClassifier(n_neighbors=min(30, len(y_fit)))
-    knn.fit(x_fit, y_fit)
-    knn_pred = knn.predict(x_score)
     cm = confusion_matrix(y_score, pred, labels=labels_all)
     per_class = [float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None for i in range(n_classes)]
     return {
@@ -89,6 +95,8 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
 
 def _paper_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The study's seeded 80/20 split of the test split (stratified when every class has 2+)."""
+    from sklearn.model_selection import train_test_split
+
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
     return train_test_split(np.arange(len(y)), test_size=0.2, random_state=seed, stratify=stratify)
@@ -147,8 +155,12 @@ def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: 
     emb = embed(model, test_set.images)
     y = test_set.labels.numpy()
     fit_idx, score_idx = _paper_split(y, seed)
-    knn = KNeighborsClassifier(n_neighbors=min(k, len(fit_idx))).fit(emb[fit_idx], y[fit_idx])
-    return float((knn.predict(emb[score_idx]) == y[score_idx]).mean())
+    from sklearn.neighbors import KNeighborsClassifier
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        knn = KNeighborsClassifier(n_neighbors=min(k, len(fit_idx))).fit(emb[fit_idx], y[fit_idx])
+        return float((knn.predict(emb[score_idx]) == y[score_idx]).mean())
 
 
 SUMMARY_KEYS = ("protocol", "dataset", "split", "n_test", "n_fit", "linear_acc", "top3_acc", "knn_acc",

@@ -158,6 +158,26 @@ def test_dataset_status(data_dir, tmp_path):
     assert row["n_train"] == 1257 and row["n_test"] == 540
 
 
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion-mnist", "cifar10"])
+def test_dataset_status_counts_match_real_loads(data_dir, name):
+    """The cheap counts (headers, file listings) agree with decoding every image."""
+    row = dataset_status(name, data_dir)
+    for split in ("train", "test"):
+        s = load_dataset(name, split, data_dir, download=False)
+        assert (row[f"n_{split}"], row[f"{split}_source"], row[f"{split}_complete"]) == (len(s), s.source, s.complete)
+
+
+def test_dataset_status_truncated_idx_reports_the_problem(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">HBBIII", 0, 8, 3, 10, 28, 28) + b"\x00" * 100)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">HBBI", 0, 8, 1, 10) + b"\x00" * 10)
+    row = dataset_status("mnist", tmp_path)
+    # the header promises 10 images but the file holds 100 bytes: not counted as available
+    assert "truncated" in row.get("test_error", "") or row["test_source"].startswith("shipped gallery")
+    assert row["n_train"] == 0 and not row["available"]
+
+
 # ----------------------------------------------------------------------------- folder:PATH
 def _write_tree(root: Path, counts: dict[str, int], seed: int, size=(20, 14)):
     rng = np.random.default_rng(seed)
