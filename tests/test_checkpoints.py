@@ -57,7 +57,8 @@ def test_round_trip_identical(kind, tmp_path):
         model, card, shape = PaperEncoder(3, 32), _card(dataset="cifar10"), (3, 32)
     else:
         model, card, shape = ConvNetEncoder(1, 28, width=16), _card("convnet", 16), (1, 28)
-    model = _trained_like(model)
+    # channels-last, as cl.training leaves every model it trains (and as load_checkpoint returns it)
+    model = _trained_like(model).to(memory_format=torch.channels_last)
     path = save_checkpoint(tmp_path / "sub" / "model.safetensors", model, card)
     assert path.is_file()
     loaded, got = load_checkpoint(path)
