@@ -189,12 +189,26 @@ def project(embeddings: np.ndarray, method: str = "tsne", seed: int = 0, perplex
 
 
 def _pca(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
+    """The first two principal components, signs as scikit-learn's ``PCA`` chooses them.
 
+    Done in NumPy (eigen-decomposition of the d x d covariance, exact and deterministic, so
+    ``seed`` is unused) because importing scikit-learn's PCA costs ~150 MB of resident memory
+    in the app for a 2-column projection of at most a few hundred dimensions.
+    """
     out = np.zeros((len(x), 2), dtype=np.float32)
     n_comp = min(2, x.shape[1], len(x))
-    if n_comp:
-        out[:, :n_comp] = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
+    if not n_comp:
+        return out
+    x64 = np.asarray(x, dtype=np.float64)
+    centred = x64 - x64.mean(axis=0)
+    cov = centred.T @ centred / max(1, len(x) - 1)
+    values, vectors = np.linalg.eigh(cov)
+    components = vectors[:, ::-1][:, :n_comp].T  # largest variance first
+    # sign convention (scikit-learn's svd_flip on the components): the entry of largest
+    # magnitude in each component is positive, so the picture does not flip between runs
+    biggest = components[np.arange(n_comp), np.abs(components).argmax(axis=1)]
+    components *= np.where(biggest < 0, -1.0, 1.0)[:, None]
+    out[:, :n_comp] = centred @ components.T
     return out
 
 

@@ -167,3 +167,15 @@ def test_bad_inputs():
 def test_warm_up_once():
     warm_up()
     assert warm_up() == 0.0
+
+
+@pytest.mark.parametrize("shape", [(2000, 32), (150, 64), (4, 3)])
+def test_pca_matches_scikit_learn_including_signs(shape):
+    """Our NumPy PCA (no scikit-learn import in the app) against sklearn.decomposition.PCA."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * np.linspace(3, 0.1, shape[1])).astype(np.float32)
+    ours = project(x, "pca")
+    ref = PCA(n_components=2, random_state=0).fit_transform(x)
+    np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max())
