@@ -166,3 +166,34 @@ def test_default_recipe_learns_digits(digits_train, digits_test):
     assert trained["linear_acc"] > untrained["linear_acc"] + 0.3
     assert trained["knn_acc"] > untrained["knn_acc"]
     assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_forward_triplet_reuses_the_anchor_pass_exactly_as_three_passes():
+    """x_p=None (positive == anchor) must leave loss, gradients and BatchNorm running statistics
+    as the study's three separate passes model(a), model(a), model(n) leave them."""
+    import copy
+
+    from cl.encoder import PaperEncoder
+    from cl.training import forward_triplet
+
+    torch.manual_seed(0)
+    ours = PaperEncoder(1, 28).train()
+    ref = copy.deepcopy(ours)
+    x_a, x_n = torch.randn(64, 1, 28, 28), torch.randn(64, 1, 28, 28)
+    loss_fn = torch.nn.TripletMarginLoss(margin=1.0, p=2)
+    z = forward_triplet(ours, x_a, None, x_n)
+    loss_ours = loss_fn(*z)
+    loss_ref = loss_fn(ref(x_a), ref(x_a), ref(x_n))
+    loss_ours.backward()
+    loss_ref.backward()
+    assert torch.allclose(loss_ours, loss_ref, atol=1e-6)
+    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+        assert torch.allclose(p1.grad, p2.grad, rtol=1e-4, atol=1e-6), name
+    for (name, b1), (_, b2) in zip(ours.named_buffers(), ref.named_buffers()):
+        if b1.dtype.is_floating_point:
+            assert torch.allclose(b1, b2, rtol=1e-5, atol=1e-7), name
+    # momentum restored after the pass
+    assert all(m.momentum == 0.1 for m in ours.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # with a real positive it is exactly three passes
+    z2 = forward_triplet(ref, x_a, x_n, x_n)
+    assert torch.equal(z2[1], z2[2])
