@@ -30,11 +30,16 @@ MAX_HEADER = 16 * 1024 * 1024
 
 
 def versions() -> dict:
-    import numpy
-    import sklearn
+    from importlib.metadata import PackageNotFoundError, version
 
+    import numpy
+
+    try:  # read from the installed metadata: importing scikit-learn costs a second or more
+        sklearn_version = version("scikit-learn")
+    except PackageNotFoundError:
+        sklearn_version = None
     return {"cl": __import__("cl").__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+            "scikit-learn": sklearn_version, "python": platform.python_version()}
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict) -> Path:

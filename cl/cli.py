@@ -301,10 +301,28 @@ def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
     return model, card, name, test_set
 
 
+def _preload_sklearn() -> None:
+    """Import scikit-learn's probe modules on a thread while the main thread embeds images:
+    the import (~2 s) is mostly waiting on files and the embedding releases the GIL."""
+    import threading
+
+    def work():
+        try:
+            import sklearn.linear_model  # noqa: F401
+            import sklearn.metrics  # noqa: F401
+            import sklearn.model_selection  # noqa: F401
+            import sklearn.neighbors  # noqa: F401
+        except Exception:  # noqa: BLE001 - the main thread's own import will report it
+            pass
+
+    threading.Thread(target=work, name="preload-sklearn", daemon=True).start()
+
+
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
     from .evaluation import evaluate_model
 
+    _preload_sklearn()
     model, card, name, test_set = _load_for_eval(args.checkpoint, args.dataset, args.data_dir)
     train_set = load_dataset(name, "train", args.data_dir, allow_gallery=False) if args.protocol == "standard" else None
     r = evaluate_model(model, test_set, args.protocol, train_set, seed=args.seed)

@@ -197,3 +197,25 @@ def test_forward_triplet_reuses_the_anchor_pass_exactly_as_three_passes():
     # with a real positive it is exactly three passes
     z2 = forward_triplet(ref, x_a, x_n, x_n)
     assert torch.equal(z2[1], z2[2])
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-4])
+def test_plain_sgd_matches_torch_sgd(weight_decay):
+    import copy
+
+    from cl.encoder import PaperEncoder
+    from cl.training import PlainSGD
+
+    torch.manual_seed(0)
+    ours = PaperEncoder(1, 28).train()
+    ref = copy.deepcopy(ours)
+    opt_ours = PlainSGD(ours.parameters(), lr=0.15, weight_decay=weight_decay)
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.15, weight_decay=weight_decay)
+    for step in range(3):
+        x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(step))
+        for model, opt in ((ours, opt_ours), (ref, opt_ref)):
+            opt.zero_grad(set_to_none=True)
+            model(x).pow(2).sum().backward()
+            opt.step()
+    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+        assert torch.allclose(p1, p2, rtol=0, atol=1e-7), name
