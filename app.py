@@ -16,6 +16,7 @@ Environment (all optional):
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -43,3 +44,8 @@ sidebar.render()
 for kind, text in state.pop_flash():
     {"success": st.success, "info": st.info, "error": st.error}.get(kind, st.info)(text)
 page.run()
+
+if "torch" not in sys.modules:
+    # The Overview page draws without PyTorch (its import takes 2-3 s); import it now, in the
+    # background, so whichever page the visitor opens next does not wait for it.
+    threading.Thread(target=__import__, args=("torch",), name="import-torch", daemon=True).start()

@@ -751,10 +751,25 @@ def _part_app(ctx: _Context) -> dict:
                 server.kill()
             browser.close()
     result["peak_rss_mb"] = round(sampler.peak / 2**20, 1)
+    result["torch_import_rss_mb"] = _torch_import_rss_mb()
+    result["torch_build"] = torch.__version__
     result["pages"] = ["Overview"] + (["Embedding space (PCA, all test points)"] if "embedding_page_s" in result else [])
     result["server"] = "streamlit run app.py (headless), one browser session"
     shutil.rmtree(runs, ignore_errors=True)
     return result
+
+
+def _torch_import_rss_mb() -> float | None:
+    """Resident memory of a fresh Python process after ``import torch``: the app's fixed floor
+    (about 520 MB with the CUDA build pip installs by default, about 210 MB with the CPU-only
+    build)."""
+    code = ("import torch\n"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')][0])")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        return round(int(out.stdout.split()[-1]) / 1024, 1)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None  # not Linux, or torch failed: the figure is simply not reported
 
 
 def _wait_idle(page, stable: float = 0.8, timeout: float = 120) -> None:
@@ -884,7 +899,8 @@ def _format_part(name: str, r: dict) -> str:
         emb = (f"embedding page with {r['scatter_points']:,} points {r['embedding_page_s']} s" if "scatter_points" in r
                else f"embedding page skipped: {r.get('embedding_page_skipped')}")
         return (f"{head}\nfirst page {r.get('first_page_s')} s (settled {r.get('first_page_idle_s')} s); {emb}; "
-                f"peak RSS {r.get('peak_rss_mb')} MB")
+                f"peak RSS {r.get('peak_rss_mb')} MB, of which `import torch` alone is "
+                f"{r.get('torch_import_rss_mb')} MB ({r.get('torch_build')})")
     return head
 
 

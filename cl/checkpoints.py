@@ -19,11 +19,12 @@ import platform
 import struct
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .encoder import ConvNetEncoder, build_encoder
 from .errors import CheckpointError
+
+if TYPE_CHECKING:  # reading cards needs no torch: the app lists models before importing it
+    import torch
 
 FORMAT = "contrastive-explorer/1"
 MAX_HEADER = 16 * 1024 * 1024
@@ -33,6 +34,7 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     import numpy
+    import torch
 
     try:  # read from the installed metadata: importing scikit-learn costs a second or more
         sklearn_version = version("scikit-learn")
@@ -45,6 +47,8 @@ def versions() -> dict:
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict) -> Path:
     """Write ``model``'s weights and ``card`` atomically to ``path`` (``.safetensors``)."""
     from safetensors.torch import save as st_save
+
+    from .encoder import ConvNetEncoder
 
     path = Path(path)
     card = dict(card)
@@ -157,8 +161,11 @@ def _card_from_header(path: Path, header: dict) -> dict:
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load ``(model, card)``; raise :class:`CheckpointError` on anything wrong."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from .encoder import build_encoder
 
     path = Path(path)
     card = read_card(path)

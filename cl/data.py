@@ -23,10 +23,9 @@ import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import ConfigError, DataUnavailableError
 
@@ -40,6 +39,9 @@ CIFAR10_CLASSES = [
     "dog", "frog", "horse", "ship", "truck",
 ]
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+if TYPE_CHECKING:  # torch is imported where tensors are made: listing data sets needs none
+    import torch
+
 GALLERY_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "galleries"
 
 
@@ -118,6 +120,8 @@ class ImageSet:
         return text
 
     def subset(self, indices) -> "ImageSet":
+        import torch
+
         idx = torch.as_tensor(indices, dtype=torch.long)
         return ImageSet(self.name, self.split, self.images[idx], self.labels[idx], self.classes,
                         self.source, None, self.notes + [f"subset of {len(idx)} images"])
@@ -184,6 +188,8 @@ def clear_cache() -> None:
 
 # --------------------------------------------------------------------------- digits
 def _load_digits(split: str) -> ImageSet:
+    import torch
+    import torch.nn.functional as F
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -257,6 +263,8 @@ def _load_idx_set(name: str, folder: str, split: str, root: Path, download: bool
             f"{name} {split} split not found: expected {root / folder / 'raw' / image_file} and "
             f"{label_file} (torchvision layout). Run once with internet access to download it, or "
             f"copy the files there and pass --data-dir / set CL_DATA_DIR")
+    import torch
+
     images = _read_idx(found[0])
     labels = _read_idx(found[1]).astype(np.int64)
     n = min(len(images), len(labels))
@@ -288,6 +296,7 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
     if not batches.is_dir() and not subset.is_dir() and download:
         _try_torchvision_download("cifar10", root)
     if batches.is_dir():
+        import torch
         import torchvision.datasets as tvd
 
         ds = tvd.CIFAR10(root=str(root), train=(split == "train"), download=False)
@@ -307,6 +316,7 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
 
 # --------------------------------------------------------------------------- image folders
 def _read_class_folders(path: Path, classes: list[str] | None, channels: int, size: int):
+    import torch
     from .images import decode_image_file, fit_to_format
 
     if classes is None:
@@ -343,6 +353,8 @@ def _load_folder(name: str, path: Path, split: str) -> ImageSet:
         rng.shuffle(idx)
         if len(idx) > 1:  # a class with one image stays in train
             test_mask[idx[: max(1, round(0.2 * len(idx)))]] = True
+    import torch
+
     keep = torch.from_numpy(test_mask if split == "test" else ~test_mask)
     return ImageSet(name, split, images[keep], labels[keep], classes, str(path),
                     notes=["seeded stratified 80/20 split of a folder without train/test"])
@@ -358,6 +370,8 @@ def load_gallery(name: str) -> ImageSet | None:
     path = gallery_path(name)
     if not path.is_file():
         return None
+    import torch
+
     with np.load(path, allow_pickle=False) as npz:
         images = torch.from_numpy(npz["images"].copy())
         labels = torch.from_numpy(npz["labels"].astype(np.int64))

@@ -14,8 +14,6 @@ from cl.checkpoints import check_compatible, load_checkpoint
 from cl.data import ImageSet, dataset_status, load_dataset
 from cl.errors import ConfigError, DataUnavailableError
 
-from . import images as ui_images
-
 
 def load_data(name: str, split: str) -> ImageSet:
     """One split, never downloading (the Train page offers an explicit download). The test
@@ -112,6 +110,8 @@ def projection(path: str, cid: str, dataset: str, method: str, n: int, seed: int
 @st.cache_data(max_entries=6, show_spinner=False)
 def thumbnails(dataset: str, split: str) -> list[str]:
     """PNG data URLs of every image of a split (for the scatter tooltips)."""
+    from . import images as ui_images  # imports torch: not needed to draw the first page
+
     data = load_data(dataset, split)
     scale = 2 if data.size <= 32 else 1
     return ui_images.data_urls(data.images, scale=scale)

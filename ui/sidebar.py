@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from cl.augmentations import AUGMENTATIONS
+from cl.catalog import AUGMENTATIONS, LOSSES
 from cl.data import SPECS
-from cl.losses import LOSSES
 
 from . import cache, jobs, models, state
 

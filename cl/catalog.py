@@ -1,0 +1,10 @@
+"""Names of the choices the library offers, importable without PyTorch.
+
+The app's first page lists them; keeping them here lets it render before ``import torch``
+(2-3 s and half a gigabyte) has happened. :mod:`cl.augmentations` and :mod:`cl.losses`
+re-export them and define what each name does.
+"""
+
+AUGMENTATIONS = ("none", "fer", "simclr", "affine", "crop")
+PAPER_AUGMENTATIONS = ("none", "fer", "simclr")
+LOSSES = ("pairwise", "triplet", "contrastive", "ntxent", "supcon")
