@@ -65,7 +65,8 @@ Everything goes to ``--out`` (default ``bench-results.json``) as one JSON object
     same_top10}, ...}``;
   - ``app``: ``first_page_s`` (heading visible), ``first_page_idle_s`` (script settled),
     ``rss_first_page_mb``, ``embedding_page_s``, ``scatter_points``, ``peak_rss_mb`` (server
-    process tree, whole session), ``rss_after_mb``, ``pages``; ``embedding_page_skipped`` (a
+    process tree, whole session), ``rss_after_mb``, ``torch_import_rss_mb`` (a fresh process
+    after ``import torch`` alone: the floor) and ``torch_build``, ``pages``; ``embedding_page_skipped`` (a
     reason) when the scatter could not be shown;
 - ``targets``: list of ``{name, limit, unit, value, met}`` for the issue's targets (``met`` is
   null when the figure was not measured in this run).
