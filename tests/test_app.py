@@ -344,3 +344,22 @@ def test_runs_folder_never_points_at_the_shipped_checkpoints(monkeypatch):
 
     monkeypatch.setenv("CL_RUNS_DIR", str(shipped_dir()))
     assert models.runs_dir().resolve() != shipped_dir().resolve()
+
+
+def test_first_page_renders_without_importing_torch():
+    """The Overview page (data sets, shipped models) must not wait for `import torch` (2-3 s and
+    ~500 MB): checked in a fresh interpreter, since this one has imported torch already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(APP)!r}, default_timeout=120).run()\n"
+        "assert not at.exception, [e.message for e in at.exception]\n"
+        "assert 'Data sets on this machine' in [s.value for s in at.subheader]\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=APP.parent)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "NO-TORCH", p.stdout[-500:]

@@ -257,3 +257,15 @@ def test_train_evaluate_neighbors(workdir, query_png, capsys):
 
     text = InProcessRun(["evaluate", out], capsys)
     assert text.returncode == 0 and "linear" in text.stdout and "Traceback" not in text.stderr
+
+
+def test_train_without_a_terminal_prints_one_line_per_epoch(workdir):
+    """Logs (CI, nohup) get a line per epoch instead of a progress bar; stdout keeps the summary."""
+    out = workdir / "digits-log.safetensors"
+    run = Run(["train", "--dataset", "digits", "--epochs", "2", "--threads", "1", "--no-eval", "--out", out],
+              _env(None))
+    assert run.returncode == 0, run
+    lines = [line for line in run.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], run
+    assert all("s of training" in line for line in lines)
+    assert f"saved {out}" in run.stdout
