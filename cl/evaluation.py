@@ -68,8 +68,9 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     # One BLAS/OpenMP thread: these problems are tiny (thousands x 32..128), and with torch's
-    # OpenMP pool also loaded, multi-threaded BLAS made the lbfgs fit 20x slower on 2 cores
-    # (8.3 s instead of 0.4 s for MNIST's 8,000 x 32 probe). The fitted probe is the same.
+    # OpenMP pool also loaded, two BLAS threads made the lbfgs fit of MNIST's 8,000 x 32 probe
+    # 4x slower on an idle 2-core machine (1.8 s instead of 0.4 s) and 20x on a busy one (8.3 s).
+    # The fitted probe is the same up to float rounding.
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets is not an error
         probe = LogisticRegression(max_iter=1000, random_state=seed)
