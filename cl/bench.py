@@ -618,7 +618,8 @@ def _part_neighbors(ctx: _Context) -> dict:
 
 
 # ------------------------------------------------------------------------------------ app
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a Streamlit server started by the bench or the tests)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -681,7 +682,7 @@ def _part_app(ctx: _Context) -> dict:
     except DataUnavailableError:
         raise _Skip("MNIST test split not available: the 10,000-point scatter needs it") from None
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     runs = Path(tempfile.mkdtemp(prefix="cl-bench-app-"))
     env = _child_env(ctx)
@@ -773,8 +774,9 @@ def _torch_import_rss_mb() -> float | None:
         return None  # not Linux, or torch failed: the figure is simply not reported
 
 
-def _wait_idle(page, stable: float = 0.8, timeout: float = 120) -> None:
-    """Wait until Streamlit's script has stopped running for ``stable`` seconds."""
+def wait_until_settled(page, stable: float = 0.8, timeout: float = 120, poll_ms: int = 100) -> None:
+    """Wait until a Streamlit page's script has not been running for ``stable`` seconds
+    (Playwright page); raise ``TimeoutError`` after ``timeout`` seconds. The browser tests use it too."""
     t0 = time.time()
     since = None
     while time.time() - t0 < timeout:
@@ -786,8 +788,15 @@ def _wait_idle(page, stable: float = 0.8, timeout: float = 120) -> None:
                 return
         else:
             since = None
-        page.wait_for_timeout(100)
-    raise _Skip(f"the app did not settle within {timeout:.0f} s")
+        page.wait_for_timeout(poll_ms)
+    raise TimeoutError(f"the app did not settle within {timeout:.0f} s")
+
+
+def _wait_idle(page, stable: float = 0.8, timeout: float = 120) -> None:
+    try:
+        wait_until_settled(page, stable, timeout)
+    except TimeoutError as err:
+        raise _Skip(str(err)) from None
 
 
 def _choose_dataset(page, dataset: str) -> None:

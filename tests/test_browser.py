@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cl.bench import free_port, wait_until_settled
 from test_app_helpers import ROOT, data_dir, digit_png, shipped_dir
 
 pytestmark = pytest.mark.browser
@@ -30,18 +30,12 @@ PAGES = {"": "Contrastive Explorer", "train": "Train", "augmentations": "Augment
 VIEWPORT = {"width": 1400, "height": 2200}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
-    port = _free_port()
+    port = free_port()
     runs = Path(tempfile.mkdtemp(prefix="cl-app-runs-"))
     env = dict(os.environ, CL_CHECKPOINTS_DIR=str(shipped_dir()), CL_RUNS_DIR=str(runs), CL_MAX_TRAININGS="2")
     env.pop("CL_APP_LIST_RUNS", None)
@@ -91,21 +85,7 @@ def browser(server):
 
 
 def idle(page, stable: float = 0.8, timeout: float = 150) -> None:
-    """Wait until the app's script has stopped running for ``stable`` seconds."""
-    t0 = time.time()
-    since = None
-    while time.time() - t0 < timeout:
-        state = page.evaluate(
-            "() => { const a = document.querySelector('[data-testid=stApp]');"
-            " return a ? a.getAttribute('data-test-script-state') : 'none'; }")
-        if state not in ("running", "rerunRequested", "none", None):
-            since = since or time.time()
-            if time.time() - since >= stable:
-                return
-        else:
-            since = None
-        page.wait_for_timeout(150)
-    raise AssertionError(f"the app did not settle within {timeout:.0f} s")
+    wait_until_settled(page, stable, timeout, poll_ms=150)
 
 
 def visit(page, path: str) -> None:
