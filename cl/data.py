@@ -173,10 +173,8 @@ def _load_cached(name: str, split: str, root: str, download: bool) -> ImageSet:
     root_path = Path(root)
     if name == "digits":
         return _load_digits(split)
-    if name == "mnist":
-        return _load_idx_set("mnist", "MNIST", split, root_path, download)
-    if name == "fashion-mnist":
-        return _load_idx_set("fashion-mnist", "FashionMNIST", split, root_path, download)
+    if name in IDX_FOLDERS:
+        return _load_idx_set(name, split, root_path, download)
     if name == "cifar10":
         return _load_cifar10(split, root_path, download)
     return _load_folder(name, Path(name[len("folder:"):]).expanduser(), split)
@@ -205,10 +203,12 @@ def _load_digits(split: str) -> ImageSet:
     chosen = np.sort(train_idx if split == "train" else test_idx)
     n_full = 1257 if split == "train" else 540
     return ImageSet("digits", split, x[chosen].contiguous(), y[chosen], list(MNIST_CLASSES),
-                    "sklearn.datasets.load_digits (bundled with scikit-learn)", n_full)
+                    DIGITS_SOURCE, n_full)
 
 
 # --------------------------------------------------------------------------- IDX (MNIST family)
+IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # torchvision's folder names
+DIGITS_SOURCE = "sklearn.datasets.load_digits (bundled with scikit-learn)"
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -240,24 +240,27 @@ def _find_file(candidates: list[Path]) -> Path | None:
     return None
 
 
-def _load_idx_set(name: str, folder: str, split: str, root: Path, download: bool) -> ImageSet:
-    spec = SPECS[name]
+def _locate_idx(name: str, split: str, root: Path) -> tuple[Path, Path] | None:
+    """The ``(images, labels)`` IDX files of a split (plain or ``.gz``), or ``None``."""
     image_file, label_file = _IDX_FILES[split]
-    bases = [root / folder / "raw"]
+    bases = [root / IDX_FOLDERS[name] / "raw"]
     if name == "fashion-mnist":  # Debian's dataset-fashion-mnist package
         bases.append(Path("/usr/share/datasets/fashion-mnist"))
+    for base in bases:
+        img, lab = _find_file([base / image_file]), _find_file([base / label_file])
+        if img and lab:
+            return img, lab
+    return None
 
-    def locate():
-        for base in bases:
-            img, lab = _find_file([base / image_file]), _find_file([base / label_file])
-            if img and lab:
-                return img, lab
-        return None
 
-    found = locate()
+def _load_idx_set(name: str, split: str, root: Path, download: bool) -> ImageSet:
+    spec = SPECS[name]
+    image_file, label_file = _IDX_FILES[split]
+    folder = IDX_FOLDERS[name]
+    found = _locate_idx(name, split, root)
     if found is None and download:
         _try_torchvision_download(name, root)
-        found = locate()
+        found = _locate_idx(name, split, root)
     if found is None:
         raise DataUnavailableError(
             f"{name} {split} split not found: expected {root / folder / 'raw' / image_file} and "
@@ -323,18 +326,20 @@ def _read_class_folders(path: Path, classes: list[str] | None, channels: int, si
         classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     images, labels = [], []
     for label, cls in enumerate(classes):
-        folder = path / cls
-        if not folder.is_dir():
-            continue
-        for file in sorted(folder.iterdir()):
-            if file.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
+        for file in _image_files(path / cls):
             pil = decode_image_file(file)
             images.append(fit_to_format(pil, channels=channels, size=size, mode="resize"))
             labels.append(label)
     if not images:
         raise DataUnavailableError(f"no images found under {path} (expected {path}/<class>/*.png)")
     return torch.stack(images), torch.as_tensor(labels, dtype=torch.long), classes
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by extension), sorted; none if it is not a folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _load_folder(name: str, path: Path, split: str) -> ImageSet:
@@ -426,23 +431,17 @@ def _count_split(name: str, split: str, data_dir=None) -> tuple[int, str, bool]:
     full = (spec.n_train_full if split == "train" else spec.n_test_full) if spec else None
     try:
         if name == "digits":
-            return full, "sklearn.datasets.load_digits (bundled with scikit-learn)", True
-        if name in ("mnist", "fashion-mnist"):
-            folder = "MNIST" if name == "mnist" else "FashionMNIST"
-            bases = [root / folder / "raw"] + ([Path("/usr/share/datasets/fashion-mnist")]
-                                                if name == "fashion-mnist" else [])
-            for base in bases:
-                img, lab = (base / f for f in _IDX_FILES[split])
-                if img.is_file() and lab.is_file():
-                    n = min(_idx_count(img, 28 * 28), _idx_count(lab, 1))
-                    return n, str(base), n >= full
+            return full, DIGITS_SOURCE, True
+        if name in IDX_FOLDERS:
+            found = _locate_idx(name, split, root)
+            if found and not any(f.suffix == ".gz" for f in found):
+                n = min(_idx_count(found[0], 28 * 28), _idx_count(found[1], 1))
+                return n, str(found[0].parent), n >= full
         if name == "cifar10" and not (root / "cifar-10-batches-py").is_dir():
             subset = root / "cifar10-subset" / split
-            if subset.is_dir():
-                n = sum(1 for cls in CIFAR10_CLASSES if (subset / cls).is_dir()
-                        for f in os.scandir(subset / cls) if Path(f.name).suffix.lower() in IMAGE_EXTENSIONS)
-                if n:
-                    return n, str(subset), n >= full
+            n = sum(len(_image_files(subset / cls)) for cls in CIFAR10_CLASSES)
+            if n:
+                return n, str(subset), n >= full
     except (OSError, ValueError):
         pass  # fall through to a real load, which explains what is wrong
     try:
