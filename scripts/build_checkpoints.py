@@ -3,6 +3,7 @@
     python scripts/build_checkpoints.py --data-dir ../shared/data            # everything
     python scripts/build_checkpoints.py --only mnist-best cifar10-best       # a few
     python scripts/build_checkpoints.py --list                               # the commands
+    python scripts/build_checkpoints.py --tables                             # README tables from the cards
 
 Each model is made by one ``python -m cl train`` command (recorded in its card), so a single
 checkpoint can also be rebuilt by copying the command from ``python -m cl card FILE``.
@@ -87,6 +88,43 @@ def build_galleries(data_dir: str | None) -> None:
         print(f"gallery {path.relative_to(ROOT)}: {min(n, len(test)):,} of {len(test):,} {name} test images")
 
 
+def _train_images(card: dict) -> str:
+    """``17,387 of 60,000`` for a partial split, ``60,000`` for a complete one."""
+    d = card["data"]
+    return f"{d['n_images']:,}" + ("" if d.get("complete") else f" of {d['n_full']:,}")
+
+
+def _acc_top3_knn(m: dict) -> str:
+    return f"{m.get('linear_acc', 0):.3f} / {m.get('top3_acc', 0):.3f} / {m.get('knn_acc', 0):.3f}"
+
+
+def readme_tables() -> str:
+    """The README's two results tables (paper scenarios next to the study; best models), from
+    the shipped cards: nothing is re-computed, so the README says what the files say."""
+    sys.path.insert(0, str(ROOT))
+    from cl.checkpoints import read_card
+    from cl.cli import PAPER_TABLE
+
+    paper = ["| data | aug | loss | paper acc / top-3 / kNN | ours (paper recipe) acc / top-3 / kNN "
+             "| ours standard acc | train images |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (dataset, aug, loss), ref in PAPER_TABLE.items():
+        path = CKPT / f"{dataset}-{aug}-{loss}.safetensors"
+        if path.exists():
+            card = read_card(path)
+            p, s = card["metrics"]["paper"], card["metrics"].get("standard", {})
+            paper.append(f"| {dataset} | {aug} | {loss} | {ref[0]:.2f} / {ref[1]:.2f} / {ref[2]:.2f} | "
+                         f"{_acc_top3_knn(p)} | {s.get('linear_acc', float('nan')):.3f} | {_train_images(card)} |")
+    best = ["| checkpoint | recipe | paper protocol acc / top-3 / kNN (test images scored) | standard acc / kNN "
+            "(test images) | train images | training s (wall) |", "| --- | --- | --- | --- | --- | --- |"]
+    for path in sorted(CKPT.glob("*best*.safetensors")):
+        card = read_card(path)
+        p, s = card["metrics"]["paper"], card["metrics"]["standard"]
+        best.append(f"| {path.stem} | {card['config']['recipe']} | {_acc_top3_knn(p)} ({p['n_test']:,}) | "
+                    f"{s['linear_acc']:.3f} / {s['knn_acc']:.3f} ({s['n_test']:,}) | {_train_images(card)} | "
+                    f"{card['training']['seconds']:.0f} |")
+    return "\n".join(paper) + "\n\n" + "\n".join(best)
+
+
 def write_index() -> None:
     sys.path.insert(0, str(ROOT))
     from cl.checkpoints import read_card
@@ -104,11 +142,9 @@ def write_index() -> None:
         card = read_card(path)
         d, m = card["data"], card["metrics"]
         p, s = m.get("paper", {}), m.get("standard", {})
-        partial = "" if d.get("complete") else f" of {d['n_full']:,}"
         lines.append(
-            f"| `{path.stem}` | {d['dataset']} {d['n_images']:,}{partial} | {card['test_data']['n_images']:,} "
-            f"| {p.get('linear_acc', 0):.3f} / {p.get('top3_acc', 0):.3f} / {p.get('knn_acc', 0):.3f} "
-            f"| {s.get('linear_acc', 0):.3f} / {s.get('knn_acc', 0):.3f} | {card['training']['seconds']:.0f} "
+            f"| `{path.stem}` | {d['dataset']} {_train_images(card)} | {card['test_data']['n_images']:,} "
+            f"| {_acc_top3_knn(p)} | {s.get('linear_acc', 0):.3f} / {s.get('knn_acc', 0):.3f} | {card['training']['seconds']:.0f} "
             f"| {path.stat().st_size / 1e6:.2f} MB |")
     (CKPT / "README.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {(CKPT / 'README.md').relative_to(ROOT)}")
@@ -119,10 +155,14 @@ def main() -> int:
     p.add_argument("--data-dir")
     p.add_argument("--only", nargs="+", help="checkpoint names to rebuild")
     p.add_argument("--list", action="store_true")
+    p.add_argument("--tables", action="store_true", help="print the README's results tables from the cards")
     p.add_argument("--skip-galleries", action="store_true")
     p.add_argument("--skip-figures", action="store_true")
     args = p.parse_args()
     cmds = commands()
+    if args.tables:
+        print(readme_tables())
+        return 0
     if args.list:
         for name, c in cmds.items():
             print(f"{name}: python -m cl {' '.join(c)}")
