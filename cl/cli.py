@@ -265,7 +265,7 @@ def cmd_train(args) -> int:
             b.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:.0f}")
         elif not args.json and ev["step"] == ev["steps"]:
             # No terminal (a log file, CI): one line per epoch instead of a bar.
-            print(f"epoch {ev['epoch']}/{ev['epochs']}: loss {ev['loss']:.4f}, "
+            print(f"epoch {ev['epoch']}/{ev['epochs']}: last batch loss {ev['loss']:.4f}, "
                   f"{ev['elapsed']:.1f} s of training", file=sys.stderr, flush=True)
 
     command = "python -m cl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
