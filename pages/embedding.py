@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ui import cache, charts, common, state
+from ui import cache, charts, common, links, state
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
@@ -14,13 +14,18 @@ common.require_model(ctx)
 m = ctx.model
 with common.user_errors():
     test = cache.load_data(ctx.dataset, "test")
-    cache.embeddings(m.path, m.cid, ctx.dataset, "test")
 n_total = len(test)
 st.caption(common.model_line(ctx))
 
-default = {"method": "tsne" if n_total <= 2000 else "pca", "n": n_total, "seed": 0, "perplexity": 30.0,
-           "n_neighbors": 15, "min_dist": 0.1}
+# A shipped model brings its t-SNE, UMAP and PCA of the test gallery (seed 0, default parameters):
+# its default view is that t-SNE, drawn at once, and any other setting is computed and cached.
+shipped = cache.shipped_layouts(m.path, m.cid, ctx.dataset, test) if m.source == "shipped" else None
+n_default = len(shipped["rows"]) if shipped else n_total
+default = {"method": "tsne" if shipped or n_total <= 2000 else "pca", "n": n_default, "seed": 0,
+           "perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1}
 req = state.projection_request(default)
+if req["method"] not in METHOD_NAMES:
+    req["method"] = default["method"]
 req["n"] = min(int(req["n"]), n_total) if req.get("n") else n_total  # None: every test image
 
 with st.form("projection_form"):
@@ -38,17 +43,25 @@ with st.form("projection_form"):
         req = {"method": method, "n": int(n), "seed": int(seed), "perplexity": float(perplexity),
                "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
         state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
+links.set_view(method=req["method"])
 if n_total > 3000 and req["method"] != "pca":
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
 label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.dataset} test images"
-with st.status(f"Computing the {label} ...", expanded=False) as status:
+if shipped and cache.is_shipped_view(req, len(shipped["rows"])):
+    idx, xy = shipped["rows"], shipped[req["method"]]
+    st.caption(f"{label} (seed 0): shipped with the model, computed by `scripts/build_checkpoints.py` on its "
+               "test gallery; change a setting above to compute another view.")
+else:
     with common.user_errors():
-        idx, xy = cache.projection(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
-                                   req["perplexity"], req["n_neighbors"], req["min_dist"],
-                                   _progress=lambda msg: status.update(label=f"{label}: {msg}"))
-    status.update(label=f"{label} (seed {req['seed']})", state="complete")
+        cache.embeddings(m.path, m.cid, ctx.dataset, "test")  # checks the model fits the data
+    with st.status(f"Computing the {label} ...", expanded=False) as status:
+        with common.user_errors():
+            idx, xy = cache.projection(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
+                                       req["perplexity"], req["n_neighbors"], req["min_dist"],
+                                       _progress=lambda msg: status.update(label=f"{label}: {msg}"))
+        status.update(label=f"{label} (seed {req['seed']})", state="complete")
 
 color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], default="class", key="emb_color",
                                 format_func={"class": "true class", "predicted": "predicted class",

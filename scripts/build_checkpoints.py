@@ -4,6 +4,7 @@
     python scripts/build_checkpoints.py --only mnist-best cifar10-best       # a few
     python scripts/build_checkpoints.py --list                               # the commands
     python scripts/build_checkpoints.py --tables                             # README tables from the cards
+    python scripts/build_checkpoints.py --layouts [NAME ...]                 # t-SNE/UMAP/PCA layouts only
 
 Each model is made by one ``python -m cl train`` command (recorded in its card), so a single
 checkpoint can also be rebuilt by copying the command from ``python -m cl card FILE``.
@@ -125,6 +126,16 @@ def readme_tables() -> str:
     return "\n".join(paper) + "\n\n" + "\n".join(best)
 
 
+def build_layouts(names: list[str] | None) -> None:
+    """The shipped t-SNE, UMAP and PCA layouts (cl.layouts) of each checkpoint's test gallery."""
+    sys.path.insert(0, str(ROOT))
+    from cl.layouts import build_layouts as build
+
+    for path in sorted(CKPT.glob("*.safetensors")):
+        if not names or path.stem in names:
+            build(path)
+
+
 def write_index() -> None:
     sys.path.insert(0, str(ROOT))
     from cl.checkpoints import read_card
@@ -158,6 +169,8 @@ def main() -> int:
     p.add_argument("--tables", action="store_true", help="print the README's results tables from the cards")
     p.add_argument("--skip-galleries", action="store_true")
     p.add_argument("--skip-figures", action="store_true")
+    p.add_argument("--layouts", nargs="*", metavar="NAME",
+                   help="only (re)build the shipped layouts of these checkpoints (none named: all)")
     args = p.parse_args()
     cmds = commands()
     if args.tables:
@@ -166,6 +179,13 @@ def main() -> int:
     if args.list:
         for name, c in cmds.items():
             print(f"{name}: python -m cl {' '.join(c)}")
+        return 0
+    if args.layouts is not None:
+        missing = [n for n in args.layouts if not (CKPT / f"{n}.safetensors").is_file()]
+        if missing:
+            print(f"error: no checkpoint named {', '.join(missing)} in checkpoints/", file=sys.stderr)
+            return 2
+        build_layouts(args.layouts)
         return 0
     unknown = set(args.only or []) - set(cmds)
     if unknown:
@@ -182,6 +202,7 @@ def main() -> int:
             if (CKPT / f"{name}.safetensors").exists() and (not args.only or name in args.only):
                 run_cl(["project", f"checkpoints/{name}.safetensors", "--method", "tsne", "--limit", "2000",
                         "--out", f"docs/img/{name}-tsne.png"], args.data_dir)
+    build_layouts(args.only)
     write_index()
     return 0
 

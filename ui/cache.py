@@ -107,6 +107,30 @@ def projection(path: str, cid: str, dataset: str, method: str, n: int, seed: int
     return idx, xy
 
 
+def shipped_layouts(path: str, cid: str, dataset: str, test: ImageSet) -> dict | None:
+    """The model's shipped layouts placed on the test split shown (``rows``: which of its images
+    they are), or ``None`` when there are none, they are stale, or they do not match these images."""
+    from cl.layouts import gallery_rows, read_layouts
+
+    data = read_layouts(path)
+    if data is None or data["meta"].get("dataset") != dataset:
+        return None
+    rows = gallery_rows(len(test), len(data["labels"]))
+    if rows is None or not np.array_equal(test.labels.numpy()[rows], data["labels"].astype(np.int64)):
+        return None
+    return {"rows": rows, **{k: data[k] for k in ("tsne", "umap", "pca") if k in data}}
+
+
+def is_shipped_view(req: dict, n_layout: int) -> bool:
+    """Whether an Embedding-page request is exactly what the shipped layouts hold."""
+    from cl.layouts import DEFAULTS
+
+    return (int(req["n"]) == n_layout and int(req["seed"]) == DEFAULTS["seed"]
+            and float(req["perplexity"]) == DEFAULTS["perplexity"]
+            and int(req["n_neighbors"]) == DEFAULTS["n_neighbors"]
+            and float(req["min_dist"]) == DEFAULTS["min_dist"])
+
+
 @st.cache_data(max_entries=6, show_spinner=False)
 def thumbnails(dataset: str, split: str) -> list[str]:
     """PNG data URLs of every image of a split (for the scatter tooltips)."""

@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
 from cl.catalog import AUGMENTATIONS, LOSSES
 from cl.data import SPECS
 
-from . import cache, jobs, models, state
+from . import cache, jobs, links, models, state
 
 AUG_HELP = {
     "none": "none: the positive is the image itself (paper)",
@@ -30,6 +31,7 @@ LOSS_HELP = {
     "supcon": "supcon: supervised contrastive",
 }
 FALLBACK_DATASET = "digits"
+METHODS = ("tsne", "umap", "pca")
 
 
 @dataclass
@@ -102,9 +104,49 @@ def _model_options(ctx_dataset: str, aug: str, loss: str, channels: int, size: i
     return usable, problems
 
 
+def _apply_link(params: dict[str, str]) -> None:
+    """Preset the sidebar from a deep link (before its widgets are drawn). Unknown names get a
+    short message and leave the default view."""
+    dataset, name = params.get("dataset"), params.get("model")
+    if dataset is not None and dataset not in SPECS:
+        state.push_flash("info", f"The link names an unknown data set {dataset!r}; showing the default view "
+                                 f"({FALLBACK_DATASET}). Known: {', '.join(SPECS)}.")
+        dataset = None
+        name = None  # the model was chosen for that data set
+    entry = None
+    if name is not None:
+        shipped = {Path(e.path).stem: e for e in models.shipped_models()[0]}
+        entry = shipped.get(name)
+        if entry is None:
+            state.push_flash("info", f"The link names an unknown model {name!r}; showing "
+                                     f"{dataset or FALLBACK_DATASET} with its default model.")
+    if dataset is None and entry is not None:
+        dataset = entry.dataset if entry.dataset in SPECS else None
+    if dataset is not None:
+        state.set_widget(state.K_DATASET, dataset)
+    if entry is not None:
+        c = entry.config
+        if c.get("augmentation") in AUGMENTATIONS:
+            state.set_widget(state.K_AUGMENTATION, c["augmentation"])
+        if c.get("loss") in LOSSES:
+            state.set_widget(state.K_LOSS, c["loss"])
+        state.set_active_model(entry.path)
+    if "method" in params:
+        state.set_projection_request({"method": params["method"]} if params["method"] in METHODS else {})
+
+
+def _link_params(ctx: "Context") -> dict[str, str | None]:
+    m = ctx.model
+    shipped = m is not None and m.source == "shipped"
+    return {"dataset": ctx.dataset, "model": Path(m.path).stem if shipped else None}
+
+
 def render() -> Context:
     state.session_id()
     _sync_job()
+    link = links.requested()
+    if links.is_new(link):
+        _apply_link(link)
     sb = st.sidebar
     with sb:
         st.markdown("### Contrastive Explorer")
@@ -173,4 +215,5 @@ def render() -> Context:
     state.set_last_dataset(dataset)
     ctx = Context(dataset, requested, aug, loss, status, model, usable, notes)
     state.set_context(ctx)
+    links.write(_link_params(ctx))
     return ctx

@@ -30,6 +30,7 @@ _PROJECTION = "projection_request"
 _FLASH = "flash"
 _REPLAY = "replay_frame"
 _LAST_DATASET = "last_dataset"
+_URL_WRITTEN = "url_written"  # the view parameters this session last put in the URL
 
 MAX_SESSION_MODELS = 20
 MAX_REPLAYS = 3
@@ -157,7 +158,9 @@ def reroll_augmentations() -> None:
 
 
 def projection_request(default: dict) -> dict:
-    return dict(_get(_PROJECTION) or default)
+    """The Embedding page's request: ``default`` overridden by what the session (or a deep
+    link, which may set the method only) asked for."""
+    return {**default, **(_get(_PROJECTION) or {})}
 
 
 def set_projection_request(request: dict) -> None:
@@ -170,6 +173,14 @@ def replay_frame() -> int:
 
 def set_replay_frame(value: int) -> None:
     _set(_REPLAY, int(value))
+
+
+def url_written() -> dict:
+    return dict(_get(_URL_WRITTEN) or {})
+
+
+def set_url_written(params: dict) -> None:
+    _set(_URL_WRITTEN, dict(params))
 
 
 def push_flash(kind: str, text: str) -> None:

@@ -1,0 +1,163 @@
+"""Shipped 2-D layouts of a checkpoint's test gallery, so a cold server draws a scatter at once.
+
+For ``checkpoints/NAME.safetensors`` the file ``checkpoints/layouts/NAME.npz`` holds
+
+- ``tsne``, ``umap``, ``pca``: ``(N, 2)`` float32 coordinates, seed 0 and the app's default
+  parameters (:data:`DEFAULTS`), of the model's embeddings of its **test gallery**;
+- ``labels``: the gallery's labels (``uint8``), a cheap check that the images are the same;
+- ``meta``: a JSON string with the checkpoint's SHA-256, the gallery's SHA-256, the parameters
+  and the library versions that computed it.
+
+The test gallery is what the app shows for a data set when its full test split is not on the
+server: the shipped ``checkpoints/galleries/D-test.npz`` (a seeded sample of the test split, see
+:func:`cl.data.save_gallery`) for MNIST, Fashion-MNIST and CIFAR-10, and the whole bundled test
+split for ``digits``. Because the gallery is ``sorted(default_rng(0).permutation(n_full)[:n])``
+of the full test split, the same layout also serves a server that has the full split, for the
+view "``n`` points, seed 0" (:func:`gallery_rows`).
+
+:func:`load_layout` returns ``None`` when the file is missing or *stale* (the checkpoint's bytes
+changed since the layout was computed), so a rebuilt model never shows an old picture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("tsne", "umap", "pca")
+DEFAULTS = {"seed": 0, "perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1}
+FORMAT = "contrastive-explorer-layout/1"
+
+
+def layout_path(checkpoint_path: str | os.PathLike) -> Path:
+    p = Path(checkpoint_path)
+    return p.parent / "layouts" / f"{p.stem}.npz"
+
+
+@lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (memoised on path, size and modification time)."""
+    st = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def gallery_for(dataset: str):
+    """The test images a layout is computed on (an :class:`cl.data.ImageSet`), or ``None``."""
+    from cl.data import load_dataset, load_gallery
+
+    if dataset == "digits":
+        return load_dataset("digits", "test", download=False, allow_gallery=False)
+    return load_gallery(dataset)
+
+
+def gallery_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(labels).astype(np.int64).tobytes())
+    return h.hexdigest()
+
+
+def gallery_rows(n_shown: int, n_layout: int) -> np.ndarray | None:
+    """Rows of a test split of ``n_shown`` images that a gallery of ``n_layout`` images holds.
+
+    ``n_shown == n_layout``: the split *is* the gallery. Otherwise the gallery is the seeded
+    sample :func:`cl.data.save_gallery` drew from the full split (the same rule as the app's
+    "``n`` points, seed 0" subset). Callers check the labels before trusting the rows.
+    """
+    if n_shown == n_layout:
+        return np.arange(n_layout)
+    if n_shown < n_layout:
+        return None
+    return np.sort(np.random.default_rng(0).permutation(n_shown)[:n_layout])
+
+
+def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=print) -> Path:
+    """Embed the checkpoint's test gallery and write its t-SNE, UMAP and PCA layouts."""
+    from cl.checkpoints import load_checkpoint
+    from cl.errors import DataUnavailableError
+    from cl.evaluation import embed
+    from cl.projection import project
+
+    ckpt = Path(checkpoint_path)
+    model, card = load_checkpoint(ckpt)
+    dataset = card["data"]["dataset"]
+    gallery = gallery_for(dataset)
+    if gallery is None:
+        raise DataUnavailableError(f"no test gallery for {dataset}: run scripts/build_checkpoints.py first")
+    emb = embed(model, gallery.images)
+    out = {}
+    for method in METHODS:
+        out[method] = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
+                              n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"]).astype(np.float32)
+    labels = gallery.labels.numpy()
+    meta = {"format": FORMAT, "checkpoint": ckpt.name, "checkpoint_sha256": file_sha256(ckpt),
+            "dataset": dataset, "gallery": gallery.source, "n": int(len(labels)),
+            "gallery_sha256": gallery_digest(gallery.images.numpy(), labels), "params": DEFAULTS,
+            "versions": _versions()}
+    path = layout_path(ckpt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, labels=labels.astype(np.uint8), meta=np.array(json.dumps(meta, sort_keys=True)), **out)
+    os.replace(tmp, path)  # atomic: a reader sees the old layout or the new one
+    _read.cache_clear()
+    if progress:
+        progress(f"layouts {path.name}: t-SNE, UMAP, PCA of {len(labels):,} {dataset} test-gallery images")
+    return path
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("numpy", "openTSNE", "umap-learn", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@lru_cache(maxsize=64)
+def _read(path: str, size: int, mtime_ns: int) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        data["meta"] = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return data
+
+
+def read_layouts(checkpoint_path: str | os.PathLike) -> dict | None:
+    """Every array of the checkpoint's layout file and its ``meta``, or ``None`` when the file is
+    missing, unreadable or stale."""
+    path = layout_path(checkpoint_path)
+    try:
+        st = os.stat(path)
+        data = _read(str(path), st.st_size, st.st_mtime_ns)
+        if data is None or data["meta"].get("checkpoint_sha256") != file_sha256(checkpoint_path):
+            return None
+    except OSError:
+        return None
+    return data
+
+
+def load_layout(checkpoint_path: str | os.PathLike, method: str) -> np.ndarray | None:
+    """The shipped ``(N, 2)`` layout for ``method``, or ``None`` (absent or stale)."""
+    data = read_layouts(checkpoint_path)
+    if data is None or method not in data:
+        return None
+    return data[method]

@@ -1,0 +1,61 @@
+"""Deep links: each view lives in the URL's query string, so a link or a reload reopens it.
+
+    /embedding?dataset=mnist&model=mnist-best&method=tsne
+
+``dataset`` and ``model`` (a shipped checkpoint's file stem) belong to every page and are
+written by the sidebar; a page adds its own view parameters (the Embedding page: ``method``)
+with :func:`set_view`. Models trained or uploaded in a session have no name another visitor
+could open, so their links carry the data set only.
+
+The sidebar applies the URL only when it differs from what this session last wrote there
+(a fresh visit, a pasted link, the browser's back button), so the URL never fights the widgets.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from . import state
+
+SHARED = ("dataset", "model")
+PAGE_VIEW = {"embedding": ("method",)}  # page url path -> its own view parameters
+KNOWN = SHARED + tuple(p for ps in PAGE_VIEW.values() for p in ps)
+
+
+def page_link_url(page: str, **params) -> str:
+    """A relative URL that opens ``page`` (its url path: ``embedding``, ``study``; ``""`` for the
+    Overview) with ``params``, e.g. ``embedding?dataset=mnist&model=mnist-best&method=tsne``."""
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return f"{page}?{query}" if query else (page or "./")
+
+
+def requested() -> dict[str, str]:
+    """The view parameters in the URL now (unknown keys ignored)."""
+    return {k: str(st.query_params[k]) for k in KNOWN if k in st.query_params}
+
+
+def is_new(params: dict[str, str]) -> bool:
+    """Whether the URL holds something this session did not write itself."""
+    return bool(params) and params != state.url_written()
+
+
+def write(params: dict[str, str | None]) -> None:
+    """Make the URL's view parameters exactly ``params`` (``None`` values dropped); other query
+    parameters are left alone. Writes only on a change (each write is a browser history step)."""
+    want = {k: str(v) for k, v in params.items() if v is not None}
+    now = requested()
+    if now != want:
+        for k in KNOWN:
+            if k in st.query_params and k not in want:
+                del st.query_params[k]
+        for k, v in want.items():
+            if st.query_params.get(k) != v:
+                st.query_params[k] = v
+    state.set_url_written(want)
+
+
+def set_view(**params) -> None:
+    """A page adds its own view parameters to the shared ones the sidebar wrote this run."""
+    write({**state.url_written(), **params})
