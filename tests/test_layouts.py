@@ -1,0 +1,77 @@
+"""Shipped layouts (cl.layouts): each equals a fresh computation, and a changed checkpoint makes
+its layout stale instead of showing an old picture."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from cl.checkpoints import load_checkpoint
+from cl.evaluation import embed
+from cl.layouts import (DEFAULTS, METHODS, gallery_for, gallery_rows, layout_path, load_layout,
+                        read_layouts)
+from cl.projection import project
+from test_app_helpers import ROOT
+
+CKPT = ROOT / "checkpoints"
+
+
+def test_every_shipped_checkpoint_has_a_current_layout_file():
+    names = sorted(p.stem for p in CKPT.glob("*.safetensors"))
+    assert names
+    for name in names:
+        data = read_layouts(CKPT / f"{name}.safetensors")
+        assert data is not None, f"{name}: layouts missing or stale (python scripts/build_checkpoints.py --layouts {name})"
+        n = len(data["labels"])
+        for m in METHODS:
+            assert data[m].shape == (n, 2) and data[m].dtype == np.float32 and np.isfinite(data[m]).all()
+        gallery = gallery_for(data["meta"]["dataset"])
+        assert np.array_equal(gallery.labels.numpy(), data["labels"].astype(np.int64))
+
+
+@pytest.mark.parametrize("name", ["digits-best", "cifar10-none-triplet"])
+def test_a_shipped_layout_equals_a_fresh_computation(name):
+    path = CKPT / f"{name}.safetensors"
+    model, card = load_checkpoint(path)
+    gallery = gallery_for(card["data"]["dataset"])
+    emb = embed(model, gallery.images)
+    for method in METHODS:
+        fresh = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
+                        n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"])
+        shipped = load_layout(path, method)
+        # Same inputs and seed give the same layout (cl.projection is seeded and thread-count
+        # independent); a small tolerance absorbs BLAS-level float differences between machines.
+        scale = float(np.abs(fresh).max())
+        assert np.allclose(shipped, fresh, atol=1e-3 * scale), f"{name} {method}"
+
+
+def test_a_rewritten_checkpoint_makes_its_layout_stale(tmp_path):
+    src = CKPT / "digits-best.safetensors"
+    copy = tmp_path / "model.safetensors"
+    shutil.copy(src, copy)
+    layout_path(copy).parent.mkdir()
+    shutil.copy(layout_path(src), layout_path(copy))
+    assert load_layout(copy, "tsne") is not None
+    raw = bytearray(copy.read_bytes())
+    raw[-1] ^= 0xFF  # one bit of a weight changes
+    copy.write_bytes(bytes(raw))
+    assert load_layout(copy, "tsne") is None
+    assert load_layout(tmp_path / "absent.safetensors", "tsne") is None
+
+
+def test_gallery_rows_are_the_gallery_sample_of_the_full_split():
+    rows = gallery_rows(10_000, 2_000)
+    assert len(rows) == 2_000 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(gallery_rows(540, 540), np.arange(540))
+    assert gallery_rows(100, 2_000) is None
+
+
+def test_the_gallery_rows_of_the_full_mnist_test_split_hold_the_gallery_images(data_dir):
+    from cl.data import load_dataset
+
+    full = load_dataset("mnist", "test", str(data_dir), download=False, allow_gallery=False)
+    gallery = gallery_for("mnist")
+    rows = gallery_rows(len(full), len(gallery))
+    assert np.array_equal(full.images.numpy()[rows], gallery.images.numpy())
