@@ -204,3 +204,50 @@ def checkpoint_id(path: str | os.PathLike) -> str:
     p = Path(path)
     st = p.stat()
     return hashlib.sha1(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a checkpoint's tensor bytes only (not its header), so rewriting the card leaves
+    it unchanged while any change to a weight changes it."""
+    import hashlib
+
+    path = Path(path)
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(8 + n)
+        h = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def rewrite_card(path: str | os.PathLike, card: dict) -> Path:
+    """Replace a checkpoint's card, keeping its tensor bytes identical (atomic, like saving).
+
+    safetensors stores data offsets relative to the end of the header, so a header of another
+    length stays valid."""
+    path = Path(path)
+    header = _read_header(path)
+    _card_from_header(path, header)  # only our own checkpoints
+    header.setdefault("__metadata__", {})["card"] = json.dumps(card, sort_keys=True)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors pads the header to 8 bytes
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(8 + n)
+        data = fh.read()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(struct.pack("<Q", len(raw)) + raw + data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

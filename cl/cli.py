@@ -205,7 +205,7 @@ def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, comma
                    progress=None, should_stop=None, on_epoch_end=None) -> dict:
     """Train, evaluate under both protocols, save the checkpoint with its card; return the card."""
     from .checkpoints import save_checkpoint
-    from .data import load_dataset
+    from .data import load_dataset, portable_provenance
     from .evaluation import evaluate_embeddings, embed, summary
     from .training import resolve_config, train
 
@@ -224,8 +224,8 @@ def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, comma
         "name": Path(out).stem,
         "command": command,
         "config": resolved.to_dict(),
-        "data": train_set.provenance(),
-        "test_data": test_set.provenance() if test_set is not None else None,
+        "data": portable_provenance(train_set.provenance(), data_dir),
+        "test_data": portable_provenance(test_set.provenance(), data_dir) if test_set is not None else None,
         "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
                      "images_seen": result.images_seen, "stopped": result.stopped,
                      "history": result.history},

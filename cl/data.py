@@ -139,6 +139,22 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("CL_DATA_DIR") or "data").expanduser()
 
 
+def portable_provenance(prov: dict | None, data_dir=None) -> dict | None:
+    """Provenance whose ``source`` names the data relative to the data directory
+    (``<data-dir>/MNIST/raw``): a card or a shipped file must not carry the machine's paths."""
+    if prov is None:
+        return None
+    out = dict(prov)
+    src = str(out.get("source", ""))
+    try:
+        root = str(resolve_data_dir(data_dir).resolve())
+    except OSError:
+        return out
+    if src == root or src.startswith(root + os.sep):
+        out["source"] = "<data-dir>" + src[len(root):].replace(os.sep, "/")
+    return out
+
+
 def dataset_spec(name: str) -> DatasetSpec:
     if name in SPECS:
         return SPECS[name]

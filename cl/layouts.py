@@ -40,18 +40,17 @@ def layout_path(checkpoint_path: str | os.PathLike) -> Path:
 
 
 @lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _weights_cached(path: str, size: int, mtime_ns: int) -> str:
+    from cl.checkpoints import weights_sha256
+
+    return weights_sha256(path)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (memoised on path, size and modification time)."""
-    st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+def weights_digest(checkpoint_path: str | os.PathLike) -> str:
+    """SHA-256 of the checkpoint's tensor bytes (memoised on path, size and modification time):
+    a new card leaves the layouts valid, any changed weight makes them stale."""
+    st = os.stat(checkpoint_path)
+    return _weights_cached(str(Path(checkpoint_path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def gallery_for(dataset: str):
@@ -61,6 +60,16 @@ def gallery_for(dataset: str):
     if dataset == "digits":
         return load_dataset("digits", "test", download=False, allow_gallery=False)
     return load_gallery(dataset)
+
+
+def gallery_images(dataset: str) -> np.ndarray:
+    """The uint8 ``(N, C, H, W)`` images a layout was computed on, read with NumPy only."""
+    from cl.data import gallery_path
+
+    if dataset == "digits":
+        return gallery_for("digits").images.numpy()
+    with np.load(gallery_path(dataset), allow_pickle=False) as z:
+        return z["images"]
 
 
 def gallery_digest(images: np.ndarray, labels: np.ndarray) -> str:
@@ -103,7 +112,7 @@ def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=pr
         out[method] = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
                               n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"]).astype(np.float32)
     labels = gallery.labels.numpy()
-    meta = {"format": FORMAT, "checkpoint": ckpt.name, "checkpoint_sha256": file_sha256(ckpt),
+    meta = {"format": FORMAT, "checkpoint": ckpt.name, "weights_sha256": weights_digest(ckpt),
             "dataset": dataset, "gallery": gallery.source, "n": int(len(labels)),
             "gallery_sha256": gallery_digest(gallery.images.numpy(), labels), "params": DEFAULTS,
             "versions": _versions()}
@@ -148,7 +157,7 @@ def read_layouts(checkpoint_path: str | os.PathLike) -> dict | None:
     try:
         st = os.stat(path)
         data = _read(str(path), st.st_size, st.st_mtime_ns)
-        if data is None or data["meta"].get("checkpoint_sha256") != file_sha256(checkpoint_path):
+        if data is None or data["meta"].get("weights_sha256") != weights_digest(checkpoint_path):
             return None
     except OSError:
         return None
@@ -161,3 +170,91 @@ def load_layout(checkpoint_path: str | os.PathLike, method: str) -> np.ndarray |
     if data is None or method not in data:
         return None
     return data[method]
+
+
+# ------------------------------------------------------------------ shipped evaluations
+def evaluation_path(checkpoint_path: str | os.PathLike) -> Path:
+    p = Path(checkpoint_path)
+    return p.parent / "layouts" / f"{p.stem}.eval.json"
+
+
+def build_evaluations(checkpoint_path: str | os.PathLike, data_dir=None, progress=print) -> Path:
+    """Both protocols' full results (per-class accuracy, confusion matrix, each scored image's
+    prediction) on the test splits a server may show for this model: the data directory's test
+    split when it is there, and the shipped test gallery. The app shows them at once when its
+    test split is byte-identical (``test_sha256``), instead of embedding and fitting a probe."""
+    from cl.checkpoints import load_checkpoint
+    from cl.data import load_dataset, portable_provenance
+    from cl.errors import DataUnavailableError
+    from cl.evaluation import embed, evaluate_embeddings
+
+    ckpt = Path(checkpoint_path)
+    model, card = load_checkpoint(ckpt)
+    dataset = card["data"]["dataset"]
+    splits = []
+    try:
+        splits.append((load_dataset(dataset, "test", data_dir, download=False, allow_gallery=False), True))
+    except DataUnavailableError:
+        pass
+    gallery = gallery_for(dataset)
+    if gallery is not None and not any(len(s) == len(gallery) and s.source == gallery.source for s, _ in splits):
+        splits.append((gallery, False))
+    train = train_emb = None
+    try:
+        train = load_dataset(dataset, "train", data_dir, download=False, allow_gallery=False)
+    except DataUnavailableError:
+        pass
+    entries = []
+    for test, with_standard in splits:
+        test_emb = embed(model, test.images)
+        results = {"paper": evaluate_embeddings(test_emb, test, "paper", seed=0)}
+        if with_standard and train is not None:
+            if train_emb is None:
+                train_emb = embed(model, train.images)
+            results["standard"] = evaluate_embeddings(test_emb, test, "standard", train_emb, train, seed=0)
+        for r in results.values():
+            r["fitted_on"] = portable_provenance(r["fitted_on"], data_dir)
+            r["scored_on"] = portable_provenance(r["scored_on"], data_dir)
+        entries.append({"test_sha256": gallery_digest(test.images.numpy(), test.labels.numpy()),
+                        "n_test_split": len(test), "results": results})
+    payload = {"format": FORMAT, "checkpoint": ckpt.name, "weights_sha256": weights_digest(ckpt),
+               "dataset": dataset, "entries": entries}
+    path = evaluation_path(ckpt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, separators=(",", ":"), default=_json_default))
+    os.replace(tmp, path)
+    if progress:
+        progress(f"evaluations {path.name}: " + "; ".join(
+            f"{e['n_test_split']:,} test images ({', '.join(e['results'])})" for e in entries))
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def load_evaluation(checkpoint_path: str | os.PathLike, protocol: str, test_sha256: str,
+                    n_train: int | None = None) -> dict | None:
+    """The shipped result for ``protocol`` on the test split with digest ``test_sha256`` (and, for
+    the standard protocol, a train split of ``n_train`` images), or ``None``."""
+    path = evaluation_path(checkpoint_path)
+    try:
+        payload = json.loads(path.read_text())
+        if payload.get("weights_sha256") != weights_digest(checkpoint_path):
+            return None
+    except (OSError, ValueError):
+        return None
+    for entry in payload.get("entries", []):
+        r = entry.get("results", {}).get(protocol)
+        if entry.get("test_sha256") == test_sha256 and r is not None:
+            if protocol == "standard" and r.get("fitted_on", {}).get("n_images") != n_train:
+                return None
+            return r
+    return None

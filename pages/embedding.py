@@ -2,8 +2,8 @@
 
 import numpy as np
 import streamlit as st
-import torch
 
+from cl.data import SPECS
 from ui import cache, charts, common, links, state
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
@@ -12,14 +12,29 @@ ctx = state.context()
 st.title("Embedding space")
 common.require_model(ctx)
 m = ctx.model
-with common.user_errors():
-    test = cache.load_data(ctx.dataset, "test")
-n_total = len(test)
 st.caption(common.model_line(ctx))
+n_total = int(ctx.status.get("n_test", 0))
 
 # A shipped model brings its t-SNE, UMAP and PCA of the test gallery (seed 0, default parameters):
-# its default view is that t-SNE, drawn at once, and any other setting is computed and cached.
-shipped = cache.shipped_layouts(m.path, m.cid, ctx.dataset, test) if m.source == "shipped" else None
+# its default view is that t-SNE, drawn at once without PyTorch, and any other setting is
+# computed (which loads the images and the model) and cached for everyone.
+shipped = (cache.shipped_layouts(m.path, ctx.dataset, n_total)
+           if m.source == "shipped" and m.dataset == ctx.dataset else None)
+test = None
+
+
+def test_split():
+    """The test images (loaded on first need: a shipped view draws without them)."""
+    global test, n_total
+    if test is None:
+        with common.user_errors():
+            test = cache.load_data(ctx.dataset, "test")
+        n_total = len(test)
+    return test
+
+
+if shipped is None:
+    test_split()
 n_default = len(shipped["rows"]) if shipped else n_total
 default = {"method": "tsne" if shipped or n_total <= 2000 else "pca", "n": n_default, "seed": 0,
            "perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1}
@@ -28,7 +43,9 @@ if req["method"] not in METHOD_NAMES:
     req["method"] = default["method"]
 req["n"] = min(int(req["n"]), n_total) if req.get("n") else n_total  # None: every test image
 
-with st.form("projection_form"):
+shipped_view = bool(shipped) and cache.is_shipped_view(req, n_default)
+with st.expander("Projection settings" + (": the shipped view" if shipped_view else ""),
+                 expanded=not shipped_view), st.form("projection_form", border=False):
     c1, c2, c3 = st.columns([1, 1, 1])
     method = c1.selectbox("Method", list(METHOD_NAMES), index=list(METHOD_NAMES).index(req["method"]),
                           format_func=METHOD_NAMES.get, key="emb_method")
@@ -44,16 +61,20 @@ with st.form("projection_form"):
                "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
         state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
 links.set_view(method=req["method"])
-if n_total > 3000 and req["method"] != "pca":
+shipped_view = bool(shipped) and cache.is_shipped_view(req, n_default)
+if n_total > 3000 and req["method"] != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
 label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.dataset} test images"
-if shipped and cache.is_shipped_view(req, len(shipped["rows"])):
+if shipped_view:
     idx, xy = shipped["rows"], shipped[req["method"]]
+    labels, thumbs = shipped["labels"], shipped["thumbs"]
     st.caption(f"{label} (seed 0): shipped with the model, computed by `scripts/build_checkpoints.py` on its "
-               "test gallery; change a setting above to compute another view.")
+               "test gallery; open the projection settings to compute another view.")
 else:
+    test_split()
+    labels, thumbs = test.labels.numpy(), cache.thumbnails(ctx.dataset, "test")
     with common.user_errors():
         cache.embeddings(m.path, m.cid, ctx.dataset, "test")  # checks the model fits the data
     with st.status(f"Computing the {label} ...", expanded=False) as status:
@@ -73,17 +94,21 @@ if color_by != "class":
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
 
-thumbs = cache.thumbnails(ctx.dataset, "test")
-labels = test.labels.numpy()
-df = charts.scatter_frame(xy, idx, labels, test.classes, pred, thumbs)
-chart = charts.scatter(df, color_by, test.classes, METHOD_NAMES[req["method"]])
+classes = list(test.classes) if test is not None else list(SPECS[ctx.dataset].classes)
+df = charts.scatter_frame(xy, idx, labels, classes, pred, thumbs)
+chart = charts.scatter(df, color_by, classes, METHOD_NAMES[req["method"]])
 event = st.altair_chart(chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                         width="stretch")
-st.caption(f"{len(df):,} of {n_total:,} points ({test.describe()}). Hover a point for its image; click a point or "
+where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
+st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear.")
 
 chosen = charts.selected_indices(event, df)
 if len(chosen):
+    import torch
+
+    test_split()
+    labels = test.labels.numpy()
     shown = chosen[:60]
     st.subheader(f"Selected: {len(chosen):,} image(s)" + (" (first 60 shown)" if len(chosen) > 60 else ""))
     caps = []
@@ -98,6 +123,8 @@ if len(chosen):
 
 snap = m.snapshots
 if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
+    test_split()
+    labels = test.labels.numpy()
     with st.expander(f"Replay: the embedding after each training epoch ({len(snap['epochs'])} epochs)", expanded=False):
         frames = cache.snapshot_projection(f"{m.cid}-{len(snap['epochs'])}", snap)
         sidx = np.asarray(snap["indices"])

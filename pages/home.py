@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cl.data import SPECS
-from ui import cache, jobs, models, state
+from ui import cache, demo, jobs, models, state
 
 ctx = state.context()
 
@@ -35,7 +35,7 @@ for name, spec in SPECS.items():
         "test images here": s.get("n_test", 0),
         "of (full test)": spec.n_test_full,
         "available": "yes" if s.get("available") else ("test gallery only" if s.get("n_test") else "no"),
-        "note": s.get("train_error") or ("" if s.get("train_complete", True) else "partial train split"),
+        "note": demo.scrub(s.get("train_error") or "") or ("" if s.get("train_complete", True) else "partial train split"),
     })
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 st.caption("Counts are what this machine holds (CL_DATA_DIR or ./data); a partial split is always named as such. "
@@ -43,9 +43,9 @@ st.caption("Counts are what this machine holds (CL_DATA_DIR or ./data); a partia
 
 st.subheader("Models")
 shipped, problems = models.shipped_models()
-st.markdown(f"- **{len(shipped)}** shipped checkpoint(s) in `{models.checkpoints_dir()}`"
+st.markdown(f"- **{len(shipped)}** shipped checkpoint(s) in `{demo.show_path(models.checkpoints_dir())}`"
             + (f" ({len(problems)} unreadable file(s) skipped)" if problems else ""))
-st.markdown(f"- **{len(state.session_models())}** model(s) trained in this session, saved under `{models.runs_dir()}`")
+st.markdown(f"- **{len(state.session_models())}** model(s) trained in this session, saved under `{demo.show_path(models.runs_dir())}`")
 st.markdown(f"- trainings running on this server: **{len(jobs.running())}** of at most {jobs.max_concurrent()}")
 if ctx.model is not None:
     st.success(f"Active model: **{ctx.model.name}**, {ctx.model.train_note()}.", icon=":material/check_circle:")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
-from ui import cache, charts, jobs, models, state
+from ui import cache, charts, demo, jobs, models, state
 
 ctx = state.context()
 st.title("Train")
@@ -36,7 +36,7 @@ if ctx.requested != ctx.dataset or not ctx.train_available:
                f"access it can be downloaded into the data folder; offline, copy the files there (see the message "
                f"in the sidebar) or use digits, which needs no file.", icon=":material/cloud_off:")
     running = jobs.download(missing)
-    if missing in jobs.DOWNLOAD_FILES:
+    if missing in jobs.DOWNLOAD_FILES and not demo.enabled():  # a demo trains on what the server has
         st.button(f"Download {missing} (needs internet)", key="tr_download", icon=":material/download:",
                   disabled=running is not None and running.status == "running",
                   on_click=jobs.start_download, args=(missing,))
@@ -98,12 +98,15 @@ if submitted and not busy:
         state.set_job_id(job.id)
         busy = True
     except UserError as err:
-        st.warning(str(err), icon=":material/block:")
+        st.warning(demo.scrub(str(err)), icon=":material/block:")
 
 limit_s = jobs.max_train_seconds()
 st.caption(f"Trainings running on this server: {len(jobs.running())} of at most {jobs.max_concurrent()}. "
-           f"Models are saved to `{models.runs_dir()}`, never over the shipped checkpoints."
-           + (f" This server stops every training after {limit_s:,.0f} s and saves what it learned." if limit_s else ""))
+           f"Models are saved to `{demo.show_path(models.runs_dir())}`, never over the shipped checkpoints."
+           + (f" This server stops every training after {limit_s:,.0f} s and saves what it learned." if limit_s else "")
+           + (" Demo server: trained models are kept while your session lasts (disk quota "
+              f"{demo.quota_bytes() / 1e6:,.0f} MB; the oldest models of visitors who left go first)."
+              if demo.enabled() and demo.quota_bytes() else ""))
 
 
 # ------------------------------------------------------------------ live monitor
@@ -168,7 +171,7 @@ def monitor() -> None:
         st.caption(f"Paper protocol: probe fitted on {paper.get('n_fit', 0):,} and scored on "
                    f"{paper.get('n_test', 0):,} {c.dataset} test images. Standard protocol: fitted on "
                    f"{standard.get('n_fit', 0):,} {c.dataset} train images, scored on {standard.get('n_test', 0):,} "
-                   f"test images. Saved as `{v['out']}`. Reproduce with `{v['card'].get('command', '')}`.")
+                   f"test images. Saved as `{demo.show_path(v['out'])}`. Reproduce with `{v['card'].get('command', '')}`.")
         l1, l2, l3 = st.columns(3)
         l1.page_link("pages/embedding.py", label="See its embedding space", icon=":material/scatter_plot:")
         l2.page_link("pages/metrics.py", label="Its metrics", icon=":material/leaderboard:")

@@ -126,14 +126,16 @@ def readme_tables() -> str:
     return "\n".join(paper) + "\n\n" + "\n".join(best)
 
 
-def build_layouts(names: list[str] | None) -> None:
-    """The shipped t-SNE, UMAP and PCA layouts (cl.layouts) of each checkpoint's test gallery."""
+def build_layouts(names: list[str] | None, data_dir: str | None) -> None:
+    """The shipped t-SNE, UMAP and PCA layouts of each checkpoint's test gallery, and its shipped
+    evaluations (per-class accuracy, confusion matrices), so the app shows them at once (cl.layouts)."""
     sys.path.insert(0, str(ROOT))
-    from cl.layouts import build_layouts as build
+    from cl.layouts import build_evaluations, build_layouts as build
 
     for path in sorted(CKPT.glob("*.safetensors")):
         if not names or path.stem in names:
             build(path)
+            build_evaluations(path, data_dir)
 
 
 def write_index() -> None:
@@ -185,7 +187,7 @@ def main() -> int:
         if missing:
             print(f"error: no checkpoint named {', '.join(missing)} in checkpoints/", file=sys.stderr)
             return 2
-        build_layouts(args.layouts)
+        build_layouts(args.layouts, args.data_dir)
         return 0
     unknown = set(args.only or []) - set(cmds)
     if unknown:
@@ -202,7 +204,7 @@ def main() -> int:
             if (CKPT / f"{name}.safetensors").exists() and (not args.only or name in args.only):
                 run_cl(["project", f"checkpoints/{name}.safetensors", "--method", "tsne", "--limit", "2000",
                         "--out", f"docs/img/{name}-tsne.png"], args.data_dir)
-    build_layouts(args.only)
+    build_layouts(args.only, args.data_dir)
     write_index()
     return 0
 

@@ -75,3 +75,30 @@ def test_the_gallery_rows_of_the_full_mnist_test_split_hold_the_gallery_images(d
     gallery = gallery_for("mnist")
     rows = gallery_rows(len(full), len(gallery))
     assert np.array_equal(full.images.numpy()[rows], gallery.images.numpy())
+
+
+def test_shipped_evaluation_matches_a_fresh_probe_and_sklearn(data_dir):
+    from sklearn.metrics import confusion_matrix
+
+    from cl.data import load_dataset
+    from cl.evaluation import evaluate_embeddings
+    from cl.layouts import gallery_digest, load_evaluation
+
+    path = CKPT / "digits-best.safetensors"
+    model, _ = load_checkpoint(path)
+    test = load_dataset("digits", "test", download=False, allow_gallery=False)
+    train = load_dataset("digits", "train", download=False, allow_gallery=False)
+    digest = gallery_digest(test.images.numpy(), test.labels.numpy())
+    for protocol in ("paper", "standard"):
+        shipped = load_evaluation(path, protocol, digest, len(train))
+        assert shipped is not None, protocol
+        fresh = evaluate_embeddings(embed(model, test.images), test, protocol, embed(model, train.images), train, seed=0)
+        y = test.labels.numpy()[np.asarray(shipped["scored_indices"])]
+        cm = confusion_matrix(y, shipped["predictions"], labels=range(10))
+        assert np.array_equal(cm, np.asarray(shipped["confusion_matrix"]))
+        assert np.array_equal(np.asarray(fresh["confusion_matrix"]), np.asarray(shipped["confusion_matrix"]))
+        assert abs(fresh["linear_acc"] - shipped["linear_acc"]) < 1e-9
+        for where in ("fitted_on", "scored_on"):  # no absolute path of the build machine
+            assert not str(shipped[where].get("source", "")).startswith("/")
+    assert load_evaluation(path, "paper", "0" * 64) is None  # other test images: recompute
+    assert load_evaluation(path, "standard", digest, len(train) + 1) is None  # another train split

@@ -58,14 +58,27 @@ def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
 def evaluation(path: str, cid: str, dataset: str, protocol: str) -> dict:
     """cl.evaluation.evaluate_embeddings under ``protocol`` (``standard`` needs the train split)."""
     from cl.evaluation import evaluate_embeddings
+    from cl.layouts import load_evaluation
 
     test_set = load_data(dataset, "test")
+    shipped = load_evaluation(path, protocol, split_digest(dataset, "test"), status(dataset).get("n_train"))
+    if shipped is not None:  # a shipped model on the same test images: computed by the build script
+        return {**shipped, "shipped": True}
     test_emb = embeddings(path, cid, dataset, "test")
     train_set = train_emb = None
     if protocol == "standard":
         train_set = load_data(dataset, "train")
         train_emb = embeddings(path, cid, dataset, "train")
     return evaluate_embeddings(test_emb, test_set, protocol, train_emb, train_set, seed=0)
+
+
+@st.cache_data(max_entries=16, ttl=600, show_spinner=False)
+def split_digest(dataset: str, split: str) -> str:
+    """SHA-256 of a split's images and labels, to match shipped evaluations to the data shown."""
+    from cl.layouts import gallery_digest
+
+    data = load_data(dataset, split)
+    return gallery_digest(data.images.numpy(), data.labels.numpy())
 
 
 def predictions(path: str, cid: str, dataset: str) -> tuple[np.ndarray, str]:
@@ -107,18 +120,67 @@ def projection(path: str, cid: str, dataset: str, method: str, n: int, seed: int
     return idx, xy
 
 
-def shipped_layouts(path: str, cid: str, dataset: str, test: ImageSet) -> dict | None:
-    """The model's shipped layouts placed on the test split shown (``rows``: which of its images
-    they are), or ``None`` when there are none, they are stale, or they do not match these images."""
+def shipped_layouts(path: str, dataset: str, n_test: int) -> dict | None:
+    """The model's shipped layouts placed on the test split shown here (``n_test`` images), or
+    ``None`` (none shipped, stale, or another split). Needs no PyTorch: a cold server draws the
+    scatter while torch is still being imported for the next page.
+
+    ``rows``: which test images the layout's points are (:func:`cl.layouts.gallery_rows`);
+    ``labels`` and ``thumbs``: full-length per test index, filled on ``rows``."""
     from cl.layouts import gallery_rows, read_layouts
 
     data = read_layouts(path)
     if data is None or data["meta"].get("dataset") != dataset:
         return None
-    rows = gallery_rows(len(test), len(data["labels"]))
-    if rows is None or not np.array_equal(test.labels.numpy()[rows], data["labels"].astype(np.int64)):
+    n_layout = len(data["labels"])
+    n_full = gallery_n_full(dataset)
+    # The split here is the gallery itself, or the full split the gallery was sampled from.
+    if n_test != n_layout and n_test != n_full:
         return None
-    return {"rows": rows, **{k: data[k] for k in ("tsne", "umap", "pca") if k in data}}
+    rows = gallery_rows(n_test, n_layout)
+    if rows is None:
+        return None
+    labels = np.zeros(n_test, dtype=np.int64)
+    labels[rows] = data["labels"]
+    thumbs: list[str | None] = [None] * n_test
+    for r, url in zip(rows, gallery_thumbnails(dataset, n_layout)):
+        thumbs[r] = url
+    return {"rows": rows, "labels": labels, "thumbs": thumbs,
+            **{k: data[k] for k in ("tsne", "umap", "pca") if k in data}}
+
+
+def gallery_n_full(dataset: str) -> int | None:
+    from cl.data import gallery_path
+
+    try:
+        with np.load(gallery_path(dataset), allow_pickle=False) as z:
+            return int(z["n_full"]) if "n_full" in z.files else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def gallery_thumbnails(dataset: str, n: int) -> list[str]:
+    """PNG data URLs of a layout's test-gallery images, in order, made with NumPy and Pillow only."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from cl.layouts import gallery_images
+
+    images = gallery_images(dataset)
+    scale = 2 if images.shape[-1] <= 32 else 1
+    out = []
+    for img in images[:n]:
+        arr = img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
+        pil = Image.fromarray(arr)
+        if scale > 1:
+            pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG", compress_level=6)
+        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out
 
 
 def is_shipped_view(req: dict, n_layout: int) -> bool:

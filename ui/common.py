@@ -6,11 +6,10 @@ from contextlib import contextmanager
 
 import numpy as np
 import streamlit as st
-import torch
 
 from cl.errors import UserError
 
-from . import images as ui_images
+from . import demo
 
 
 def require_model(ctx) -> None:
@@ -31,7 +30,7 @@ def user_errors(prefix: str = ""):
     try:
         yield
     except UserError as err:
-        st.error(f"{prefix}{err}", icon=":material/error:")
+        st.error(demo.scrub(f"{prefix}{err}"), icon=":material/error:")
         st.stop()
 
 
@@ -43,6 +42,8 @@ def model_line(ctx) -> str:
 
 def image_gallery(images: torch.Tensor, captions: list[str], ncol: int = 10, scale: int = 3) -> None:
     """A grid of small images with captions (Streamlit columns, wrapping every ``ncol``)."""
+    from . import images as ui_images  # imports torch: pages that show no images start without it
+
     n = len(captions)
     for start in range(0, n, ncol):
         cols = st.columns(ncol)

@@ -25,6 +25,8 @@ import numpy as np
 
 from cl.errors import ConfigError, UserError
 
+from . import demo
+
 log = logging.getLogger("contrastive-explorer.jobs")
 
 MAX_LOSS_POINTS = 4000
@@ -38,19 +40,17 @@ class CapacityError(UserError):
 
 
 def max_train_seconds() -> float | None:
-    """A server-wide limit on one training's duration ($CL_APP_MAX_TRAIN_SECONDS, e.g. for a demo)."""
-    try:
-        value = float(os.environ.get("CL_APP_MAX_TRAIN_SECONDS", "") or 0)
-    except ValueError:
-        return None
-    return value if value > 0 else None
+    """A server-wide limit on one training's duration ($CL_APP_MAX_TRAIN_SECONDS; capped in demo
+    mode, see :mod:`ui.demo`)."""
+    return demo.max_train_seconds()
 
 
 def max_concurrent() -> int:
-    try:
-        return max(1, int(os.environ.get("CL_MAX_TRAININGS", "2")))
-    except ValueError:
-        return 2
+    """Trainings running at once on this server ($CL_MAX_TRAININGS, default 2; at most 2 in demo mode)."""
+    return demo.max_trainings()
+
+
+EXPECTED_RUN_BYTES = 2_000_000  # room a new run needs under the quota (our checkpoints are 0.5-1.1 MB)
 
 
 @dataclass
@@ -151,6 +151,10 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
         except OSError:
             pass
     _check_writable(runs_dir)  # fail now, not after minutes of training
+    _deleted, fits = demo.enforce_quota(runs_dir, incoming=EXPECTED_RUN_BYTES)
+    if not fits:
+        raise CapacityError("the demo server's disk quota for trained models is full with the models of "
+                            "visitors who are still here; please try again later")
     with _LOCK:
         mine = [j for j in _JOBS.values() if j.alive and j.session == session]
         if mine:
@@ -164,6 +168,7 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
         job = Job(uuid.uuid4().hex[:12], session, resolved, runs_dir / run_filename(resolved),
                   knn_per_epoch=knn_per_epoch, snapshots=snapshots)
         _JOBS[job.id] = job
+        demo.SESSIONS.own(session, job.out)
         _prune()
     job.thread = threading.Thread(target=_run, args=(job,), name=f"cl-train-{job.id}", daemon=True)
     job.thread.start()
@@ -206,7 +211,7 @@ def _run(job: Job) -> None:
 
 def _train(job: Job) -> None:
     from cl.checkpoints import read_card, save_checkpoint
-    from cl.data import load_dataset
+    from cl.data import load_dataset, portable_provenance
     from cl.evaluation import embed, evaluate_embeddings, knn_accuracy, summary
     from cl.training import train
 
@@ -271,8 +276,8 @@ def _train(job: Job) -> None:
         "name": job.out.stem,
         "command": cli_command(c),
         "config": c.to_dict(),
-        "data": train_set.provenance(),
-        "test_data": test_set.provenance(),
+        "data": portable_provenance(train_set.provenance()),
+        "test_data": portable_provenance(test_set.provenance()),
         "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
                      "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history},
         "metrics": metrics,
@@ -288,6 +293,7 @@ def _train(job: Job) -> None:
     save_checkpoint(job.out, result.model, card)  # atomic: temp file + rename
     card = read_card(job.out)  # the card exactly as saved (with the encoder spec it adds)
     stopped = "" if result.stopped == "completed" else f" (stopped early: {result.stopped.replace('_', ' ')})"
+    demo.enforce_quota(job.out.parent)  # a finished run may take the folder over: oldest ended runs go
     job._set(status="done", card=card, finished=time.time(),
              message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")
 

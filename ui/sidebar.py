@@ -14,7 +14,7 @@ import streamlit as st
 from cl.catalog import AUGMENTATIONS, LOSSES
 from cl.data import SPECS
 
-from . import cache, jobs, links, models, state
+from . import cache, demo, jobs, links, models, state
 
 AUG_HELP = {
     "none": "none: the positive is the image itself (paper)",
@@ -142,7 +142,7 @@ def _link_params(ctx: "Context") -> dict[str, str | None]:
 
 
 def render() -> Context:
-    state.session_id()
+    demo.SESSIONS.touch(state.session_id())  # a live session's trained models stay under the quota
     _sync_job()
     link = links.requested()
     if links.is_new(link):
