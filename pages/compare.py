@@ -4,10 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from cl.cli import PAPER_TABLE
+from cl.data import SPECS
 from cl.errors import UserError
 from ui import cache, charts, models, state
 
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 ctx = state.context()
 st.title("Compare")
@@ -110,16 +111,25 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
     with col:
         st.markdown(f"**{e.name}**: {e.config.get('augmentation')}, {e.config.get('loss')}, "
                     f"{e.config.get('recipe')} recipe")
-        try:
-            test = cache.load_data(e.dataset, "test")
-            with st.spinner(f"{METHOD_NAMES[method]} of {min(limit, len(test)):,} {e.dataset} test images ..."):
-                idx, xy = cache.projection(e.path, e.cid, e.dataset, method, int(min(limit, len(test))), 0,
-                                           30.0, 15, 0.1)
-            thumbs = cache.thumbnails(e.dataset, "test")
-        except UserError as err:
-            st.error(str(err), icon=":material/error:")
-            continue
-        df = charts.scatter_frame(xy, idx, test.labels.numpy(), test.classes, None, thumbs)
-        st.altair_chart(charts.scatter(df, "class", test.classes, METHOD_NAMES[method], height=420, selectable=False),
+        n_test = int(cache.status(e.dataset).get("n_test", 0))
+        n = int(min(limit, n_test))
+        shipped = cache.shipped_layouts(e.path, e.dataset, n_test) if e.source == "shipped" else None
+        classes = list(SPECS[e.dataset].classes)
+        if shipped is not None and n == len(shipped["rows"]) and method in shipped:
+            # the shipped view (seed 0, default parameters): drawn at once
+            idx, xy, labels, thumbs = shipped["rows"], shipped[method], shipped["labels"], shipped["thumbs"]
+            where = f"{e.dataset} test split ({n_test:,} images), layout shipped with the model"
+        else:
+            try:
+                test = cache.load_data(e.dataset, "test")
+                with st.spinner(f"{METHOD_NAMES[method]} of {n:,} {e.dataset} test images ..."):
+                    idx, xy = cache.projection(e.path, e.cid, e.dataset, method, n, 0, 30.0, 15, 0.1)
+                thumbs = cache.thumbnails(e.dataset, "test")
+            except UserError as err:
+                st.error(str(err), icon=":material/error:")
+                continue
+            labels, classes, where = test.labels.numpy(), list(test.classes), test.describe()
+        df = charts.scatter_frame(xy, idx, labels, classes, None, thumbs)
+        st.altair_chart(charts.scatter(df, "class", classes, METHOD_NAMES[method], height=420, selectable=False),
                         width="stretch", key=f"cmp_chart_{side}")
-        st.caption(f"{len(idx):,} points from {test.describe()}; model {e.train_note()}.")
+        st.caption(f"{len(idx):,} points from {where}; model {e.train_note()}.")
