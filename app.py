@@ -11,10 +11,20 @@ Environment (all optional):
   CL_APP_MAX_TRAIN_SECONDS    stop every training after this many seconds (a demo server)
   CL_APP_LIST_RUNS=1          also offer earlier runs from the runs folder (off: on a shared
                               server they belong to other people)
+  CL_DEMO=1                   hosted-demo mode (ui/demo.py): each training stopped after 90 s,
+                              one thread each, at most 2 at once, only data sets on the server
+                              (no downloads), no server paths shown, runs folder bounded by
+                              CL_RUNS_QUOTA_MB (default 200 MB; the oldest runs of sessions that
+                              have ended go first, a live session's models stay)
+  CL_RUNS_QUOTA_MB            disk quota of the runs folder (also outside demo mode)
+
+Deep links: every page keeps its view in the URL, e.g.
+  /embedding?dataset=mnist&model=mnist-best&method=tsne   (dataset, model; method on Embedding)
 """
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 from pathlib import Path
@@ -24,6 +34,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+
+
+@st.cache_resource
+def _limit_malloc_arenas() -> bool:
+    """Once per server: at most 2 glibc malloc arenas. glibc gives each busy thread an arena of
+    its own (up to 8 per core) and keeps freed memory in it; Streamlit runs every session and
+    every training in its own thread, so a busy server's memory only grows. Two arenas cut the
+    peak of two concurrent trainings by ~170 MB (measured: 1,435 -> 1,259 MB)."""
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt(-8, 2) == 1  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        return False
+
+
+_limit_malloc_arenas()
 
 from ui import sidebar, state  # noqa: E402
 

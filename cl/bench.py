@@ -95,7 +95,7 @@ import torch
 
 from .errors import ConfigError, DataUnavailableError, UserError
 
-PARTS = ("train", "time_to_accuracy", "projection", "neighbors", "app")
+PARTS = ("train", "time_to_accuracy", "projection", "neighbors", "app", "links", "room")
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 THRESHOLDS = (0.93, 0.99)
@@ -114,7 +114,7 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
     ctx.say(f"machine: {payload['machine']['cpu_model']}, {payload['machine']['usable_cpus']} CPUs, "
             f"load {payload['machine']['load_average_start']}")
     runners = {"train": _part_train, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
-               "neighbors": _part_neighbors, "app": _part_app}
+               "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room}
     for name in parts:
         ctx.say(f"--- {name}")
         t0 = time.perf_counter()
@@ -140,6 +140,28 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
 
 class _Skip(Exception):
     """A part that cannot run here (a reason, not a failure)."""
+
+
+def _part_links(ctx: "_Context") -> dict:
+    """Deep link on a cold server, and every page of every shipped model (cl.loadtest.run_links)."""
+    from .loadtest import Unavailable, run_links
+
+    try:
+        return run_links(cold_repeats=1 if ctx.quick else 3, env_extra=_child_env(ctx),
+                         models=["mnist-best", "digits-best"] if ctx.quick else None, say=ctx.say)
+    except Unavailable as err:
+        raise _Skip(str(err)) from None
+
+
+def _part_room(ctx: "_Context") -> dict:
+    """A room of visitors at once while two trainings run (cl.loadtest.run_room)."""
+    from .loadtest import Unavailable, run_room
+
+    visitors = int(os.environ.get("CL_BENCH_VISITORS", "5" if ctx.quick else "40"))
+    try:
+        return run_room(visitors=visitors, env_extra=_child_env(ctx), say=ctx.say)
+    except Unavailable as err:
+        raise _Skip(str(err)) from None
 
 
 class _Context:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -125,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--json", action="store_true")
 
     g = sub.add_parser("grid", help="run the study's 12 scenarios and tabulate them beside the paper")
-    g.add_argument("--preset", choices=("paper",), required=True)
+    g.add_argument("--preset", choices=("paper", "outlook"), required=True,
+                   help="paper: the study's 12 scenarios; outlook: 6 SimCLR models per data set (mining, "
+                        "contrastive, NT-Xent, SupCon, random negatives) with the triplet budget")
     g.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"], choices=("mnist", "cifar10"))
     g.add_argument("--augmentations", nargs="+", default=["none", "fer", "simclr"], choices=("none", "fer", "simclr"))
     g.add_argument("--losses", nargs="+", default=["pairwise", "triplet"], choices=("pairwise", "triplet"))
@@ -134,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir")
     g.add_argument("--out", required=True)
     g.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("study", help="the study's scenario grids, outlook grid and observations as PNG figures and a table")
+    s.add_argument("--out", required=True)
+    s.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"], choices=("mnist", "cifar10"))
+    s.add_argument("--checkpoints", help="folder of the checkpoints (default: the shipped ones)")
+    s.add_argument("--structure", action="store_true",
+                   help="first (re)compute the shape measure of every grid and outlook model (runs the models)")
+    s.add_argument("--data-dir")
+    s.add_argument("--json", action="store_true")
 
     c = sub.add_parser("card", help="print a checkpoint's metadata card")
     c.add_argument("checkpoint")
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", help="run only these parts")
     b.add_argument("--data-dir")
     b.add_argument("--out", default="bench-results.json")
+    b.add_argument("--visitors", type=int, default=None, help="visitors at once in the room part (default 40; 5 with --quick)")
     b.add_argument("--json", action="store_true")
     return p
 
@@ -364,6 +377,8 @@ def cmd_grid(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create {out}: {err.strerror}") from None
+    if args.preset == "outlook":
+        return _grid_outlook(args, out)
     rows = []
     scenarios = [(d, a, l) for d in args.datasets for a in args.augmentations for l in args.losses]
     for i, (dataset, aug, loss) in enumerate(scenarios, 1):
@@ -394,6 +409,54 @@ def cmd_grid(args) -> int:
         "Paper protocol (probe on 80 % of the test embeddings, scored on the other 20 %).\n\n" + text + "\n")
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     _emit(args, {"rows": rows, "table": str(out / "results.md")}, text)
+    return 0
+
+
+def _grid_outlook(args, out: Path) -> int:
+    """The outlook models (cl.study.OUTLOOK): each is exactly one ``python -m cl train`` command."""
+    from .study import OUTLOOK, outlook_markdown, outlook_rows, outlook_train_args
+    from .training import TrainConfig
+
+    jobs = [(d, suffix) for d in args.datasets for suffix, *_ in OUTLOOK]
+    for i, (dataset, suffix) in enumerate(jobs, 1):
+        name = f"{dataset}-simclr-{suffix}"
+        words = outlook_train_args(dataset, suffix, args.seed)
+        if args.epochs:
+            words[words.index("--epochs") + 1] = str(args.epochs)
+        if not args.json:
+            print(f"[{i}/{len(jobs)}] {name} ...", file=sys.stderr, flush=True)
+        t = build_parser().parse_args(["train", *words, "--out", str(out / f"{name}.safetensors")])
+        cfg = TrainConfig(dataset=t.dataset, recipe=t.recipe, augmentation=t.augmentation, loss=t.loss,
+                          epochs=t.epochs, lr=t.lr, seed=t.seed, negatives=t.negatives, mining=t.mining)
+        command = "python -m cl train " + " ".join(words) + f" --out {name}.safetensors"
+        train_and_save(cfg, str(out / f"{name}.safetensors"), args.data_dir, command=command)
+    rows = outlook_rows(out)
+    text = outlook_markdown(rows)
+    (out / "results.md").write_text(
+        "Paper protocol (probe on 80 % of the test embeddings, scored on the other 20 %).\n\n" + text + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=2, default=float))
+    _emit(args, {"rows": rows, "table": str(out / "results.md")}, text)
+    return 0
+
+
+def cmd_study(args) -> int:
+    from .study import DATASETS, build_structure, checkpoints_dir, outlook_names, scenario_name, write_study
+
+    if args.data_dir:
+        os.environ["CL_DATA_DIR"] = args.data_dir
+    ckpt = Path(args.checkpoints) if args.checkpoints else checkpoints_dir()
+    if not ckpt.is_dir():
+        raise ConfigError(f"no checkpoint folder {ckpt}")
+    say = None if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.structure:
+        names = [scenario_name(d, a, l) for d in DATASETS for a in ("none", "fer", "simclr") for l in ("pairwise", "triplet")]
+        names += [n for d in DATASETS for n in outlook_names(d)]
+        build_structure(names, ckpt, progress=say)
+    try:
+        result = write_study(args.out, ckpt, datasets=args.datasets, progress=say)
+    except OSError as err:
+        raise ConfigError(f"cannot write to {args.out}: {err.strerror}") from None
+    _emit(args, result, "\n".join(result["files"]))
     return 0
 
 
@@ -449,13 +512,18 @@ def _scatter_png(xy, labels, classes, out, title):
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
+    if args.visitors is not None:
+        if not 1 <= args.visitors <= 200:
+            raise ConfigError(f"--visitors must be between 1 and 200, got {args.visitors}")
+        os.environ["CL_BENCH_VISITORS"] = str(args.visitors)
+
     payload = run_bench(quick=args.quick, only=args.only, data_dir=args.data_dir, out=args.out, verbose=not args.json)
     _emit(args, payload, None)
     return 0
 
 
 COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
-            "grid": cmd_grid, "card": cmd_card, "project": cmd_project, "bench": cmd_bench}
+            "grid": cmd_grid, "study": cmd_study, "card": cmd_card, "project": cmd_project, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,6 +139,10 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
     from cl.training import resolve_config
 
     limit_s = max_train_seconds()
+    if demo.enabled() and config.threads is None:
+        # Two trainings share the demo server's cores with every visitor: one thread each keeps
+        # pages responsive and saves ~100 MB of per-thread scratch memory per training.
+        config = replace(config, threads=1)
     if limit_s is not None:
         config = replace(config, time_budget=min(config.time_budget or limit_s, limit_s))
     resolved = resolve_config(config)  # ConfigError on a bad value, before any slot is taken

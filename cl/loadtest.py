@@ -1,0 +1,334 @@
+"""A room full of visitors: drive a real app server with many browser sessions at once.
+
+``python -m cl bench --only room [--visitors 40]`` starts ``streamlit run app.py`` on a free local
+port, starts two trainings through the Train page, and then has ``visitors`` browser sessions
+(one headless Chromium, one context each; every other one a 390x844 phone with touch) open deep
+links at the same time: Overview, Embedding space, Metrics, Retrieval (uploading an image) and
+Compare. It reports each page's settle time (Streamlit's script finished and stayed idle; the
+idle window itself is not counted), p50/p95 per page and overall, every error (a Python
+exception shown on the page, a failed navigation, a page that never settles), and the server's
+peak resident memory (its whole process tree, sampled every 0.2 s).
+
+``python -m cl bench --only links`` measures "instant": the deep link
+``embedding?dataset=mnist&model=mnist-best&method=tsne`` as the first visit of a freshly started
+server (several fresh servers), then every page of every shipped model as a first visit (a new
+browser session each) on one server.
+
+Only 127.0.0.1 is contacted; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+STABLE_S = 0.8
+ROOM_PAGES = [("overview", "?dataset=mnist&model=mnist-best"),
+              ("embedding", "embedding?dataset=mnist&model=mnist-best&method=tsne"),
+              ("metrics", "metrics?dataset=mnist&model=mnist-best"),
+              ("retrieval", "retrieval?dataset=mnist&model=mnist-best"),
+              ("compare", "compare?dataset=mnist&model=mnist-best")]
+APP_PAGES = ["", "train", "augmentations", "embedding", "metrics", "retrieval", "compare"]
+
+
+class Unavailable(Exception):
+    """The browser or Playwright is missing here (a reason to skip, not a failure)."""
+
+
+def _require_browser():
+    if not Path(CHROMIUM).exists():
+        raise Unavailable(f"{CHROMIUM} not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise Unavailable("playwright (python) is not installed") from None
+    return sync_playwright
+
+
+def torch_build(python: str = sys.executable) -> str:
+    out = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of a process and its children, sampled every ``every`` seconds."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.every, self.peak, self._stop_event = every, 0, threading.Event()
+
+    def sample(self) -> int:
+        import psutil
+
+        total = 0
+        try:
+            for p in [self.proc, *self.proc.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        self.peak = max(self.peak, total)
+        return total
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+@contextmanager
+def app_server(env_extra: dict | None = None, python: str = sys.executable, timeout: float = 120):
+    """A fresh ``streamlit run app.py`` on 127.0.0.1; yields ``(url, process, runs_dir)``."""
+    from cl.bench import free_port
+
+    port = free_port()
+    runs = Path(tempfile.mkdtemp(prefix="cl-room-runs-"))
+    env = dict(os.environ)
+    env.update({"CL_RUNS_DIR": str(runs), **(env_extra or {})})
+    log = open(runs / "server.log", "w")
+    proc = subprocess.Popen([python, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.time()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the app server exited with code {proc.returncode} (log: {runs / 'server.log'})")
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if time.time() - t0 > timeout:
+                    raise RuntimeError("the app server did not answer its health check") from None
+                time.sleep(0.1)
+        yield url, proc, runs
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def settle_seconds(page, t_start: float, timeout: float) -> float:
+    from cl.bench import wait_until_settled
+
+    page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
+    wait_until_settled(page, stable=STABLE_S, timeout=timeout)
+    return time.time() - t_start - STABLE_S
+
+
+def page_errors(page) -> list[str]:
+    out = []
+    if page.locator("[data-testid=stException]").count():
+        out.append("exception shown: " + page.locator("[data-testid=stException]").first.inner_text()[:200])
+    return out
+
+
+def png_bytes(seed: int = 0) -> bytes:
+    """A small hand-drawn-looking digit as PNG (dark stroke on white, like a photo of paper)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (96, 96), 255)
+    d = ImageDraw.Draw(img)
+    r = np.random.default_rng(seed)
+    d.ellipse([24 + r.integers(-5, 5), 14, 72, 82], outline=0, width=9)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _summary(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    return {"n": len(v), "p50_s": round(statistics.median(v), 3),
+            "p95_s": round(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], 3), "max_s": round(v[-1], 3)}
+
+
+def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, python: str = sys.executable,
+             env_extra: dict | None = None, say=print) -> dict:
+    """The room: ``trainings`` trainings, then ``visitors`` sessions at once (see the module doc).
+
+    All visitors share one browser process (a context each, as separate people would have) and
+    are driven concurrently through Playwright's async API: 40 browser processes would measure
+    the load generator, not the server."""
+    import asyncio
+
+    _require_browser()
+    from playwright.async_api import async_playwright
+
+    result: dict = {"visitors": visitors, "phones": visitors // 2, "trainings": trainings,
+                    "torch_build": torch_build(python), "pages": [p for p, _ in ROOM_PAGES]}
+    with app_server(env_extra, python=python) as (url, proc, runs):
+        sampler = RssSampler(proc.pid)
+        sampler.start()
+
+        async def main():
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                   args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+                trainers = []
+                for k in range(trainings):
+                    trainers.append(await _a_start_training(browser, url, "digits", 30, timeout))
+                say(f"[room] {trainings} training(s) running; {visitors} visitors start")
+                records: list = []
+                t0 = time.time()
+                await asyncio.gather(*[_a_visitor(browser, url, i, i % 2 == 1, timeout, records)
+                                       for i in range(visitors)])
+                wall = time.time() - t0
+                still = 0
+                for ctx in trainers:
+                    page = ctx.pages[0]
+                    still += await page.get_by_text("Cancel training").count()
+                    await ctx.close()
+                await browser.close()
+                return records, wall, still
+
+        records, wall, still_training = asyncio.run(main())
+        sampler.stop()
+        result["peak_rss_mb"] = round(sampler.peak / 2**20, 1)
+        result["wall_s"] = round(wall, 2)
+        result["trainings_still_running_at_end"] = still_training
+    errors = [f"visitor {r['visitor']} {r['page']}: {e}" for r in records for e in r["errors"]]
+    settled = [r for r in records if "settle_s" in r]
+    result["errors"] = len(errors)
+    result["error_list"] = errors[:50]
+    result["visits"] = len(records)
+    result["settled"] = len(settled)
+    result["all_settled"] = len(settled) == visitors * len(ROOM_PAGES)
+    result["settle"] = {"all": _summary([r["settle_s"] for r in settled]),
+                        **{p: _summary([r["settle_s"] for r in settled if r["page"] == p]) for p, _ in ROOM_PAGES},
+                        "phone": _summary([r["settle_s"] for r in settled if r["phone"]]),
+                        "desktop": _summary([r["settle_s"] for r in settled if not r["phone"]]),
+                        "upload": _summary([r["upload_s"] for r in records if "upload_s" in r])}
+    return result
+
+
+async def _a_settle(page, t_start: float, timeout: float) -> float:
+    await page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
+    since = None
+    while time.time() - t_start < timeout:
+        state = await page.evaluate("() => { const a = document.querySelector('[data-testid=stApp]');"
+                                    " return a ? a.getAttribute('data-test-script-state') : 'none'; }")
+        if state not in ("running", "rerunRequested", "none", None):
+            since = since or time.time()
+            if time.time() - since >= STABLE_S:
+                return since - t_start
+        else:
+            since = None
+        await page.wait_for_timeout(100)
+    raise TimeoutError(f"the page did not settle within {timeout:.0f} s")
+
+
+async def _a_start_training(browser, url: str, dataset: str, epochs: int, timeout: float):
+    ctx = await browser.new_context(**DESKTOP)
+    page = await ctx.new_page()
+    await page.goto(f"{url}/train?dataset={dataset}", timeout=timeout * 1000)
+    await _a_settle(page, time.time(), timeout)
+    box = page.get_by_label("Epochs")
+    await box.fill(str(epochs))
+    await box.press("Tab")
+    await page.get_by_role("button", name="Start training").click()
+    await page.get_by_text("Cancel training").first.wait_for(timeout=timeout * 1000)
+    return ctx
+
+
+async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out: list) -> None:
+    ctx = await browser.new_context(**(PHONE if phone else DESKTOP))
+    page = await ctx.new_page()
+    try:
+        for name, path in ROOM_PAGES:
+            rec = {"visitor": i, "phone": phone, "page": name, "errors": []}
+            t0 = time.time()
+            try:
+                await page.goto(f"{url}/{path}", timeout=timeout * 1000)
+                rec["settle_s"] = round(await _a_settle(page, t0, timeout), 3)
+                if name == "retrieval":
+                    await page.get_by_role("tab", name="Your own image").click()
+                    await page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+                        files=[{"name": f"visitor-{i}.png", "mimeType": "image/png", "buffer": png_bytes(i)}])
+                    t1 = time.time()
+                    await page.get_by_text("neighbours of your image").first.wait_for(timeout=timeout * 1000)
+                    rec["upload_s"] = round(await _a_settle(page, t1, timeout), 3)
+                if await page.locator("[data-testid=stException]").count():
+                    text = await page.locator("[data-testid=stException]").first.inner_text()
+                    rec["errors"].append("exception shown: " + text[:200])
+            except Exception as err:  # noqa: BLE001 - a load test counts failures instead of stopping
+                rec["errors"].append(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            out.append(rec)
+    finally:
+        await ctx.close()
+
+
+def run_links(cold_repeats: int = 3, timeout: float = 120, python: str = sys.executable,
+              env_extra: dict | None = None, models: list[str] | None = None, say=print) -> dict:
+    """Cold deep link on fresh servers, then every page of every shipped model as a first visit."""
+    sync_playwright = _require_browser()
+    link = "embedding?dataset=mnist&model=mnist-best&method=tsne"
+    names = models or sorted(p.stem for p in (ROOT / "checkpoints").glob("*.safetensors"))
+    result: dict = {"link": link, "torch_build": torch_build(python), "cold": [], "pages": {}}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        for _ in range(cold_repeats):
+            with app_server(env_extra, python=python) as (url, _proc, _runs):
+                ctx = browser.new_context(**DESKTOP)
+                page = ctx.new_page()
+                t0 = time.time()
+                page.goto(f"{url}/{link}", timeout=timeout * 1000)
+                s = settle_seconds(page, t0, timeout)
+                ok = "shipped with the model" in page.inner_text("body") and not page_errors(page)
+                result["cold"].append({"settle_s": round(s, 3), "shipped_tsne_shown": ok})
+                say(f"[links] cold {link}: {s:.2f} s")
+                ctx.close()
+        with app_server(env_extra, python=python) as (url, _proc, _runs):
+            for name in names:
+                dataset = name.split("-best")[0] if name.endswith("-best") else name.rsplit("-", 2)[0]
+                for p in APP_PAGES:
+                    ctx = browser.new_context(**DESKTOP)
+                    page = ctx.new_page()
+                    t0 = time.time()
+                    rec: dict = {}
+                    try:
+                        page.goto(f"{url}/{p}?dataset={dataset}&model={name}", timeout=timeout * 1000)
+                        rec["settle_s"] = round(settle_seconds(page, t0, timeout), 3)
+                        rec["errors"] = page_errors(page)
+                    except Exception as err:  # noqa: BLE001
+                        rec["errors"] = [f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"]
+                    result["pages"][f"{name}/{p or 'overview'}"] = rec
+                    ctx.close()
+                worst = max((r.get("settle_s", 1e9) for k, r in result["pages"].items() if k.startswith(name + "/")))
+                say(f"[links] {name}: slowest page {worst:.2f} s")
+        browser.close()
+    times = [r["settle_s"] for r in result["pages"].values() if "settle_s" in r]
+    result["cold_summary"] = _summary([c["settle_s"] for c in result["cold"]])
+    result["pages_summary"] = _summary(times)
+    result["pages_over_5s"] = sorted(k for k, r in result["pages"].items() if r.get("settle_s", 1e9) > 5)
+    result["errors"] = sum(len(r["errors"]) for r in result["pages"].values())
+    return result
