@@ -56,6 +56,7 @@ st.set_page_config(page_title="Contrastive Explorer", page_icon=":material/scatt
 
 PAGES = [
     st.Page("pages/home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/study.py", title="Study", icon=":material/slideshow:", url_path="study"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/augmentations.py", title="Augmentations", icon=":material/auto_fix_high:"),
     st.Page("pages/embedding.py", title="Embedding space", icon=":material/scatter_plot:"),
