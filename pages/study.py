@@ -41,7 +41,9 @@ def panel(name: str, path: str, cid: str, dataset: str, n_test: int) -> tuple[pd
     keep = np.sort(np.random.default_rng(0).permutation(len(rows))[:PANEL_POINTS])
     df = charts.scatter_frame(sl["tsne"][keep], rows[keep], sl["labels"], list(SPECS[dataset].classes), None,
                               sl["thumbs"])
-    return df, data["meta"].get("structure", {})
+    from cl.study import load_structure
+
+    return df, load_structure().get(name, {})
 
 
 def figures(name: str) -> dict:
@@ -124,19 +126,19 @@ with tab_obs:
                     shape = made[1] if made else {}
                     shape_rows.append({"scenario": name, "data set": dataset, "augmentation": aug, "loss": loss,
                                        "linearity": shape.get("linearity"),
-                                       "effective dimension": shape.get("effective_dimension"),
+                                       "elongation": shape.get("elongation"),
                                        "images": shape.get("n_images")})
     if shape_rows:
         st.dataframe(pd.DataFrame(shape_rows), hide_index=True, width="stretch",
                      column_config={"linearity": st.column_config.NumberColumn(format="%.3f"),
-                                    "effective dimension": st.column_config.NumberColumn(format="%.1f")})
+                                    "elongation": st.column_config.NumberColumn(format="%.2f")})
         st.caption("Measured in the 32-d embedding itself, not in the t-SNE picture (`cl.structure`): **linearity** "
                    "is the share of each class's variance on its first principal axis, averaged over classes (1 = "
-                   "every class on a line; about 1/32 = isotropic blobs); **effective dimension** is exp(entropy) of "
-                   "the class's variance spectrum. Computed on each model's test gallery (2,000 MNIST or 1,017 "
+                   "every class on a line; about 1/32 = isotropic blobs); **elongation** is the ratio of the first two "
+                   "singular values (`checkpoints/study.json`, `python -m cl study --structure`). Computed on each model's test gallery (2,000 MNIST or 1,017 "
                    "CIFAR-10 test images).")
-        by_loss = {l: np.nanmean([r["linearity"] for r in shape_rows if r["loss"] == l and r["linearity"] is not None])
-                   for l in LOSSES}
+        by_loss = {l: np.mean([r["linearity"] for r in shape_rows if r["loss"] == l and r["linearity"] is not None]
+                              or [np.nan]) for l in LOSSES}
         st.markdown(f"Mean linearity over the six scenarios of each loss: **pairwise {by_loss['pairwise']:.3f}**, "
                     f"**triplet {by_loss['triplet']:.3f}**.")
 
