@@ -1,154 +1,207 @@
-"""Study: the talk's central figure (a 3 x 2 grid of t-SNE plots per data set), its observations
-measured, and where our reproduction differs. Everything comes from the shipped cards and
-layouts (checkpoints/layouts): no model runs when the page opens."""
+"""Study: the study's talk as a page. Its 3 x 2 scenario grids (rows none / FER / SimCLR, columns
+pairwise / triplet), its three observations as numbers, its outlook answered with models.
 
+Everything comes from what is shipped (cards, layouts, galleries, checkpoints/study.json):
+no model runs when the page opens.
+"""
+
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cl.catalog import AUGMENTATIONS  # noqa: F401  (names the study's augmentations)
-from cl.cli import PAPER_TABLE
+from cl import study
 from cl.data import SPECS
-from ui import cache, charts, links, models, state
+from cl.layouts import read_layouts
+from ui import state
 
-AUGS = ["none", "fer", "simclr"]
-LOSSES = ["pairwise", "triplet"]
-AUG_TITLE = {"none": "no augmentation", "fer": "FER augmentation", "simclr": "SimCLR augmentation"}
-PANEL_POINTS = 1000  # per panel: six panels of 2,000 thumbnails would make the page slow on a phone
+try:
+    from ui.links import page_link_url
+except ImportError:  # an older tree: build the relative URL ourselves
+    from urllib.parse import urlencode
 
-state.context()  # the sidebar ran (and wrote this page's URL)
-st.title("The study, as the talk tells it")
+    def page_link_url(page: str, **params) -> str:
+        return f"{page}?{urlencode(params)}"
+
+# Points per panel: every point carries its thumbnail (~0.4 kB MNIST, ~2.5 kB CIFAR-10), so a
+# phone gets about 1 MB per data set instead of the full galleries.
+POINTS = {"mnist": 500, "cifar10": 250}
+COLOURS = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+           "#9d755d", "#bab0ac"]  # Vega's tableau10, the panels' colours
+
+ctx = state.context()
+ckpt_dir = study.checkpoints_dir()
+structure = study.load_structure(ckpt_dir)
+figures = study.grid_figures(ckpt_dir)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def thumbs(dataset: str, n: int) -> list[str]:
+    """PNG data URLs of the shipped gallery at its own size (NumPy and Pillow only)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from cl.layouts import gallery_images
+
+    out = []
+    for img in gallery_images(dataset)[:n]:
+        arr = img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out
+
+
+def panel(name: str, title: str, dataset: str, paper: tuple | None, key: str) -> None:
+    """One t-SNE panel from the shipped layout, captioned with ours / the study's figures."""
+    path = ckpt_dir / f"{name}.safetensors"
+    f = study.card_figures(path)
+    layout = read_layouts(path) if f is not None else None
+    if f is None or layout is None:
+        st.markdown(f"**{title}**")
+        st.info(f"`{name}` is not here yet (`python -m cl grid --preset "
+                f"{'outlook' if paper is None else 'paper'}`).", icon=":material/info:")
+        return
+    classes = list(SPECS[dataset].classes)
+    labels = layout["labels"].astype(int)
+    n = len(labels)
+    rows = np.sort(np.random.default_rng(0).permutation(n)[: POINTS[dataset]])
+    images = thumbs(dataset, n)
+    xy = layout["tsne"][rows]
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "class": [classes[k] for k in labels[rows]],
+                       "image": [images[i] for i in rows]})
+    chart = alt.Chart(df, title=title).mark_circle(size=18, opacity=0.8).encode(
+        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+        color=alt.Color("class:N", scale=alt.Scale(domain=classes, range=COLOURS[:len(classes)]), legend=None),
+        tooltip=["image", "class"]).properties(height=240)
+    st.altair_chart(chart, width="stretch", key=key)
+    lin = structure.get(name, {}).get("linearity")
+    ours = study.fmt3((f["acc"], f["top3"], f["knn"]))
+    study_txt = f" · study {study.fmt2(paper)}" if paper else ""
+    url = page_link_url("embedding", dataset=dataset, model=name, method="tsne")
+    st.caption(f"ours {ours}{study_txt}" + (f" · linearity {lin:.2f}" if lin is not None else "")
+               + f" · [open in Embedding]({url})")
+
+
+def legend(dataset: str) -> None:
+    classes = list(SPECS[dataset].classes)
+    st.markdown(" ".join(f"<span style='color:{COLOURS[i]}'>●</span> {c}" for i, c in enumerate(classes)),
+                unsafe_allow_html=True)
+
+
+def n_test_of(dataset: str) -> tuple[int, str]:
+    f = next((v for k, v in figures.items() if k.startswith(dataset + "-")), None)
+    return (f["n_test"], study.train_images_text(f)) if f else (0, "?")
+
+
+st.title("The study")
 st.markdown(
-    "The study trained the same small CNN on **MNIST** and **CIFAR-10** with three augmentations "
-    "(none, FER, SimCLR) and two losses (pairwise cosine, triplet), and showed one t-SNE per scenario. "
-    "Below are our 12 reproductions (`--recipe paper`, seed 0) from the shipped checkpoints, each "
-    "captioned with our linear probe / top-3 / kNN-30 accuracy beside the study's. Click a panel's link "
-    "to open that model on the Embedding page.")
+    "The study trained one small encoder per **scenario**: 2 data sets x 3 augmentations (none, FER, SimCLR) "
+    "x 2 losses (pairwise cosine, triplet). Its central figure: a grid of t-SNE pictures per data set. "
+    "Below are ours, from the shipped paper-recipe checkpoints. Each caption: linear / top-3 / kNN-30 accuracy "
+    "(paper protocol), **ours** beside the **study**'s, and the *linearity* of the embedding (observation 3). "
+    "Hover a point to see its image; a panel's link opens that model on the Embedding page.")
 
-shipped = {m.name: m for m in models.shipped_models()[0]}
+tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS])
+for tab, d in zip(tabs, study.DATASETS):
+    with tab:
+        n_test, n_train = n_test_of(d)
+        legend(d)
+        for a in study.ROWS:
+            cols = st.columns(2)
+            for col, l in zip(cols, study.COLS):
+                with col:
+                    panel(study.scenario_name(d, a, l), f"{study.AUG_TITLES[a]} / {l}", d,
+                          study.paper_figures(d, a, l), key=f"study_{d}_{a}_{l}")
+        st.caption(f"Points: {POINTS[d]} of the {d} test gallery shipped with the app (t-SNE of all of it, seed 0). "
+                   f"Accuracies: paper protocol, {n_test:,} {d} test images scored; ours trained on {n_train} "
+                   f"train images, the study on the full training split.")
 
+# ------------------------------------------------------------------ observations
+obs = study.observations(figures, structure)
+st.header("The three observations, measured")
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def panel(name: str, path: str, cid: str, dataset: str, n_test: int) -> tuple[pd.DataFrame, dict] | None:
-    """One scenario's scatter frame (from its shipped t-SNE) and the figures for its caption."""
-    from cl.layouts import read_layouts
+st.subheader("1. Augmentation changes the results, and more is not always better")
+rows1 = []
+for r in obs["augmentation"]:
+    ours, paper = r["ours"], r["paper"]
+    rows1.append({"data set": r["dataset"], "loss": r["loss"],
+                  "ours none / FER / SimCLR": study.fmt3(ours),
+                  "ours change to FER, to SimCLR": ("-" if None in ours else f"{ours[1] - ours[0]:+.3f}, {ours[2] - ours[1]:+.3f}"),
+                  "study none / FER / SimCLR": study.fmt2(paper),
+                  "study change": f"{paper[1] - paper[0]:+.2f}, {paper[2] - paper[1]:+.2f}",
+                  "test images scored": r["n_test"]})
+st.dataframe(pd.DataFrame(rows1), hide_index=True, width="stretch")
+st.markdown(f"A stronger augmentation lowered linear accuracy in **{len(obs['not_monotone'])} of 4** of our "
+            f"(data set, loss) series ({', '.join(obs['not_monotone']) or 'none'}); in the study in "
+            f"{len(obs['not_monotone_paper'])} of 4 ({', '.join(obs['not_monotone_paper']) or 'none'}).")
 
-    sl = cache.shipped_layouts(path, dataset, n_test)
-    data = read_layouts(path)
-    if sl is None or data is None:
-        return None
-    rows = sl["rows"]
-    keep = np.sort(np.random.default_rng(0).permutation(len(rows))[:PANEL_POINTS])
-    df = charts.scatter_frame(sl["tsne"][keep], rows[keep], sl["labels"], list(SPECS[dataset].classes), None,
-                              sl["thumbs"])
-    from cl.study import load_structure
+st.subheader("2. The more complex data set gains less")
+g = obs["gain"]
+parts = []
+for d in study.DATASETS:
+    ours = "-" if g[d]["ours"] is None else f"{g[d]['ours']:+.3f}"
+    parts.append(f"{study.DATASET_TITLES[d]} **{ours}** (study {g[d]['paper']:+.2f})")
+st.markdown("Mean over the two losses of *best augmentation minus no augmentation*, linear accuracy: "
+            + "; ".join(parts) + ". Computed on the paper protocol's scored test images ("
+            + ", ".join(f"{n_test_of(d)[0]:,} {d}" for d in study.DATASETS) + ").")
 
-    return df, load_structure().get(name, {})
+st.subheader("3. Pairwise loss gives lines, triplet loss gives clusters")
+rows3 = [{"data set": r["dataset"], "augmentation": r["augmentation"],
+          "pairwise linearity": r["pairwise"], "triplet linearity": r["triplet"], "images": r["n_images"]}
+         for r in obs["shape"]]
+st.dataframe(pd.DataFrame(rows3), hide_index=True, width="stretch",
+             column_config={k: st.column_config.NumberColumn(format="%.3f") for k in ("pairwise linearity", "triplet linearity")})
+wins, total = obs["pairwise_more_linear"]
+st.markdown(
+    f"Measured in the 32-d embedding itself, not in the t-SNE picture: for each class, the share of its variance on "
+    f"its first principal axis, averaged over classes (`cl.structure`; 1 = a line, about 1/32 = a round ball). "
+    f"Pairwise is more line-like than triplet in **{wins} of {total}** scenario pairs. A cosine loss fixes only "
+    f"the direction of an embedding, so a class can stretch along a ray; the triplet loss's Euclidean margin "
+    f"pulls it into a ball. Computed on the shipped test galleries (2,000 MNIST, 1,017 CIFAR-10 images).")
 
+st.subheader("Where our reproduction differs")
+st.markdown(
+    "- **MNIST SimCLR / pairwise**: ours reaches 0.74, the study 0.56, so that scenario is not reproduced (one "
+    "seed each; the study's figure may be one unlucky run of an unstable loss).\n"
+    "- **Partial training data**: the MNIST train split here is 17,387 of 60,000 images (about a third of the "
+    "study's SGD steps), the CIFAR-10 one a 5,085-of-50,000 subset with a 1,017-image test subset, so CIFAR-10 "
+    "figures are scored on 204 images (one image = 0.5 points).\n"
+    "- One seed (0) per scenario; the study's own figures are from its report.")
 
-def figures(name: str) -> dict:
-    m = shipped[name]
-    p = (m.card.get("metrics") or {}).get("paper", {})
-    return {"acc": p.get("linear_acc"), "top3": p.get("top3_acc"), "knn": p.get("knn_acc"),
-            "n_test": p.get("n_test"), "n_train": m.card["data"].get("n_images"),
-            "n_full": m.card["data"].get("n_full")}
-
-
-def grid(dataset: str) -> None:
-    st.subheader({"mnist": "MNIST", "cifar10": "CIFAR-10"}[dataset])
-    n_test = int(cache.status(dataset).get("n_test", 0))
-    header = st.columns(2)
-    for j, loss in enumerate(LOSSES):
-        header[j].markdown(f"**{loss} loss**")
-    for aug in AUGS:
-        cols = st.columns(2)
-        for j, loss in enumerate(LOSSES):
-            name = f"{dataset}-{aug}-{loss}"
-            with cols[j]:
-                if name not in shipped:
-                    st.info(f"{name} is not shipped here.")
-                    continue
-                m = shipped[name]
-                made = panel(name, m.path, m.cid, dataset, n_test)
-                f = figures(name)
-                ref = PAPER_TABLE[(dataset, aug, loss)]
-                if made is not None:
-                    df, _shape = made
-                    st.altair_chart(charts.scatter(df, "class", list(SPECS[dataset].classes), "t-SNE", height=260,
-                                                   point_size=12, selectable=False,
-                                                   title=f"{AUG_TITLE[aug]}, {loss}"), width="stretch")
-                st.caption(f"**{name}**: ours {f['acc']:.2f} / {f['top3']:.2f} / {f['knn']:.2f}, study "
-                           f"{ref[0]:.2f} / {ref[1]:.2f} / {ref[2]:.2f} (linear / top-3 / kNN-30; ours scored on "
-                           f"{f['n_test']:,} {dataset} test images, trained on {f['n_train']:,} of {f['n_full']:,}). "
-                           f"[Open its embedding]({links.page_link_url('embedding', dataset=dataset, model=name, method='tsne')})")
-
-
-tab_mnist, tab_cifar, tab_obs = st.tabs(["MNIST grid", "CIFAR-10 grid", "Observations, measured"])
-with tab_mnist:
-    grid("mnist")
-with tab_cifar:
-    grid("cifar10")
-
-with tab_obs:
-    st.markdown("#### 1. Augmentation changes the results, and more is not always better")
-    rows = []
-    for dataset in ("mnist", "cifar10"):
-        for loss in LOSSES:
-            acc = {a: figures(f"{dataset}-{a}-{loss}")["acc"] for a in AUGS if f"{dataset}-{a}-{loss}" in shipped}
-            if len(acc) == 3:
-                rows.append({"data set": dataset, "loss": loss, "none": acc["none"], "fer": acc["fer"],
-                             "simclr": acc["simclr"], "none -> fer": acc["fer"] - acc["none"],
-                             "fer -> simclr": acc["simclr"] - acc["fer"],
-                             "study none -> fer": PAPER_TABLE[(dataset, "fer", loss)][0] - PAPER_TABLE[(dataset, "none", loss)][0],
-                             "study fer -> simclr": PAPER_TABLE[(dataset, "simclr", loss)][0] - PAPER_TABLE[(dataset, "fer", loss)][0]})
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%+.3f" if "->" in c else "%.3f")
-                                    for c in rows[0] if c not in ("data set", "loss")})
-        st.caption("Linear probe accuracy, paper protocol (probe fitted on 80 % of each test split, scored on the "
-                   "other 20 %: 2,000 MNIST or 204 CIFAR-10 test images), one seed per scenario. A negative "
-                   "fer -> simclr step is 'more augmentation, worse result'.")
-        gains = {d: np.mean([max(r["fer"], r["simclr"]) - r["none"] for r in rows if r["data set"] == d])
-                 for d in ("mnist", "cifar10")}
-        st.markdown("#### 2. The more complex data set gains less")
-        st.markdown(f"Best augmentation's gain over none, mean of the two losses: **MNIST {gains['mnist']:+.3f}**, "
-                    f"**CIFAR-10 {gains['cifar10']:+.3f}** (same data and protocol as above).")
-
-    st.markdown("#### 3. Pairwise loss gives lines, triplet loss gives clusters")
-    shape_rows = []
-    for dataset in ("mnist", "cifar10"):
-        n_test = int(cache.status(dataset).get("n_test", 0))
-        for aug in AUGS:
-            for loss in LOSSES:
-                name = f"{dataset}-{aug}-{loss}"
-                if name in shipped:
-                    made = panel(name, shipped[name].path, shipped[name].cid, dataset, n_test)
-                    shape = made[1] if made else {}
-                    shape_rows.append({"scenario": name, "data set": dataset, "augmentation": aug, "loss": loss,
-                                       "linearity": shape.get("linearity"),
-                                       "elongation": shape.get("elongation"),
-                                       "images": shape.get("n_images")})
-    if shape_rows:
-        st.dataframe(pd.DataFrame(shape_rows), hide_index=True, width="stretch",
-                     column_config={"linearity": st.column_config.NumberColumn(format="%.3f"),
-                                    "elongation": st.column_config.NumberColumn(format="%.2f")})
-        st.caption("Measured in the 32-d embedding itself, not in the t-SNE picture (`cl.structure`): **linearity** "
-                   "is the share of each class's variance on its first principal axis, averaged over classes (1 = "
-                   "every class on a line; about 1/32 = isotropic blobs); **elongation** is the ratio of the first two "
-                   "singular values (`checkpoints/study.json`, `python -m cl study --structure`). Computed on each model's test gallery (2,000 MNIST or 1,017 "
-                   "CIFAR-10 test images).")
-        by_loss = {l: np.mean([r["linearity"] for r in shape_rows if r["loss"] == l and r["linearity"] is not None]
-                              or [np.nan]) for l in LOSSES}
-        st.markdown(f"Mean linearity over the six scenarios of each loss: **pairwise {by_loss['pairwise']:.3f}**, "
-                    f"**triplet {by_loss['triplet']:.3f}**.")
-
-    st.markdown("#### Where our reproduction differs")
-    st.markdown(
-        "- **MNIST SimCLR / pairwise** scores about 0.74 here against the study's 0.56; the study's figure "
-        "may come from an unstable run (one seed each, there and here). Not reproduced.\n"
-        "- **Training data**: the MNIST training split available offline is partial (17,387 of 60,000 images), so "
-        "each epoch has about a third of the study's steps; five MNIST scenarios end 0.01-0.05 below the study.\n"
-        "- **CIFAR-10** is a subset (5,085 of 50,000 training images, 1,017 test images; 204 scored, so one image "
-        "is 0.5 points).\n"
-        "- The study's outlook (triplet mining, other losses, supervised contrastive learning, negatives without "
-        "labels) is not trained and shipped yet: see the project's open issue.")
+# ------------------------------------------------------------------ outlook
+st.header("The outlook, answered with models")
+st.markdown(
+    "The study's next steps: triplet mining, other losses, supervised contrastive learning, and its limitation: "
+    "*the method needs labels to choose negatives*. Each model below uses the study's encoder and the triplet "
+    "scenarios' budget (SGD lr 0.15, 10 epochs, batch 1,024) with SimCLR augmentation. **NT-Xent** and "
+    "**random negatives** use no labels at all (evaluation aside).")
+rows = study.outlook_rows(ckpt_dir, structure)
+if rows:
+    table = pd.DataFrame([{"model": r["model"], "labels": "yes" if r["uses_labels"] else "none",
+                           "linear": r["acc"], "top-3": r["top3"], "kNN": r["knn"], "images scored": r["n_test"],
+                           "train images": r["train_images"], "train s": round(r["seconds"]),
+                           "vs the study's best (ours)": r["vs_our_best"], "study's best": r["study_best"],
+                           "its study / ours linear": f"{r['study_best_paper'][0]:.2f} / "
+                           + (f"{r['study_best_ours'][0]:.3f}" if r["study_best_ours"] else "-")} for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                for k in ("linear", "top-3", "kNN", "vs the study's best (ours)")})
+    st.caption("Paper protocol on the named number of test images. 'vs the study's best (ours)': linear accuracy minus "
+               "our reproduction of the study's best scenario (SimCLR / triplet) on the same images.")
+else:
+    st.info("No outlook model is here yet: `python -m cl grid --preset outlook --out DIR` trains them.",
+            icon=":material/info:")
+pick = st.segmented_control("Outlook grid", list(study.DATASETS), format_func=study.DATASET_TITLES.get,
+                            default=ctx.dataset if ctx.dataset in study.DATASETS else "mnist") or "mnist"
+legend(pick)
+for k in range(0, len(study.OUTLOOK), 2):
+    cols = st.columns(2)
+    for col, (suffix, title, labels_text, _) in zip(cols, study.OUTLOOK[k:k + 2]):
+        with col:
+            panel(f"{pick}-simclr-{suffix}", title + (" (no labels)" if suffix in study.NO_LABELS else ""), pick,
+                  None, key=f"outlook_{pick}_{suffix}")
+best_name, best_paper = study.study_best(pick)
+st.caption(f"The study's best {pick} scenario, {best_name}: {study.fmt2(best_paper)} (study).")

@@ -1,0 +1,81 @@
+"""The Study page (through AppTest on the shipped checkpoints) and cl.study's figures and numbers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import streamlit.testing.v1.app_test as app_test_module
+from streamlit.testing.v1 import AppTest
+
+from cl import study
+from cl.cli import PAPER_TABLE
+from test_app import _ServerPagesManager
+from test_app_helpers import APP, ROOT
+
+CKPT = ROOT / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch, tmp_path):
+    monkeypatch.setattr(app_test_module, "PagesManager", _ServerPagesManager)
+    monkeypatch.setenv("CL_DATA_DIR", str(tmp_path / "no-data"))  # the page needs no data: shipped files only
+    monkeypatch.setenv("CL_CHECKPOINTS_DIR", str(CKPT))
+    monkeypatch.setenv("CL_RUNS_DIR", str(tmp_path / "runs"))
+
+
+def test_the_page_renders_the_two_grids_with_captions_and_links():
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    at.switch_page("pages/study.py")
+    at.run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption if "open in Embedding" in c.value]
+    scenario = [c for c in captions if " · study " in c]
+    assert len(scenario) == 12  # 2 data sets x 3 augmentations x 2 losses
+    # each scenario caption carries the study's own figures from PAPER_TABLE and a deep link
+    for (d, a, l), figs in PAPER_TABLE.items():
+        link = f"embedding?dataset={d}&model={d}-{a}-{l}&method=tsne"
+        hit = [c for c in scenario if link in c]
+        assert len(hit) == 1, link
+        assert f"study {figs[0]:.2f} / {figs[1]:.2f} / {figs[2]:.2f}" in hit[0]
+    text = "\n".join(m.value for m in at.markdown)
+    assert "17,387 of 60,000" in text and "0.56" in text
+    assert re.search(r"\*\*\d+ of \d+\*\* scenario pairs", text)
+
+
+def test_observations_follow_the_cards_and_the_study_table():
+    figures = study.grid_figures(CKPT)
+    structure = study.load_structure(CKPT)
+    obs = study.observations(figures, structure)
+    mnist_pairwise = next(r for r in obs["augmentation"] if r["dataset"] == "mnist" and r["loss"] == "pairwise")
+    assert mnist_pairwise["paper"] == [0.66, 0.78, 0.56]
+    assert mnist_pairwise["ours"] == [figures[f"mnist-{a}-pairwise"]["acc"] for a in study.ROWS]
+    # the study's own numbers: MNIST gains (0.12+0.12)/2, CIFAR-10 (0.02+0.03)/2
+    assert obs["gain"]["mnist"]["paper"] == pytest.approx(0.12)
+    assert obs["gain"]["cifar10"]["paper"] == pytest.approx(0.025)
+    assert "mnist pairwise" in obs["not_monotone_paper"]
+    assert study.study_best("mnist") == ("mnist-simclr-triplet", (0.93, 0.99, 0.93))
+
+
+def test_shipped_structure_is_fresh_and_pairwise_is_more_line_like():
+    structure = study.load_structure(CKPT)
+    names = [study.scenario_name(d, a, l) for d in study.DATASETS for a in study.ROWS for l in study.COLS]
+    assert set(names) <= set(structure), "run: python -m cl study --structure --out DIR"
+    for d in study.DATASETS:
+        for a in study.ROWS:
+            assert structure[f"{d}-{a}-pairwise"]["linearity"] > structure[f"{d}-{a}-triplet"]["linearity"]
+
+
+def test_outlook_commands_use_the_triplet_budget_and_what_their_names_say():
+    from cl.cli import build_parser
+    from cl.training import TrainConfig, resolve_config
+
+    for suffix, *_ in study.OUTLOOK:
+        t = build_parser().parse_args(["train", *study.outlook_train_args("mnist", suffix), "--out", "x"])
+        c = resolve_config(TrainConfig(dataset="mnist", recipe="paper", augmentation=t.augmentation, loss=t.loss,
+                                       epochs=t.epochs, lr=t.lr, negatives=t.negatives, mining=t.mining))
+        assert (c.encoder, c.epochs, c.lr, c.batch_size, c.augmentation) == ("paper", 10, 0.15, 1024, "simclr")
+        assert c.loss == suffix.split("-")[0]
+        assert c.mining == ("batch-hard" if "batch-hard" in suffix else "semi-hard" if "semi-hard" in suffix else "none")
+        assert c.negatives == ("random" if "random" in suffix else "label-aware")
