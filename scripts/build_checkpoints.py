@@ -70,11 +70,24 @@ def _recipe_commands() -> dict[str, list[str]]:
     for d in BEST:
         out[f"{d}-best"] = ["train", "--dataset", d, "--recipe", "default", "--seed", str(SEED),
                             "--out", f"checkpoints/{d}-best.safetensors"]
+    out.update(outlook_commands())
     return out
 
 
+def outlook_commands() -> dict[str, list[str]]:
+    """The "outlook" group (cl.study.OUTLOOK): SimCLR, the study's encoder and triplet budget, for
+    triplet mining, contrastive, NT-Xent, SupCon and random negatives; ``python -m cl grid
+    --preset outlook`` trains the same."""
+    sys.path.insert(0, str(ROOT))
+    from cl.study import OUTLOOK, outlook_train_args
+
+    return {f"{d}-simclr-{suffix}": ["train", *outlook_train_args(d, suffix, SEED),
+                                     "--out", f"checkpoints/{d}-simclr-{suffix}.safetensors"]
+            for d in ("mnist", "cifar10") for suffix, *_ in OUTLOOK}
+
+
 def run_cl(args: list[str], data_dir: str | None) -> None:
-    cmd = [sys.executable, "-m", "cl", *args] + (["--data-dir", data_dir] if data_dir and args[0] in ("train", "project") else [])
+    cmd = [sys.executable, "-m", "cl", *args] + (["--data-dir", data_dir] if data_dir and args[0] in ("train", "project", "study") else [])
     print("$ python -m cl " + " ".join(args), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
 
@@ -205,6 +218,8 @@ def main() -> int:
                 run_cl(["project", f"checkpoints/{name}.safetensors", "--method", "tsne", "--limit", "2000",
                         "--out", f"docs/img/{name}-tsne.png"], args.data_dir)
     build_layouts(args.only, args.data_dir)
+    # The study's figures and shape measure (cl.study): checkpoints/study.json, docs/img/study/
+    run_cl(["study", "--structure", "--out", "docs/img/study"], args.data_dir)
     write_index()
     return 0
 
