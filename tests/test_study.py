@@ -79,3 +79,49 @@ def test_outlook_commands_use_the_triplet_budget_and_what_their_names_say():
         assert c.loss == suffix.split("-")[0]
         assert c.mining == ("batch-hard" if "batch-hard" in suffix else "semi-hard" if "semi-hard" in suffix else "none")
         assert c.negatives == ("random" if "random" in suffix else "label-aware")
+
+
+@pytest.mark.parametrize("suffix,label_free", [("ntxent", True), ("supcon", False)])
+def test_label_free_outlook_models_never_read_the_labels(suffix, label_free):
+    """Train the outlook recipe for one epoch on digits with the true labels and with permuted ones:
+    a model that needs no labels ends with identical weights; SupCon (which uses them) does not."""
+    import dataclasses
+
+    import torch
+
+    from cl.cli import build_parser
+    from cl.data import load_dataset
+    from cl.training import TrainConfig, train
+
+    data = load_dataset("digits", "train", download=False)
+    data = dataclasses.replace(data, images=data.images[:512], labels=data.labels[:512])
+    shuffled = dataclasses.replace(data, labels=data.labels[torch.randperm(512, generator=torch.Generator().manual_seed(1))])
+    t = build_parser().parse_args(["train", *study.outlook_train_args("digits", suffix), "--out", "x"])
+    cfg = TrainConfig(dataset="digits", recipe="paper", augmentation=t.augmentation, loss=t.loss, epochs=1,
+                      batch_size=128, lr=t.lr, negatives=t.negatives, mining=t.mining, device="cpu")
+    a = train(cfg, data).model.state_dict()
+    b = train(cfg, shuffled).model.state_dict()
+    same = all(torch.equal(a[k], b[k]) for k in a)
+    assert same == label_free
+
+
+def test_random_negatives_draw_without_labels():
+    """The random-negatives model: every image is an anchor (no class reaches the study's cap of
+    5,000 on the data here), and its negatives come out the same whatever the labels say. The
+    labels only group the anchor list before it is shuffled uniformly, so the order is a uniform
+    random permutation either way."""
+    import numpy as np
+
+    from cl.samplers import draw_negatives, paper_anchors
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=3000)
+    other = rng.permutation(labels)
+    a1, a2 = paper_anchors(labels, 5000, np.random.default_rng(1)), paper_anchors(other, 5000, np.random.default_rng(1))
+    assert sorted(a1) == sorted(a2) == list(range(3000))
+    n1 = draw_negatives(labels, a1, np.random.default_rng(2), "random")
+    n2 = draw_negatives(other, a1, np.random.default_rng(2), "random")
+    assert np.array_equal(n1, n2) and (n1 != a1).all()
+    # the study's label-aware draw does read them
+    assert not np.array_equal(draw_negatives(labels, a1, np.random.default_rng(2)),
+                              draw_negatives(other, a1, np.random.default_rng(2)))
