@@ -322,7 +322,7 @@ def observations_markdown(obs: dict) -> str:
                    f"{fmt2(r['paper'])} | paper protocol, {r['n_test'] or 0:,} test images scored |")
     for d, g in obs["gain"].items():
         ours = "-" if g["ours"] is None else f"{g['ours']:+.3f}"
-        out.append(f"| 2. mean gain of the best augmentation over none | {d} | both | {ours} | {g['paper']:+.2f} | "
+        out.append(f"| 2. mean gain of the best augmentation over none | {d} | both | {ours} | {g['paper']:+.3f} | "
                    "linear accuracy, as above |")
     for r in obs["shape"]:
         vals = " / ".join("-" if v is None else f"{v:.3f}" for v in (r["pairwise"], r["triplet"]))

@@ -143,7 +143,7 @@ g = obs["gain"]
 parts = []
 for d in study.DATASETS:
     ours = "-" if g[d]["ours"] is None else f"{g[d]['ours']:+.3f}"
-    parts.append(f"{study.DATASET_TITLES[d]} **{ours}** (study {g[d]['paper']:+.2f})")
+    parts.append(f"{study.DATASET_TITLES[d]} **{ours}** (study {g[d]['paper']:+.3f})")
 st.markdown("Mean over the two losses of *best augmentation minus no augmentation*, linear accuracy: "
             + "; ".join(parts) + ". Computed on the paper protocol's scored test images ("
             + ", ".join(f"{n_test_of(d)[0]:,} {d}" for d in study.DATASETS) + ").")
@@ -191,6 +191,12 @@ if rows:
                                 for k in ("linear", "top-3", "kNN", "vs the study's best (ours)")})
     st.caption("Paper protocol on the named number of test images. 'vs the study's best (ours)': linear accuracy minus "
                "our reproduction of the study's best scenario (SimCLR / triplet) on the same images.")
+    collapsed = [r["model"] for r in rows if r["acc"] < 2.0 / len(SPECS[r["dataset"]].classes)]
+    if collapsed:
+        st.markdown(f"**Collapsed** (linear accuracy below twice chance): {', '.join(collapsed)}. With the study's "
+                    "sigmoid output and plain SGD at lr 0.15, mining the hardest triplets from the first step "
+                    "pulls every embedding to one point, where the loss sits at the margin (1.0); a known failure "
+                    "of batch-hard mining without a warm-up.")
 else:
     st.info("No outlook model is here yet: `python -m cl grid --preset outlook --out DIR` trains them.",
             icon=":material/info:")
