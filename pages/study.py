@@ -59,10 +59,21 @@ def panel(name: str, title: str, dataset: str, paper: tuple | None, key: str) ->
     path = ckpt_dir / f"{name}.safetensors"
     f = study.card_figures(path)
     layout = read_layouts(path) if f is not None else None
-    if f is None or layout is None:
+    if f is None:
         st.markdown(f"**{title}**")
         st.info(f"`{name}` is not here yet (`python -m cl grid --preset "
                 f"{'outlook' if paper is None else 'paper'}`).", icon=":material/info:")
+        return
+    lin = structure.get(name, {}).get("linearity")
+    ours = study.fmt3((f["acc"], f["top3"], f["knn"]))
+    study_txt = f" · study {study.fmt2(paper)}" if paper else ""
+    url = page_link_url("embedding", dataset=dataset, model=name, method="tsne")
+    caption = (f"ours {ours}{study_txt}" + (f" · linearity {lin:.2f}" if lin is not None else "")
+               + f" · [open in Embedding]({url})")
+    if layout is None:  # a model whose layouts are not shipped (yet): its figures, no picture
+        st.markdown(f"**{title}**")
+        st.caption(caption + " · no shipped t-SNE layout (`python scripts/build_checkpoints.py --layouts "
+                   f"{name}`)")
         return
     classes = list(SPECS[dataset].classes)
     labels = layout["labels"].astype(int)
@@ -77,12 +88,7 @@ def panel(name: str, title: str, dataset: str, paper: tuple | None, key: str) ->
         color=alt.Color("class:N", scale=alt.Scale(domain=classes, range=COLOURS[:len(classes)]), legend=None),
         tooltip=["image", "class"]).properties(height=240)
     st.altair_chart(chart, width="stretch", key=key)
-    lin = structure.get(name, {}).get("linearity")
-    ours = study.fmt3((f["acc"], f["top3"], f["knn"]))
-    study_txt = f" · study {study.fmt2(paper)}" if paper else ""
-    url = page_link_url("embedding", dataset=dataset, model=name, method="tsne")
-    st.caption(f"ours {ours}{study_txt}" + (f" · linearity {lin:.2f}" if lin is not None else "")
-               + f" · [open in Embedding]({url})")
+    st.caption(caption)
 
 
 def legend(dataset: str) -> None:
