@@ -11,7 +11,15 @@ figures and tables for slides with :func:`write_study`.
 The grids: rows are the augmentation (none / FER / SimCLR), columns the loss (pairwise cosine /
 triplet), as on the study's slides. The outlook models (:data:`OUTLOOK`) all use the study's
 encoder and the triplet scenarios' budget (paper recipe, SGD lr 0.15, 10 epochs, batch 1,024) with
-SimCLR augmentation.
+SimCLR augmentation. Their loss settings are the library's defaults, recorded in each card's
+config: triplet and contrastive margin 1.0 (on the encoder's sigmoid outputs, as the study's
+triplet), NT-Xent temperature 0.5 (SimCLR's), SupCon temperature 0.1 (its paper's). The pair and
+plain-triplet models reuse one SimCLR view per image drawn once (the study's "augment once"); the
+view losses (NT-Xent, SupCon) and the mined triplets pair each un-augmented image with a fresh
+SimCLR view every epoch. Labels: NT-Xent never reads them (the batch's other images are its
+negatives); random negatives draw negatives from all images, and every image is an anchor while no
+class exceeds the study's 5,000-per-class cap (true for the data here), so neither needs labels
+to train; tests/test_study.py checks both.
 """
 
 from __future__ import annotations
