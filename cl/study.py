@@ -364,7 +364,8 @@ def _legend(fig, classes):
 
     cmap = plt.get_cmap("tab10")
     handles = [Line2D([], [], marker="o", ls="", color=cmap(i), label=c) for i, c in enumerate(classes)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(classes)), fontsize=11, frameon=False,
+    ncol = min(10, len(classes)) if max(len(c) for c in classes) <= 3 else 5  # long names: two rows
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=11, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
 
 
@@ -405,11 +406,11 @@ def scenario_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict
                  fontweight="bold", y=0.995)
     n_test = next((g["n_test"] for k, g in grid_figures(ckpt_dir).items() if k.startswith(dataset + "-")), 0)
     n_train = next((train_images_text(g) for k, g in grid_figures(ckpt_dir).items() if k.startswith(dataset + "-")), "?")
-    fig.text(0.5, 0.028, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
+    fig.text(0.5, 0.045, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
              f"scored); ours trained on {n_train} train images. Points: {'; '.join(sorted(sources))}.",
              ha="center", fontsize=10, wrap=True)
     _legend(fig, classes)
-    fig.tight_layout(rect=(0, 0.045, 1, 0.985))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.985))
     del any_f
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=72)
@@ -451,11 +452,11 @@ def outlook_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict 
                + (f"   linearity {lin:.2f}" if lin is not None else ""))
     fig.suptitle(f"{DATASET_TITLES[dataset]}: the outlook, SimCLR augmentation, the study's encoder and triplet budget\n"
                  f"(the study's best scenario, {best_name}: {fmt2(best_paper)})", fontsize=15, fontweight="bold", y=0.995)
-    fig.text(0.5, 0.028, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
+    fig.text(0.5, 0.045, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
              f"scored); trained on {n_train} train images. Points: {'; '.join(sorted(sources)) or '-'}.",
              ha="center", fontsize=10, wrap=True)
     _legend(fig, classes)
-    fig.tight_layout(rect=(0, 0.045, 1, 0.975))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.975))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=72)
     plt.close(fig)
