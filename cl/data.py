@@ -7,6 +7,9 @@ lets augmentation run batched on tensors (see :mod:`cl.augmentations`).
 Names: ``digits`` (scikit-learn's bundled 8x8 digits, no file needed), ``mnist``,
 ``fashion-mnist``, ``cifar10`` and ``folder:PATH`` (one sub-folder per class; ``PATH/train`` and
 ``PATH/test`` are used when present, otherwise each class is split 80/20 with a fixed seed).
+``folder:PATH.zip`` is the same as an archive: it is checked and extracted into the cache by
+:mod:`cl.archive` first; ``archive:ID`` names an archive already extracted there (what the app
+uses for an uploaded image set: the name holds no path).
 
 The data directory is ``--data-dir``, else ``$CL_DATA_DIR``, else ``./data``. Files are looked up
 in torchvision's layout; when they are missing we try torchvision's download, and when that
@@ -160,7 +163,13 @@ def dataset_spec(name: str) -> DatasetSpec:
         return SPECS[name]
     if name.startswith("folder:"):
         return DatasetSpec(name, 3, 32, (), 0, 0, f"image folder {name[7:]}", dark_background=False)
-    raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(SPECS)} or folder:PATH")
+    if name.startswith("archive:"):
+        from .archive import read_manifest
+
+        manifest = read_manifest(name[len("archive:"):])
+        return DatasetSpec(name, 3, 32, tuple(manifest.classes), 0, 0, f"image archive {manifest.archive_name}",
+                           dark_background=False)
+    raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(SPECS)}, folder:PATH or folder:PATH.zip")
 
 
 def load_dataset(name: str, split: str = "train", data_dir=None, download: bool = True,
@@ -193,7 +202,15 @@ def _load_cached(name: str, split: str, root: str, download: bool) -> ImageSet:
         return _load_idx_set(name, split, root_path, download)
     if name == "cifar10":
         return _load_cifar10(split, root_path, download)
-    return _load_folder(name, Path(name[len("folder:"):]).expanduser(), split)
+    if name.startswith("archive:"):
+        return _load_archive(name, name[len("archive:"):], split)
+    path = Path(name[len("folder:"):]).expanduser()
+    if path.suffix.lower() == ".zip" or path.is_file():
+        from .archive import extract_archive
+
+        # Extracted once per content into the cache; a changed file is a new archive.
+        return _load_archive(name, extract_archive(path).manifest.id, split)
+    return _load_folder(name, path, split)
 
 
 def clear_cache() -> None:
@@ -379,6 +396,45 @@ def _load_folder(name: str, path: Path, split: str) -> ImageSet:
     keep = torch.from_numpy(test_mask if split == "test" else ~test_mask)
     return ImageSet(name, split, images[keep], labels[keep], classes, str(path),
                     notes=["seeded stratified 80/20 split of a folder without train/test"])
+
+
+def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
+    """An archive extracted by :mod:`cl.archive`: class names come from its manifest (the folders
+    on disk have names we chose), and its provenance names the archive, not the cache folder."""
+    from .archive import archive_root, read_manifest
+
+    manifest = read_manifest(archive_id)
+    root = archive_root(archive_id)
+    folders = [manifest.folders.get(c, c) for c in manifest.classes]
+    source = f"archive {manifest.archive_name} (sha256 {manifest.sha256[:16]})"
+    skipped = sum(manifest.skipped.values())
+    notes = [f"{skipped} archive entries skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(manifest.skipped.items()))] if skipped else []
+    if manifest.layout == "train-test":
+        images, labels, _ = _read_class_folders(root / split, folders, 3, 32)
+        return ImageSet(name, split, images, labels, list(manifest.classes), source, notes=notes)
+    images, labels, _ = _read_class_folders(root, folders, 3, 32)
+    keep = _split_keep(_split_mask(labels.numpy(), len(folders)), split)
+    return ImageSet(name, split, images[keep], labels[keep], list(manifest.classes), source,
+                    notes=notes + ["seeded stratified 80/20 split of an archive without train/test"])
+
+
+def _split_mask(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """The seeded, stratified 80/20 split of a set without one: ``True`` marks a test image."""
+    rng = np.random.default_rng(0)
+    test_mask = np.zeros(len(labels), dtype=bool)
+    for c in range(n_classes):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        if len(idx) > 1:  # a class with one image stays in train
+            test_mask[idx[: max(1, round(0.2 * len(idx)))]] = True
+    return test_mask
+
+
+def _split_keep(test_mask: np.ndarray, split: str):
+    """The rows of ``split`` under a test mask, as a torch bool mask."""
+    import torch
+
+    return torch.from_numpy(test_mask if split == "test" else ~test_mask)
 
 
 # --------------------------------------------------------------------------- galleries
