@@ -172,8 +172,26 @@ def _summary(values: list[float]) -> dict:
             "p95_s": round(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], 3), "max_s": round(v[-1], 3)}
 
 
+def _renice_browsers(server_pid: int, niceness: int = 10) -> int:
+    """Lower the priority of this machine's Chromium processes (not the server's tree). In a real
+    room each visitor's browser runs on their own device; here 40 of them share the server's
+    cores, and rendering 40 pages would otherwise be measured as the server's slowness."""
+    import psutil
+
+    server = {server_pid, *(p.pid for p in psutil.Process(server_pid).children(recursive=True))}
+    n = 0
+    for p in psutil.process_iter(["name", "pid"]):
+        try:
+            if p.info["pid"] not in server and "chrom" in (p.info["name"] or "").lower():
+                p.nice(niceness)
+                n += 1
+        except psutil.Error:
+            pass
+    return n
+
+
 def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, python: str = sys.executable,
-             env_extra: dict | None = None, say=print) -> dict:
+             env_extra: dict | None = None, say=print, lower_browser_priority: bool = True) -> dict:
     """The room: ``trainings`` trainings, then ``visitors`` sessions at once (see the module doc).
 
     All visitors share one browser process (a context each, as separate people would have) and
@@ -185,6 +203,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
     from playwright.async_api import async_playwright
 
     result: dict = {"visitors": visitors, "phones": visitors // 2, "trainings": trainings,
+                    "browser_niceness": 10 if lower_browser_priority else 0,
                     "torch_build": torch_build(python), "pages": [p for p, _ in ROOM_PAGES]}
     with app_server(env_extra, python=python) as (url, proc, runs):
         sampler = RssSampler(proc.pid)
@@ -194,6 +213,8 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+                if lower_browser_priority:
+                    _renice_browsers(proc.pid)
                 trainers = []
                 for k in range(trainings):
                     trainers.append(await _a_start_training(browser, url, "digits", 30, timeout))

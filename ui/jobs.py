@@ -200,7 +200,20 @@ def cli_command(c) -> str:
     return " ".join(parts)
 
 
+def _lower_priority_in_demo() -> None:
+    """In demo mode a training thread yields the CPU to visitors' pages: it raises its own nice
+    value (Linux schedules threads as tasks, so this is this thread only; with one torch thread a
+    training runs its kernels on it). Pages stay quick; trainings run in the gaps."""
+    if not demo.enabled():
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted: trainings keep their priority
+        pass
+
+
 def _run(job: Job) -> None:
+    _lower_priority_in_demo()
     try:
         _train(job)
     except UserError as err:
