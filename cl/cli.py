@@ -147,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir")
     s.add_argument("--json", action="store_true")
 
+    x = sub.add_parser("export", help="write a checkpoint's embeddings for the Embedding Projector, NumPy or a spreadsheet")
+    x.add_argument("checkpoint")
+    x.add_argument("--dataset", help="embed this data set instead of the one in the card (e.g. folder:PATH.zip)")
+    x.add_argument("--split", choices=("test", "train"), default="test")
+    x.add_argument("--format", choices=("projector", "npz", "csv"), required=True)
+    x.add_argument("--data-dir")
+    x.add_argument("--out", required=True, help="folder to write into (created if missing)")
+    x.add_argument("--json", action="store_true")
+
     c = sub.add_parser("card", help="print a checkpoint's metadata card")
     c.add_argument("checkpoint")
     c.add_argument("--json", action="store_true")
@@ -460,6 +469,26 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .checkpoints import check_compatible, load_checkpoint
+    from .data import load_dataset, portable_provenance
+    from .evaluation import embed
+    from .export import export_embeddings
+
+    model, card = load_checkpoint(args.checkpoint)
+    name = args.dataset or card.get("data", {}).get("dataset")
+    if not name:
+        raise ConfigError(f"{args.checkpoint}: the card names no data set; pass --dataset")
+    data = load_dataset(name, args.split, args.data_dir, allow_gallery=(args.split == "test"))
+    check_compatible(card, data.channels, data.size, name, args.checkpoint)
+    result = export_embeddings(embed(model, data.images), data, args.format, args.out, card=card,
+                               checkpoint=args.checkpoint, provenance=portable_provenance(data.provenance(), args.data_dir))
+    text = (f"{result['n_images']:,} embeddings ({result['dim']} dimensions) of {data.describe()} -> "
+            f"{args.out}: {', '.join(result['files'])}")
+    _emit(args, {k: v for k, v in result.items() if k != "card"}, text)
+    return 0
+
+
 def cmd_card(args) -> int:
     from .checkpoints import read_card
 
@@ -523,7 +552,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
-            "grid": cmd_grid, "study": cmd_study, "card": cmd_card, "project": cmd_project, "bench": cmd_bench}
+            "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
