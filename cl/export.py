@@ -162,3 +162,27 @@ def zip_folder(folder: str | os.PathLike) -> bytes:
             if path.is_file():
                 zf.write(path, path.name)
     return buf.getvalue()
+
+
+def export_zip(checkpoint: str | os.PathLike, dataset: str, split: str, fmt: str, work_dir: str | os.PathLike,
+               data_dir=None) -> bytes:
+    """Embed ``split`` of ``dataset`` with ``checkpoint`` and return the export as one zip (what the
+    app's download button serves). Files are staged in a temporary folder under ``work_dir``."""
+    import shutil
+    import tempfile
+
+    from .checkpoints import check_compatible, load_checkpoint
+    from .data import load_dataset, portable_provenance
+    from .evaluation import embed
+
+    model, card = load_checkpoint(checkpoint)
+    data = load_dataset(dataset, split, data_dir, download=False, allow_gallery=(split == "test"))
+    check_compatible(card, data.channels, data.size, dataset, Path(checkpoint).name)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export.", dir=work_dir)
+    try:
+        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card, checkpoint=card.get("name") or checkpoint,
+                          provenance=portable_provenance(data.provenance(), data_dir))
+        return zip_folder(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,7 @@
-"""Retrieval: nearest neighbours of a test image or of an uploaded image."""
+"""Retrieval: nearest neighbours of a test image, an uploaded image, a drawing or a photo.
+
+The upload, the drawing (streamlit-drawable-canvas) and the camera photo all become image bytes
+and go through the same preparation (:func:`cl.retrieval.prepare_query`) and the same display."""
 
 import numpy as np
 import streamlit as st
@@ -45,7 +48,7 @@ def _random_query() -> None:
     state.set_widget(INDEX_KEY, int(np.random.default_rng().integers(len(test))))
 
 
-tab_test, tab_upload = st.tabs(["A test image", "Your own image"])
+tab_test, tab_upload, tab_draw, tab_photo = st.tabs(["A test image", "Your own image", "Draw", "Photo"])
 with tab_test:
     c1, c2 = st.columns([3, 1])
     i = int(c1.number_input(f"Test image index (0 to {len(test) - 1:,})", 0, len(test) - 1, 0, key=INDEX_KEY))
@@ -58,45 +61,80 @@ with tab_test:
         st.markdown(f"**Top {len(hits)} neighbours** (class · cosine similarity · test index; the query is excluded)")
         show_neighbours(hits, int(labels[i]))
 
+
+def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
+    """Prepare image bytes like an upload, show original, what the model sees, the steps, and
+    the neighbours of ``what`` ("your image", "your drawing", "your photo")."""
+    prepared = None
+    try:
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise UserError(f"{name}: {len(data) / 2**20:.1f} MB is over the 10 MB limit")
+        prepared = prepare_query(data, test.channels, test.size, ctx.dataset,
+                                 invert={"auto": "auto", "yes": True, "no": False}[invert])
+    except UserError as err:
+        st.error(f"Cannot use this file: {err}", icon=":material/broken_image:")
+    except Exception as err:  # noqa: BLE001 - hostile files must never surface as a traceback
+        st.error(f"Cannot use this file: {name} could not be read as an image "
+                 f"({type(err).__name__}).", icon=":material/broken_image:")
+    if prepared is None:
+        return
+    u1, u2, u3 = st.columns([1, 1, 2])
+    with u1:
+        preview = ui_images.bytes_preview(data)
+        if preview is not None:
+            st.image(preview, caption=f"{what}: {prepared.original_size[0]}x{prepared.original_size[1]} "
+                                      f"{prepared.original_mode}")
+    with u2:
+        st.image(ui_images.to_array(prepared.tensor, 4),
+                 caption=f"what the model sees: {test.size}x{test.size}, "
+                         f"{'grey' if test.channels == 1 else 'colour'}")
+    with u3:
+        st.markdown("**Preprocessing**")
+        steps = prepared.steps or ["none: already in the right format"]
+        st.markdown("\n".join(f"1. {s}" for s in steps))
+        st.caption(f"Inverted: {'yes' if prepared.inverted else 'no'} (setting: {invert}).")
+    hits = index.query(embed_one(net, prepared.tensor), k=k)
+    st.markdown(f"**Top {len(hits)} neighbours of {what}** among {test.describe()}")
+    show_neighbours(hits, None)
+
+
+INVERT_HELP = "Digits in these data sets are light strokes on black; auto inverts dark-on-light images."
+FORMAT_NOTE = (f"it is converted to the {ctx.dataset} format ({test.channels} channel{'s' if test.channels > 1 else ''}, "
+               f"{test.size}x{test.size}) and searched against the test images")
+
 with tab_upload:
-    st.markdown(f"Upload a photo or drawing; it is converted to the {ctx.dataset} format "
-                f"({test.channels} channel{'s' if test.channels > 1 else ''}, {test.size}x{test.size}) and searched "
-                "against the test images. Any image type; at most 10 MB.")
+    st.markdown(f"Upload a photo or drawing; {FORMAT_NOTE}. Any image type; at most 10 MB.")
     upload = st.file_uploader("Image file", key="ret_upload",
                               help="PNG, JPEG, GIF (first frame), BMP, TIFF, WebP; SVG and other vector formats "
                                    "are not supported.")
-    invert = st.radio("Invert colours", ["auto", "yes", "no"], horizontal=True, key="ret_invert",
-                      help="Digits in these data sets are light strokes on black; auto inverts dark-on-light "
-                           "images.")
+    invert = st.radio("Invert colours", ["auto", "yes", "no"], horizontal=True, key="ret_invert", help=INVERT_HELP)
     if upload is not None:
-        data = upload.getvalue()
-        prepared = None
-        try:
-            if len(data) > MAX_UPLOAD_BYTES:
-                raise UserError(f"{upload.name}: {len(data) / 2**20:.1f} MB is over the 10 MB limit")
-            prepared = prepare_query(data, test.channels, test.size, ctx.dataset,
-                                     invert={"auto": "auto", "yes": True, "no": False}[invert])
-        except UserError as err:
-            st.error(f"Cannot use this file: {err}", icon=":material/broken_image:")
-        except Exception as err:  # noqa: BLE001 - hostile files must never surface as a traceback
-            st.error(f"Cannot use this file: {upload.name} could not be read as an image "
-                     f"({type(err).__name__}).", icon=":material/broken_image:")
-        if prepared is not None:
-            u1, u2, u3 = st.columns([1, 1, 2])
-            with u1:
-                preview = ui_images.bytes_preview(data)
-                if preview is not None:
-                    st.image(preview, caption=f"your image: {prepared.original_size[0]}x{prepared.original_size[1]} "
-                                              f"{prepared.original_mode}")
-            with u2:
-                st.image(ui_images.to_array(prepared.tensor, 4),
-                         caption=f"what the model sees: {test.size}x{test.size}, "
-                                 f"{'grey' if test.channels == 1 else 'colour'}")
-            with u3:
-                st.markdown("**Preprocessing**")
-                steps = prepared.steps or ["none: already in the right format"]
-                st.markdown("\n".join(f"1. {s}" for s in steps))
-                st.caption(f"Inverted: {'yes' if prepared.inverted else 'no'} (setting: {invert}).")
-            hits = index.query(embed_one(net, prepared.tensor), k=k)
-            st.markdown(f"**Top {len(hits)} neighbours of your image** among {test.describe()}")
-            show_neighbours(hits, None)
+        query_panel(upload.getvalue(), upload.name, invert, "your image")
+
+with tab_draw:
+    st.markdown(f"Draw with the mouse or a finger, dark on light; {FORMAT_NOTE}. The search runs when you lift "
+                "the pen; the canvas's toolbar undoes and clears.")
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except Exception as err:  # noqa: BLE001 - missing or failing to register: the page still works
+        st.info(f"Drawing needs the streamlit-drawable-canvas package ({type(err).__name__}); "
+                "upload an image instead.", icon=":material/draw:")
+    else:
+        d1, d2 = st.columns([1, 2])
+        with d1:
+            width = st.slider("Pen width", 4, 40, 18, key="ret_pen")
+            canvas = st_canvas(stroke_width=int(width), stroke_color="#000000", background_color="#ffffff",
+                               height=280, width=280, drawing_mode="freedraw", return_image_data=True,
+                               update_streamlit=True, key="ret_canvas")
+        with d2:
+            drawing = ui_images.canvas_png(canvas.image_data if canvas is not None else None)
+            if drawing is None:
+                st.caption("Nothing drawn yet.")
+        if drawing is not None:
+            query_panel(drawing, "drawing.png", state.widget("ret_invert", "auto"), "your drawing")
+
+with tab_photo:
+    st.markdown(f"Take a photo with this device's camera; {FORMAT_NOTE}. Nothing is kept after the search.")
+    photo = st.camera_input("Photo", key="ret_camera")
+    if photo is not None:
+        query_panel(photo.getvalue(), "photo.jpg", state.widget("ret_invert", "auto"), "your photo")

@@ -64,3 +64,28 @@ def bytes_preview(data: bytes, max_side: int = 256) -> np.ndarray | None:
         return np.asarray(pil)
     except Exception:  # noqa: BLE001 - a preview is optional
         return None
+
+
+def canvas_png(image_data: np.ndarray | None) -> bytes | None:
+    """A drawing canvas's RGBA pixels as PNG bytes, or ``None`` when nothing is drawn.
+
+    The canvas returns its strokes on a transparent layer; :mod:`cl.images` flattens
+    transparency onto white paper, so a dark stroke becomes a dark-on-light drawing, exactly like
+    a scanned sketch, and the same preparation (inverting for digit sets) applies."""
+    if image_data is None:
+        return None
+    arr = np.asarray(image_data)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
+        return None
+    arr = arr.astype(np.uint8, copy=False)
+    if arr.shape[2] == 4:
+        ink = arr[..., 3] > 0
+        if arr[..., 3].min() == 255:  # an opaque background colour: ink is whatever is not paper
+            ink = (arr[..., :3] != arr[0, 0, :3]).any(-1)
+    else:
+        ink = (arr != arr[0, 0]).any(-1)
+    if not ink.any():
+        return None
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGBA" if arr.shape[2] == 4 else "RGB").save(buf, format="PNG")
+    return buf.getvalue()

@@ -2,8 +2,10 @@
 
 Shipped checkpoints are read from ``checkpoints/`` beside ``app.py`` (override with
 ``$CL_CHECKPOINTS_DIR``); models trained in the app go to the runs folder (``$CL_RUNS_DIR``,
-default ``./runs``) and never into the shipped folder. Only the metadata card is read here
-(cheap); weights are loaded through :mod:`ui.cache`.
+default ``./runs``) and never into the shipped folder. A checkpoint a visitor uploads is written
+to the app's cache folder (:func:`cl.archive.cache_dir`, under ``models/``, named by its content
+hash) and validated there exactly as the command line loads one. Only the metadata card is read
+here (cheap); weights are loaded through :mod:`ui.cache`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from cl.checkpoints import checkpoint_id, read_card
 from cl.errors import CheckpointError
 
 APP_ROOT = Path(__file__).resolve().parent.parent
+MAX_UPLOAD_MODEL_BYTES = 100 * 2**20  # our largest encoder is a few MB
+DEMO_MAX_UPLOAD_MODEL_BYTES = 20 * 2**20
 
 
 def checkpoints_dir() -> Path:
@@ -46,6 +50,7 @@ class ModelEntry:
     card: dict
     cid: str
     snapshots: dict | None = field(default=None, repr=False)  # per-epoch embeddings (session models)
+    uploaded: bool = False  # a session model the visitor uploaded (not trained here)
 
     @property
     def name(self) -> str:
@@ -68,6 +73,8 @@ class ModelEntry:
     def label(self) -> str:
         c = self.config
         where = {"shipped": "shipped", "session": "trained this session", "runs": "runs folder"}[self.source]
+        if self.uploaded:
+            where = "uploaded this session"
         return f"{self.name} ({c.get('augmentation', '?')}, {c.get('loss', '?')}; {where})"
 
     def train_note(self) -> str:
@@ -112,10 +119,66 @@ def session_entry(record: dict) -> ModelEntry | None:
     if not path.is_file():
         return None
     try:
-        return ModelEntry(str(path), "session", record["card"], checkpoint_id(path), record.get("snapshots"))
+        return ModelEntry(str(path), "session", record["card"], checkpoint_id(path), record.get("snapshots"),
+                          uploaded=bool(record.get("uploaded")))
     except OSError:
         return None
 
 
 def compatible(entry: ModelEntry, channels: int, size: int) -> bool:
     return entry.shape == (channels, size)
+
+
+def uploads_dir() -> Path:
+    """Where uploaded checkpoints are kept: the app's cache folder, never the shipped or runs one."""
+    from cl.archive import cache_dir
+
+    return cache_dir() / "models"
+
+
+def max_upload_model_bytes() -> int:
+    from . import demo
+
+    return DEMO_MAX_UPLOAD_MODEL_BYTES if demo.enabled() else MAX_UPLOAD_MODEL_BYTES
+
+
+def save_uploaded_checkpoint(data: bytes, name: str) -> tuple[str, dict]:
+    """Validate an uploaded ``.safetensors`` checkpoint as the CLI does (header, card, encoder,
+    every weight) and keep it; return ``(path, card)``. Raises :class:`CheckpointError` naming the
+    upload, never the server's folders; a refused file is not kept."""
+    import hashlib
+    import tempfile
+
+    from cl.checkpoints import load_checkpoint
+
+    limit = max_upload_model_bytes()
+    if not data:
+        raise CheckpointError(f"{name}: the file is empty")
+    if len(data) > limit:
+        raise CheckpointError(f"{name}: {len(data) / 2**20:.1f} MiB is over the {limit / 2**20:.0f} MiB limit for a model")
+    folder = uploads_dir()
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.safetensors"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=".part", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as err:
+        raise CheckpointError(f"{name}: cannot be stored on the server ({err.strerror or err})") from None
+    try:
+        # The full load, not only the card: a truncated file or weights that do not fit the
+        # encoder the card describes are refused now, not on the first page that uses them.
+        _model, card = load_checkpoint(tmp)
+        os.replace(tmp, path)  # same content, same name: a second upload replaces it harmlessly
+    except CheckpointError as err:
+        os.unlink(tmp)
+        raise CheckpointError(str(err).replace(str(tmp), name).replace(str(Path(tmp).resolve()), name)) from None
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    card = dict(card)
+    card.setdefault("name", Path(name).stem)
+    return str(path), card

@@ -2,6 +2,11 @@
 
 :func:`render` runs in ``app.py`` before the page; it stores a :class:`Context` through
 :mod:`ui.state` and pages read it with :func:`ui.state.context`.
+
+Its "Bring your own" panel takes a checkpoint or an image archive in (each becomes this session's
+model or data set on every page) and gives the active model and its embeddings back as downloads.
+Uploads are handled in the uploaders' callbacks, which run before the next script run: the model
+and data-set selectors can then follow the upload before they are drawn.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from pathlib import Path
 import streamlit as st
 
 from cl.catalog import AUGMENTATIONS, LOSSES
-from cl.data import SPECS
+from cl.data import SPECS, dataset_spec
+from cl.errors import UserError
 
 from . import cache, demo, jobs, links, models, state
 
@@ -47,7 +53,7 @@ class Context:
 
     @property
     def spec(self):
-        return SPECS[self.dataset]
+        return dataset_spec(self.dataset)  # also an uploaded image set (archive:ID)
 
     @property
     def train_available(self) -> bool:
@@ -138,7 +144,132 @@ def _apply_link(params: dict[str, str]) -> None:
 def _link_params(ctx: "Context") -> dict[str, str | None]:
     m = ctx.model
     shipped = m is not None and m.source == "shipped"
-    return {"dataset": ctx.dataset, "model": Path(m.path).stem if shipped else None}
+    # An uploaded image set is this session's only: a link to it would mean nothing elsewhere.
+    return {"dataset": ctx.dataset if ctx.dataset in SPECS else None, "model": Path(m.path).stem if shipped else None}
+
+
+# ----------------------------------------------------------------- bring your own
+def dataset_label(name: str) -> str:
+    """How a data set is named to the visitor: an uploaded archive by its file name."""
+    for d in state.session_datasets():
+        if d["name"] == name:
+            return f"{d['label']} (your image set)"
+    return name
+
+
+def _shape_of(name: str) -> tuple[int, int] | None:
+    try:
+        spec = dataset_spec(name)
+    except UserError:
+        return None
+    return spec.channels, spec.size
+
+
+def _on_model_upload() -> None:
+    """A checkpoint was uploaded: validate it as the CLI does; make it the active model when it
+    fits the data set in use, otherwise say which data sets it fits. A refused file changes nothing."""
+    upload = state.widget(state.K_UPLOAD_MODEL)
+    if upload is None:
+        return
+    try:
+        path, card = models.save_uploaded_checkpoint(upload.getvalue(), upload.name)
+    except UserError as err:
+        state.set_byo_note("model", "error", demo.scrub(f"Cannot use this model: {err}"))
+        return
+    except Exception as err:  # noqa: BLE001 - a hostile file must never surface as a traceback
+        state.set_byo_note("model", "error", f"Cannot use this model: {upload.name} could not be read "
+                                             f"({type(err).__name__}).")
+        return
+    state.add_session_model({"path": path, "card": card, "snapshots": None, "uploaded": True})
+    spec = card["encoder_spec"]
+    shape = (int(spec["in_channels"]), int(spec["image_size"]))
+    current = state.last_dataset() or FALLBACK_DATASET
+    name = card.get("name") or upload.name
+    if _shape_of(current) == shape:
+        state.set_active_model(path)
+        state.set_byo_note("model", "success", f"{name} is now the active model on every page.")
+        return
+    fits = [n for n in [*SPECS, *(d["name"] for d in state.session_datasets())] if _shape_of(n) == shape]
+    have = _shape_of(current)
+    state.set_byo_note("model", "warning", (
+        f"{name} is loaded, but it takes {shape[0]}x{shape[1]}x{shape[1]} images (trained on "
+        f"{card.get('data', {}).get('dataset', '?')}) and {dataset_label(current)} has "
+        + (f"{have[0]}x{have[1]}x{have[1]}" if have else "another shape")
+        + (f". Choose {' or '.join(dataset_label(n) for n in fits)} under Data set to use it."
+           if fits else ". No data set here has that shape.")))
+
+
+def _on_archive_upload() -> None:
+    """An image archive was uploaded: check and extract it (cl.archive) and switch to it."""
+    from cl.archive import ArchiveLimits, extract_archive
+
+    upload = state.widget(state.K_UPLOAD_ARCHIVE)
+    if upload is None:
+        return
+    limits = ArchiveLimits.demo() if demo.enabled() else ArchiveLimits()
+    try:
+        extracted = extract_archive(upload.getvalue(), name=upload.name, limits=limits)
+    except UserError as err:
+        state.set_byo_note("archive", "error", demo.scrub(f"Cannot use this archive: {err}"))
+        return
+    except Exception as err:  # noqa: BLE001
+        state.set_byo_note("archive", "error", f"Cannot use this archive: {upload.name} could not be read "
+                                               f"({type(err).__name__}).")
+        return
+    m = extracted.manifest
+    state.add_session_dataset({"name": extracted.dataset, "label": m.archive_name, "summary": m.describe()})
+    state.set_widget(state.K_DATASET, extracted.dataset)
+    state.set_byo_note("archive", "success", f"{m.describe()}. It is now the data set: train a model on it on "
+                                             f"the Train page, or explore it with a model of its shape (3x32x32).")
+
+
+def _note(kind: str) -> None:
+    note = state.byo_note(kind)
+    if note is not None:
+        level, text = note
+        {"success": st.success, "warning": st.warning, "error": st.error}.get(level, st.info)(text)
+
+
+def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_available: bool) -> None:
+    from cl.archive import ArchiveLimits
+
+    limits = ArchiveLimits.demo() if demo.enabled() else ArchiveLimits()
+    with st.expander("Bring your own, take it with you", icon=":material/swap_vert:"):
+        st.file_uploader("A model (.safetensors from `python -m cl train`)", key=state.K_UPLOAD_MODEL,
+                         on_change=_on_model_upload,
+                         help=f"Checked like the command line loads it; at most "
+                              f"{models.max_upload_model_bytes() / 2**20:.0f} MB. Pickles are never loaded.")
+        _note("model")
+        st.file_uploader("An image set (.zip)", key=state.K_UPLOAD_ARCHIVE, on_change=_on_archive_upload,
+                         help=f"One folder per class, or train/ and test/ each with class folders; at least "
+                              f"{limits.min_classes} classes, {limits.min_per_class()} images each (5 train and 5 "
+                              f"test each with train/ and test/). At most {limits.max_archive_bytes / 2**20:.0f} MB, "
+                              f"{limits.max_images:,} images; other files are skipped.")
+        _note("archive")
+        if model is None:
+            return
+        st.caption("Take it with you")
+        path = model.path
+        st.download_button("Model checkpoint", data=lambda: open(path, "rb").read(), file_name=f"{model.name}.safetensors",
+                           mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
+                           icon=":material/download:", width="stretch")
+        if not test_available:
+            return
+        fmt = st.selectbox("Embeddings format", ["projector", "npz", "csv"], key=state.K_EXPORT_FORMAT,
+                           help="projector: TensorBoard Embedding Projector files (tensors.tsv, metadata.tsv, "
+                                "sprite.png, projector_config.pbtxt); npz: NumPy arrays; csv: one row per image. "
+                                "The model's card and the data's provenance come along as export.json.")
+        from cl.archive import cache_dir
+
+        def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
+            from cl.export import export_zip
+
+            return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
+
+        safe = dataset.replace(":", "-")
+        st.download_button(f"Embeddings of the test split ({fmt})", data=build,
+                           file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
+                           key="byo_dl_embeddings", on_click="ignore", icon=":material/download:", width="stretch")
 
 
 def render() -> Context:
@@ -150,9 +281,16 @@ def render() -> Context:
     sb = st.sidebar
     with sb:
         st.markdown("### Contrastive Explorer")
-        requested = _select("Data set", state.K_DATASET, list(SPECS), FALLBACK_DATASET,
-                            format_func=lambda n: f"{n} ({SPECS[n].channels}x{SPECS[n].size}x{SPECS[n].size})",
-                            help="digits is bundled with scikit-learn and always works offline.")
+        mine = [d["name"] for d in state.session_datasets() if _shape_of(d["name"]) is not None]
+        for d in state.session_datasets():  # an image set the cache no longer holds
+            if d["name"] not in mine:
+                state.drop_session_dataset(d["name"])
+        shapes = {n: _shape_of(n) for n in [*SPECS, *mine]}
+        # Labels made now, not in format_func: it may be called outside this session's run.
+        labels = {n: f"{dataset_label(n)} ({c}x{z}x{z})" for n, (c, z) in shapes.items()}
+        requested = _select("Data set", state.K_DATASET, list(shapes), FALLBACK_DATASET, format_func=labels.get,
+                            help="digits is bundled with scikit-learn and always works offline. Your own image "
+                                 "sets (uploaded below) are listed too.")
         notes: list[str] = []
         status = cache.status(requested)
         dataset = requested
@@ -169,7 +307,8 @@ def render() -> Context:
                        icon=":material/warning:")
         else:
             partial = "" if status.get("train_complete", True) else " (partial)"
-            st.caption(f"{dataset}: {status['n_train']:,} train{partial} / {status['n_test']:,} test images here")
+            st.caption(f"{dataset_label(dataset)}: {status['n_train']:,} train{partial} / {status['n_test']:,} test "
+                       f"images here")
 
         aug = _select("Augmentation", state.K_AUGMENTATION, list(AUGMENTATIONS), "fer",
                       format_func=lambda a: AUG_HELP.get(a, a),
@@ -177,7 +316,7 @@ def render() -> Context:
         loss = _select("Loss", state.K_LOSS, list(LOSSES), "triplet", format_func=lambda l: LOSS_HELP.get(l, l),
                        help="The study compared pairwise (cosine) and triplet.")
 
-        spec = SPECS[dataset]
+        spec = dataset_spec(dataset)
         usable, problems = _model_options(dataset, aug, loss, spec.channels, spec.size)
         model = None
         if usable:
@@ -195,15 +334,17 @@ def render() -> Context:
                                   f"input shape fits {dataset} are listed.")
             model = by_path[chosen]
             state.remember_active_model(chosen)
-            cross = "" if model.dataset == dataset else f"; used here on {dataset}"
+            cross = "" if model.dataset == dataset else f"; used here on {dataset_label(dataset)}"
             st.caption(f"{model.train_note()}{cross}")
         else:
-            st.info(f"No model fits {dataset} yet. Train one on the Train page (one epoch on digits takes "
+            st.info(f"No model fits {dataset_label(dataset)} yet. Train one on the Train page (one epoch on digits takes "
                     f"seconds).", icon=":material/model_training:")
         if problems:
             with st.expander(f"{len(problems)} checkpoint file(s) skipped"):
                 for p in problems:
                     st.caption(p)
+
+        _bring_your_own(dataset, model, status.get("n_test", 0) > 0)
 
         job = jobs.get(state.job_id())
         if job is not None and job.alive:

@@ -18,6 +18,9 @@ K_DATASET = "sb_dataset"
 K_AUGMENTATION = "sb_augmentation"
 K_LOSS = "sb_loss"
 K_MODEL = "sb_model"
+K_UPLOAD_MODEL = "byo_model"  # the sidebar's checkpoint uploader
+K_UPLOAD_ARCHIVE = "byo_archive"  # the sidebar's image-archive uploader
+K_EXPORT_FORMAT = "byo_export_format"
 
 # Plain entries owned by the app.
 _SESSION_ID = "session_id"
@@ -31,8 +34,11 @@ _FLASH = "flash"
 _REPLAY = "replay_frame"
 _LAST_DATASET = "last_dataset"
 _URL_WRITTEN = "url_written"  # the view parameters this session last put in the URL
+_SESSION_DATASETS = "session_datasets"  # list of dicts: name (archive:ID), label, summary
+_BYO_NOTES = "byo_notes"  # what became of the last upload of each kind: kind -> (level, text)
 
 MAX_SESSION_MODELS = 20
+MAX_SESSION_DATASETS = 5
 MAX_REPLAYS = 3
 
 
@@ -100,6 +106,34 @@ def set_active_model(path: str | None) -> None:
 def remember_active_model(path: str) -> None:
     """Record the model the sidebar shows (the widget already holds it)."""
     _set(_ACTIVE_MODEL, path)
+
+
+# ----------------------------------------------------------------- image sets uploaded in this session
+def session_datasets() -> list[dict]:
+    return list(_get(_SESSION_DATASETS, []))
+
+
+def add_session_dataset(entry: dict) -> None:
+    """Record an uploaded image set (``entry["name"]`` is its ``archive:ID`` data-set name); the
+    latest :data:`MAX_SESSION_DATASETS` stay listed."""
+    items = [d for d in _get(_SESSION_DATASETS, []) if d["name"] != entry["name"]]
+    items.append(dict(entry))
+    _set(_SESSION_DATASETS, items[-MAX_SESSION_DATASETS:])
+
+
+def drop_session_dataset(name: str) -> None:
+    _set(_SESSION_DATASETS, [d for d in _get(_SESSION_DATASETS, []) if d["name"] != name])
+
+
+def byo_note(kind: str) -> tuple[str, str] | None:
+    """The message about this session's last upload of ``kind`` (``model`` or ``archive``)."""
+    return (_get(_BYO_NOTES) or {}).get(kind)
+
+
+def set_byo_note(kind: str, level: str, text: str) -> None:
+    notes = dict(_get(_BYO_NOTES) or {})
+    notes[kind] = (level, text)
+    _set(_BYO_NOTES, notes)
 
 
 # ----------------------------------------------------------------- training job of this session
