@@ -172,6 +172,14 @@ def _summary(values: list[float]) -> dict:
             "p95_s": round(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], 3), "max_s": round(v[-1], 3)}
 
 
+def _a_query_uploader(page):
+    """The Retrieval page's query-image uploader: by its widget key where Streamlit renders one as a
+    class, else the first uploader in the visible tab of the main area (the sidebar has its own)."""
+    keyed = page.locator(".st-key-ret_upload input[type=file]")
+    return keyed.or_(page.locator("[data-testid=stMain] [role=tabpanel]:not([hidden]) "
+                                  "[data-testid=stFileUploader] input[type=file]")).first
+
+
 def _renice_browsers(server_pid: int, niceness: int = 10) -> int:
     """Lower the priority of this machine's Chromium processes (not the server's tree). In a real
     room each visitor's browser runs on their own device; here 40 of them share the server's
@@ -293,7 +301,7 @@ async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out
                 rec["settle_s"] = round(await _a_settle(page, t0, timeout), 3)
                 if name == "retrieval":
                     await page.get_by_role("tab", name="Your own image").click()
-                    await page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+                    await _a_query_uploader(page).set_input_files(
                         files=[{"name": f"visitor-{i}.png", "mimeType": "image/png", "buffer": png_bytes(i)}])
                     t1 = time.time()
                     await page.get_by_text("neighbours of your image").first.wait_for(timeout=timeout * 1000)

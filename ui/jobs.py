@@ -212,6 +212,19 @@ def _lower_priority_in_demo() -> None:
         pass
 
 
+def _return_freed_memory() -> None:
+    """Hand the memory a finished training freed back to the system. glibc keeps freed heap pages
+    for reuse, so without this a server's resident size stays at its busiest moment's peak long
+    after the trainings that caused it (measured in one process: two digits trainings peak at
+    ~1,350 MB and leave 1,234 MB resident; trimmed, 870 MB)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _run(job: Job) -> None:
     _lower_priority_in_demo()
     try:
@@ -224,6 +237,8 @@ def _run(job: Job) -> None:
         log.error("training job %s failed:\n%s", job.id, traceback.format_exc())
         job._set(status="failed", message=f"training failed unexpectedly ({type(err).__name__}: {err})",
                  finished=time.time())
+    finally:
+        _return_freed_memory()
 
 
 def _train(job: Job) -> None:
