@@ -169,7 +169,8 @@ def _on_model_upload() -> None:
     """A checkpoint was uploaded: validate it as the CLI does; make it the active model when it
     fits the data set in use, otherwise say which data sets it fits. A refused file changes nothing."""
     upload = state.widget(state.K_UPLOAD_MODEL)
-    if upload is None:
+    if upload is None:  # the file was removed from the uploader: its message goes too
+        state.clear_byo_note("model")
         return
     try:
         path, card = models.save_uploaded_checkpoint(upload.getvalue(), upload.name)
@@ -205,6 +206,7 @@ def _on_archive_upload() -> None:
 
     upload = state.widget(state.K_UPLOAD_ARCHIVE)
     if upload is None:
+        state.clear_byo_note("archive")
         return
     limits = ArchiveLimits.demo() if demo.enabled() else ArchiveLimits()
     try:
@@ -239,37 +241,44 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
                          on_change=_on_model_upload,
                          help=f"Checked like the command line loads it; at most "
                               f"{models.max_upload_model_bytes() / 2**20:.0f} MB. Pickles are never loaded.")
-        _note("model")
         st.file_uploader("An image set (.zip)", key=state.K_UPLOAD_ARCHIVE, on_change=_on_archive_upload,
                          help=f"One folder per class, or train/ and test/ each with class folders; at least "
                               f"{limits.min_classes} classes, {limits.min_per_class()} images each (5 train and 5 "
                               f"test each with train/ and test/). At most {limits.max_archive_bytes / 2**20:.0f} MB, "
                               f"{limits.max_images:,} images; other files are skipped.")
-        _note("archive")
-        if model is None:
-            return
-        st.caption("Take it with you")
-        path = model.path
-        st.download_button("Model checkpoint", data=lambda: open(path, "rb").read(), file_name=f"{model.name}.safetensors",
-                           mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
-                           icon=":material/download:", width="stretch")
-        if not test_available:
-            return
-        fmt = st.selectbox("Embeddings format", ["projector", "npz", "csv"], key=state.K_EXPORT_FORMAT,
-                           help="projector: TensorBoard Embedding Projector files (tensors.tsv, metadata.tsv, "
-                                "sprite.png, projector_config.pbtxt); npz: NumPy arrays; csv: one row per image. "
-                                "The model's card and the data's provenance come along as export.json.")
-        from cl.archive import cache_dir
+        _downloads(dataset, model, test_available)
+    # Outside the expander: a switch of data set or model redraws the sidebar, and the expander
+    # may come back closed; what became of the upload must stay in sight.
+    _note("model")
+    _note("archive")
 
-        def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
-            from cl.export import export_zip
 
-            return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
+def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bool) -> None:
+    """The active model's checkpoint and its test embeddings as downloads (made on click)."""
+    if model is None:
+        return
+    st.caption("Take it with you")
+    path = model.path
+    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{model.name}.safetensors",
+                       mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
+                       icon=":material/download:", width="stretch")
+    if not test_available:
+        return
+    fmt = st.selectbox("Embeddings format", ["projector", "npz", "csv"], key=state.K_EXPORT_FORMAT,
+                       help="projector: TensorBoard Embedding Projector files (tensors.tsv, metadata.tsv, "
+                            "sprite.png, projector_config.pbtxt); npz: NumPy arrays; csv: one row per image. "
+                            "The model's card and the data's provenance come along as export.json.")
+    from cl.archive import cache_dir
 
-        safe = dataset.replace(":", "-")
-        st.download_button(f"Embeddings of the test split ({fmt})", data=build,
-                           file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
-                           key="byo_dl_embeddings", on_click="ignore", icon=":material/download:", width="stretch")
+    def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
+        from cl.export import export_zip
+
+        return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
+
+    safe = dataset.replace(":", "-")
+    st.download_button(f"Embeddings of the test split ({fmt})", data=build,
+                       file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
+                       key="byo_dl_embeddings", on_click="ignore", icon=":material/download:", width="stretch")
 
 
 def render() -> Context:

@@ -130,6 +130,12 @@ def byo_note(kind: str) -> tuple[str, str] | None:
     return (_get(_BYO_NOTES) or {}).get(kind)
 
 
+def clear_byo_note(kind: str) -> None:
+    notes = dict(_get(_BYO_NOTES) or {})
+    notes.pop(kind, None)
+    _set(_BYO_NOTES, notes)
+
+
 def set_byo_note(kind: str, level: str, text: str) -> None:
     notes = dict(_get(_BYO_NOTES) or {})
     notes[kind] = (level, text)

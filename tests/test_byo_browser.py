@@ -1,0 +1,96 @@
+"""Bring your own in a real browser: a stroke drawn with the mouse on the Retrieval page's canvas
+gets neighbours, and an image archive uploaded in the sidebar becomes the data set. Uses the
+server and browser of tests/test_browser.py (its own server: module-scoped fixtures)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from test_browser import SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
+from test_byo_app import colour_zip
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir():
+    """The server's cache folder (uploaded archives), set before the server starts."""
+    folder = tempfile.mkdtemp(prefix="cl-byo-cache-")
+    old = os.environ.get("CL_CACHE_DIR")
+    os.environ["CL_CACHE_DIR"] = folder
+    yield folder
+    if old is None:
+        os.environ.pop("CL_CACHE_DIR", None)
+    else:
+        os.environ["CL_CACHE_DIR"] = old
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_stroke_on_the_canvas_gets_neighbours(browser, server):
+    page = new_page(browser, server)
+    visit(page, "retrieval")
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60000)
+    idle(page)
+    assert page.get_by_text("Nothing drawn yet").count() >= 1
+    box = canvas.bounding_box()
+    assert box and box["width"] >= 200
+    # a vertical stroke, like a "1", drawn with the mouse button held
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 40)
+    page.mouse.down()
+    for step in range(30):
+        page.mouse.move(x, box["y"] + 40 + step * (box["height"] - 80) / 29)
+    page.mouse.up()
+    page.get_by_text("neighbours of your drawing").first.wait_for(timeout=120000)
+    idle(page)
+    assert page.get_by_text("inverted colours").count() >= 1, "the drawing went through the upload's preparation"
+    panel = page.locator("[role=tabpanel]:visible").first
+    assert panel.locator("img").count() >= 12, "drawing, what the model sees and ten neighbours"
+    assert page.locator("[data-testid=stException]").count() == 0
+    page.screenshot(path=str(SHOTS / "retrieval-drawing.png"))
+
+    # take it with you: the active model and its embeddings, downloaded through the sidebar
+    page.get_by_text("Bring your own, take it with you").first.click()
+    idle(page)
+    with page.expect_download(timeout=120000) as got:
+        page.get_by_role("button", name="Model checkpoint").click()
+    from cl.checkpoints import read_card
+
+    model_file = Path(got.value.path())
+    assert got.value.suggested_filename.endswith(".safetensors")
+    assert read_card(model_file)["data"]["dataset"] == "digits"
+    with page.expect_download(timeout=120000) as got:
+        page.get_by_role("button", name="Embeddings of the test split (projector)").click()
+    with zipfile.ZipFile(got.value.path()) as zf:
+        assert sorted(zf.namelist()) == ["export.json", "metadata.tsv", "projector_config.json",
+                                         "projector_config.pbtxt", "sprite.png", "tensors.tsv"]
+        rows = zf.read("metadata.tsv").decode().splitlines()
+        assert rows[0] == "index\tlabel\tclass" and len(rows) == 541  # the 540 digits test images
+    page.context.close()
+
+
+def test_an_archive_uploaded_in_the_sidebar_becomes_the_data_set(browser, server, cache_dir):
+    page = new_page(browser, server)
+    visit(page, "retrieval")
+    page.get_by_text("Bring your own, take it with you").first.click()
+    idle(page)
+    inputs = page.locator("[data-testid=stSidebar] [data-testid=stFileUploader] input[type=file]")
+    assert inputs.count() == 2
+    inputs.nth(1).set_input_files(files=[{"name": "my photos.zip", "mimeType": "application/zip",
+                                          "buffer": colour_zip()}])
+    page.get_by_text("It is now the data set").first.wait_for(timeout=120000)
+    idle(page)
+    text = sidebar_text(page)
+    assert "my photos.zip (your image set)" in text and "36 train / 10 test images here" in text, text
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert os.listdir(os.path.join(cache_dir, "archives")), "extracted into the server's cache folder"
+    page.screenshot(path=str(SHOTS / "sidebar-archive-upload.png"))
+    page.context.close()
