@@ -1,0 +1,113 @@
+"""The targets table and the printed summary of a bench run."""
+
+from __future__ import annotations
+
+
+
+
+
+# ------------------------------------------------------------------------------------ targets
+def targets(payload: dict) -> list[dict]:
+    """The issue's targets, each with the measured value (None when not measured in this run)."""
+    parts = payload.get("parts", {})
+    rows = []
+
+    def add(name, limit, unit, value, higher_is_better=False):
+        met = None if value is None else (value >= limit if higher_is_better else value <= limit)
+        rows.append({"name": name, "limit": limit, "unit": unit, "value": value, "met": met})
+
+    train = parts.get("train", {})
+    speed = None
+    for s in train.get("scenarios", []):
+        if s["loss"] == "triplet" and s["augmentation"] == "none" and train.get("dataset") == "mnist":
+            speed = s["speedup_commands"]
+    add("paper recipe 1 epoch MNIST, train+evaluate commands vs paper pipeline (x faster)", 2.0, "x", speed, True)
+    tta = parts.get("time_to_accuracy", {})
+    if tta.get("dataset") == "mnist":
+        to = tta.get("default", {}).get("seconds_to", {})
+        add("default recipe to MNIST linear accuracy 0.93 (s of training)", 15.0, "s", to.get("0.93"))
+        add("default recipe to MNIST linear accuracy 0.99 (s of training)", 120.0, "s", to.get("0.99"))
+    else:
+        add("default recipe to MNIST linear accuracy 0.93 (s of training)", 15.0, "s", None)
+        add("default recipe to MNIST linear accuracy 0.99 (s of training)", 120.0, "s", None)
+    proj = parts.get("projection", {}).get("sizes", {}).get("10000", {})
+    add("t-SNE of 10,000 points, seeded (s)", 10.0, "s", proj.get("tsne", {}).get("ours_s"))
+    add("UMAP of 10,000 points, seeded (s)", 10.0, "s", proj.get("umap", {}).get("ours_s"))
+    nb = parts.get("neighbors", {}).get("galleries", {}).get("10000", {})
+    add("image file -> top-10 over 10,000 embeddings, p95 (ms)", 30.0, "ms", nb.get("ours", {}).get("p95_ms"))
+    app = parts.get("app", {})
+    add("app first page (s)", 5.0, "s", app.get("first_page_s"))
+    add("app peak RSS, one user, 10,000-point scatter (MB)", 700.0, "MB",
+        app.get("peak_rss_mb") if app.get("scatter_points") else None)
+    return rows
+
+
+# ------------------------------------------------------------------------------------ printing
+def _table(headers: list[str], rows: list[list]) -> str:
+    cells = [[("" if v is None else (f"{v:,.3g}" if isinstance(v, float) and abs(v) < 1000 else
+                                     f"{v:,.0f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)))
+              for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
+
+
+def _format_part(name: str, r: dict) -> str:
+    head = f"\n== {name} ({r.get('part_seconds', 0):.0f} s)"
+    if "skipped" in r:
+        return f"{head}\nskipped: {r['skipped']}"
+    if "error" in r:
+        return f"{head}\nerror: {r['error']}"
+    if name == "train":
+        rows = []
+        for s in r["scenarios"]:
+            o, b = s["ours"], s["baseline"]
+            rows.append([f"{s['loss']}/{s['augmentation']}", o["total_s"], b["total_s"], s["speedup_commands"],
+                         o["images_per_s"], b["images_per_s"], s["speedup_images_per_s"], b["build_pairs_s"],
+                         o["linear_acc"], b["linear_acc"]])
+        return (f"{head}: {r['dataset']} ({r['n_train']:,} train images), paper recipe, 1 epoch\n"
+                + _table(["scenario", "ours cmds s", "paper cmd s", "x", "ours img/s", "paper img/s", "x",
+                          "paper lists s", "ours acc", "paper acc"], rows))
+    if name == "time_to_accuracy":
+        rows = []
+        for key in ("default", "paper"):
+            d = r[key]
+            rows.append([key, d["config"]["loss"], len(d["history"]), d["seconds_to"].get("0.93"),
+                         d["seconds_to"].get("0.99"), d["best_acc"], d["seconds_to_best"], d["stopped"]])
+        return (f"{head}: {r['dataset']}, paper protocol, seconds of training\n"
+                + _table(["recipe", "loss", "epochs", "s to 0.93", "s to 0.99", "best acc", "s to best", "stopped"],
+                         rows))
+    if name == "projection":
+        rows = []
+        for n, row in r["sizes"].items():
+            for method, c in row.items():
+                rows.append([int(n), method, c["ours_s"], c["baseline_s"], c["speedup"], c.get("opentsne_default_s"),
+                             c["reproducible"], c["knn_acc_ours"], c["knn_acc_baseline"]])
+        return (f"{head}: {r['embeddings']}; JIT warm-up {r['jit_warmup_s']:.1f} s\n"
+                + _table(["points", "method", "ours s", "baseline s", "x", "openTSNE s", "reproducible",
+                          "2-D kNN ours", "2-D kNN base"], rows))
+    if name == "neighbors":
+        rows = []
+        for n, g in r["galleries"].items():
+            o, b = g["ours"], g["baseline"]
+            rows.append([int(n), o["p50_ms"], o["p95_ms"], o["decode_prepare_p50_ms"], o["embed_p50_ms"],
+                         o["search_p50_ms"], b["p50_ms"], b["p95_ms"], g["speedup_p95"], g["same_top10"]])
+        return (f"{head}: {r['n_queries']} queries, file -> top-10 (ms)\n"
+                + _table(["gallery", "p50", "p95", "decode+prep", "embed", "search", "naive p50", "naive p95",
+                          "x p95", "same top-10"], rows))
+    if name == "app":
+        emb = (f"embedding page with {r['scatter_points']:,} points {r['embedding_page_s']} s" if "scatter_points" in r
+               else f"embedding page skipped: {r.get('embedding_page_skipped')}")
+        return (f"{head}\nfirst page {r.get('first_page_s')} s (settled {r.get('first_page_idle_s')} s); {emb}; "
+                f"peak RSS {r.get('peak_rss_mb')} MB, of which `import torch` alone is "
+                f"{r.get('torch_import_rss_mb')} MB ({r.get('torch_build')})")
+    return head
+
+
+def _format_targets(rows: list[dict]) -> str:
+    table = [[r["name"], r["limit"], r["value"], {True: "met", False: "NOT met", None: "not measured"}[r["met"]]]
+             for r in rows]
+    return "\n== targets\n" + _table(["target", "limit", "measured", ""], table)
+
