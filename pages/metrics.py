@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from cl.errors import DataUnavailableError
-from ui import cache, charts, common, state
+from ui import cache, charts, common, demo, state
 
 ctx = state.context()
 st.title("Metrics")
@@ -57,7 +57,7 @@ with common.user_errors():
                         "can take a minute) ..."):
             results["standard"] = cache.evaluation(m.path, m.cid, ctx.dataset, "standard")
     except DataUnavailableError as err:
-        standard_note = f"Standard protocol unavailable: {err}"
+        standard_note = demo.scrub(f"Standard protocol unavailable: {err}")
 
 
 def data_line(r: dict) -> str:

@@ -96,3 +96,29 @@ def test_no_server_path_is_shown_in_demo_mode(page, monkeypatch, tmp_path):
     shown = "\n".join(texts)
     for path in {str(ROOT), str(tmp_path), data_dir() or "/no/data/dir", "/work/", "/root/"}:
         assert path not in shown, f"{page} shows {path}"
+
+
+@pytest.mark.parametrize("page", ["home", "embedding", "metrics", "retrieval"])
+def test_no_server_path_is_shown_on_a_gallery_only_demo_server(page, monkeypatch, tmp_path):
+    """A hosted demo without a data folder: the "train split not found" explanations name the
+    folder they looked in, which must reach a visitor as <data-dir>, not the server's path."""
+    monkeypatch.setattr(app_test_module, "PagesManager", _ServerPagesManager)
+    monkeypatch.setenv("CL_DEMO", "1")
+    monkeypatch.setenv("CL_CHECKPOINTS_DIR", str(ROOT / "checkpoints"))
+    monkeypatch.setenv("CL_RUNS_DIR", str(tmp_path / "runs"))
+    empty = tmp_path / "server-data-folder"
+    empty.mkdir()
+    monkeypatch.setenv("CL_DATA_DIR", str(empty))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.query_params.update({"dataset": "cifar10", "model": "cifar10-best"})
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    texts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "code", "json"):
+        texts += [str(getattr(e, "value", "")) for e in getattr(at, kind, [])]
+    shown = "\n".join(texts)
+    assert "only a test gallery is here" in shown  # the case under test did happen
+    for path in (str(empty), str(tmp_path), str(ROOT)):
+        assert path not in shown, f"{page} shows {path}"
+    assert "<data-dir>" in shown

@@ -312,7 +312,7 @@ def render() -> Context:
             notes.append(f"{requested} unavailable; using {dataset}")
         elif status.get("n_train", 0) == 0:
             st.warning(f"{requested}: only a test gallery is here ({status['n_test']:,} images), so training "
-                       f"and the standard protocol are unavailable. {status.get('train_error', '')}",
+                       f"and the standard protocol are unavailable. {demo.scrub(status.get('train_error', ''))}",
                        icon=":material/warning:")
         else:
             partial = "" if status.get("train_complete", True) else " (partial)"
