@@ -81,6 +81,7 @@ class ArchiveLimits:
     max_total_pixels: int = 2_000_000_000  # decoded pixels of all images together
     max_classes: int = 200
     min_classes: int = 2
+    max_cache_bytes: int = 4 * 2**30  # all extracted archives together; the oldest go first
     # The paper protocol fits a probe on 80 % of the test split, stratified: every class needs a
     # few test images (or scikit-learn refuses the split). An archive without train/ and test/ is
     # split 80/20 per class, so a class needs min_per_split_needed() images there.
@@ -98,7 +99,8 @@ class ArchiveLimits:
     @classmethod
     def demo(cls) -> "ArchiveLimits":
         return cls(max_archive_bytes=50 * 2**20, max_total_bytes=200 * 2**20, max_entry_bytes=5 * 2**20,
-                   max_entries=12_000, max_images=10_000, max_total_pixels=200_000_000, max_classes=50)
+                   max_entries=12_000, max_images=10_000, max_total_pixels=200_000_000, max_classes=50,
+                   max_cache_bytes=1 * 2**30)
 
 
 @dataclass
@@ -393,7 +395,9 @@ def extract_archive(source: str | os.PathLike | bytes, name: str | None = None,
     root = archive_root(archive_id)
     if (root / MANIFEST).is_file():
         try:
-            return Extracted(root, read_manifest(archive_id), reused=True)
+            extracted = Extracted(root, read_manifest(archive_id), reused=True)
+            os.utime(root)  # recently used: the last to be pruned
+            return extracted
         except ArchiveError:
             pass  # unreadable manifest: extract again below
 
@@ -429,7 +433,46 @@ def extract_archive(source: str | os.PathLike | bytes, name: str | None = None,
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    prune_cache(limits.max_cache_bytes, keep=archive_id)
     return Extracted(root, manifest)
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def prune_cache(max_bytes: int, keep: str | None = None) -> list[str]:
+    """Delete the least recently extracted archives until the cache's archives take at most
+    ``max_bytes`` (``keep`` always stays); return the ids deleted. A session still naming a
+    deleted set is told to upload it again."""
+    folder = archives_dir()
+    if not folder.is_dir():
+        return []
+    entries = []
+    for d in folder.iterdir():
+        if d.is_dir() and re.fullmatch(r"[0-9a-f]{16}", d.name):
+            try:
+                entries.append((d.stat().st_mtime, d.name, _folder_bytes(d)))
+            except OSError:
+                continue
+    total = sum(size for _, _, size in entries)
+    deleted = []
+    for _mtime, name, size in sorted(entries):
+        if total <= max_bytes:
+            break
+        if name == keep:
+            continue
+        shutil.rmtree(folder / name, ignore_errors=True)
+        deleted.append(name)
+        total -= size
+    return deleted
 
 
 def _extract(zf, plan: _Plan, tmp: Path, archive_id, label, digest, limits, decode, ImageInputError, Image) -> Manifest:

@@ -8,6 +8,7 @@ cache folder, and for no half-extracted folder left inside it.
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import struct
@@ -126,21 +127,29 @@ def test_odd_class_names_get_folders_we_choose_and_keep_their_names(cache):
     assert load_dataset(ex.dataset, "test").classes == ex.manifest.classes
 
 
-def test_the_cli_reads_folder_zip_and_refuses_a_bad_archive_with_one_line(tmp_path, cache):
+def test_the_cli_reads_folder_zip_and_refuses_a_bad_archive_with_one_line(tmp_path, cache, capsys):
+    from cl.cli import main
+
     good = tmp_path / "set.zip"
     good.write_bytes(make_zip(class_set(("x", "y"))))
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"this is not a zip file at all")
     env = dict(os.environ, CL_CACHE_DIR=str(cache))
+    # as a user runs it: a subprocess, exit 2, one line
     r = subprocess.run([sys.executable, "-m", "cl", "train", "--dataset", f"folder:{bad}", "--epochs", "1",
                         "--out", str(tmp_path / "m.safetensors")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a zip archive" in r.stderr, r.stderr
-    r = subprocess.run([sys.executable, "-m", "cl", "train", "--dataset", f"folder:{good}", "--epochs", "1",
-                        "--batch-size", "8", "--json", "--out", str(tmp_path / "m.safetensors")],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    # training and evaluating on the archive (in-process: the same main(), without a second torch import)
+    assert main(["train", "--dataset", f"folder:{good}", "--epochs", "1", "--batch-size", "8", "--json",
+                 "--out", str(tmp_path / "m.safetensors")]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["n_train"] == 36 and payload["metrics"]["paper"]["n_test"] == 2  # 20 % of 10 test images
+    assert payload["train_data"]["source"] == f"archive set.zip (sha256 {payload['train_data']['source'][-17:-1]})"
     assert (tmp_path / "m.safetensors").is_file()
-    assert files_under(cache / "archives") and not any(p.suffix == ".part" for p in (cache / "archives").iterdir())
+    assert files_under(cache / "archives") and not any(p.name.endswith(".part") for p in (cache / "archives").iterdir())
+    assert main(["evaluate", str(tmp_path / "m.safetensors")]) == 0, "the card's data set is found again"
+    assert "paper protocol, folder:" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ hostile archives
@@ -330,3 +339,17 @@ def test_only_hex_ids_name_a_cached_archive(cache):
             arc.archive_root(bad)
     with pytest.raises(ArchiveError, match="no longer on this machine"):
         load_dataset("archive:0123456789abcdef", "test")
+
+
+def test_the_cache_keeps_the_newest_archives_within_its_bound(cache):
+    first = extract_archive(make_zip(class_set(("a", "b"))))
+    os.utime(first.root, (1, 1))  # long ago
+    second = extract_archive(make_zip(class_set(("c", "d"))))
+    size = sum(p.stat().st_size for p in second.root.rglob("*") if p.is_file())
+    third = extract_archive(make_zip(class_set(("e", "f"))), limits=ArchiveLimits(max_cache_bytes=int(2.5 * size)))
+    assert not first.root.exists() and second.root.exists() and third.root.exists()
+    with pytest.raises(ArchiveError, match="no longer on this machine"):
+        load_dataset(first.dataset, "test")
+    # the archive just extracted stays even when it alone is over the bound
+    fourth = extract_archive(make_zip(class_set(("g", "h"))), limits=ArchiveLimits(max_cache_bytes=1))
+    assert fourth.root.exists() and not second.root.exists() and not third.root.exists()

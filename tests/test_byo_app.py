@@ -77,9 +77,13 @@ def test_a_checkpoint_upload_becomes_the_model_and_bad_ones_change_nothing(tmp_p
     at = new_session()
     before = model_box(at).value
     good = home_model(tmp_path)
+    import pickle
+
+    saved = io.BytesIO()
+    torch.save({"w": torch.zeros(3)}, saved)
     refused = [
-        ("model.pt", b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.", "pickle"),
-        ("zipped.safetensors", b"PK\x03\x04" + b"\0" * 64, "pickle"),
+        ("model.pt", pickle.dumps({"weights": [0.0] * 10}, protocol=4), "pickle"),
+        ("model.pth", saved.getvalue(), "pickle"),  # torch.save: a zip holding a pickle
         ("cut.safetensors", good[: len(good) // 2], "truncated"),
         ("foreign.safetensors", st_save({"w": torch.zeros(3)}), "not a Contrastive Explorer checkpoint"),
         ("empty.safetensors", b"", "empty"),

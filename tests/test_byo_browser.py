@@ -68,7 +68,7 @@ def test_a_stroke_on_the_canvas_gets_neighbours(browser, server):
     assert got.value.suggested_filename.endswith(".safetensors")
     assert read_card(model_file)["data"]["dataset"] == "digits"
     with page.expect_download(timeout=120000) as got:
-        page.get_by_role("button", name="Embeddings of the test split (projector)").click()
+        page.locator("[data-testid=stSidebar]").get_by_role("button", name="projector").click()
     with zipfile.ZipFile(got.value.path()) as zf:
         assert sorted(zf.namelist()) == ["export.json", "metadata.tsv", "projector_config.json",
                                          "projector_config.pbtxt", "sprite.png", "tensors.tsv"]

@@ -124,15 +124,22 @@ def test_train_split_and_an_archive_data_set(tmp_path, capsys, monkeypatch):
     clear_cache()
 
 
-def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys):
+    import pickle as pickle_module
+
     pickle = tmp_path / "model.safetensors"
-    pickle.write_bytes(b"\x80\x04\x95" + b"\0" * 64)
-    for args in (["export", pickle, "--format", "npz", "--out", tmp_path / "o"],
-                 ["export", DIGITS, "--format", "xml", "--out", tmp_path / "o"],
-                 ["export", DIGITS, "--format", "npz"]):
-        r = subprocess.run([sys.executable, "-m", "cl", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 2, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    pickle.write_bytes(pickle_module.dumps({"weights": [0.0] * 10}, protocol=4))  # a pickle, renamed
+    # one in a subprocess, as a user runs it; the others in-process (same code path, no torch import)
+    r = subprocess.run([sys.executable, "-m", "cl", "export", str(pickle), "--format", "npz", "--out",
+                        str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "pickle" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    for args, reason in ((["export", DIGITS, "--format", "xml", "--out", tmp_path / "o"], "invalid choice"),
+                         (["export", DIGITS, "--format", "npz"], "--out"),
+                         (["export", tmp_path / "missing.safetensors", "--format", "npz", "--out", tmp_path / "o"],
+                          "no such checkpoint")):
+        code, out, err = run(args, capsys)
+        assert code == 2 and err.count("\n") == 1 and reason in err, err
     assert not (tmp_path / "o").exists()
 
 

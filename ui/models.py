@@ -20,6 +20,7 @@ from cl.errors import CheckpointError
 APP_ROOT = Path(__file__).resolve().parent.parent
 MAX_UPLOAD_MODEL_BYTES = 100 * 2**20  # our largest encoder is a few MB
 DEMO_MAX_UPLOAD_MODEL_BYTES = 20 * 2**20
+MAX_UPLOADED_MODELS = 200  # files kept in the uploads folder; the least recently uploaded go first
 
 
 def checkpoints_dir() -> Path:
@@ -179,6 +180,25 @@ def save_uploaded_checkpoint(data: bytes, name: str) -> tuple[str, dict]:
         except OSError:
             pass
         raise
+    _prune_uploads(folder, keep=path)
     card = dict(card)
     card.setdefault("name", Path(name).stem)
     return str(path), card
+
+
+def _prune_uploads(folder: Path, keep: Path, limit: int = MAX_UPLOADED_MODELS) -> None:
+    """Bound the uploads folder on a shared server: the least recently uploaded files go first
+    (a session still listing one finds its file gone and stops listing it)."""
+    files = []
+    for p in folder.glob("*.safetensors"):
+        try:
+            files.append((p.stat().st_mtime, p))
+        except OSError:
+            pass
+    files.sort()
+    for _mtime, p in files[: max(0, len(files) - limit)]:
+        if p != keep:
+            try:
+                p.unlink()
+            except OSError:
+                pass

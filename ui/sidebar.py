@@ -264,21 +264,21 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
                        icon=":material/download:", width="stretch")
     if not test_available:
         return
-    fmt = st.selectbox("Embeddings format", ["projector", "npz", "csv"], key=state.K_EXPORT_FORMAT,
-                       help="projector: TensorBoard Embedding Projector files (tensors.tsv, metadata.tsv, "
-                            "sprite.png, projector_config.pbtxt); npz: NumPy arrays; csv: one row per image. "
-                            "The model's card and the data's provenance come along as export.json.")
     from cl.archive import cache_dir
 
-    def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
-        from cl.export import export_zip
-
-        return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
-
+    st.caption("Embeddings of the test split: projector (TensorBoard Embedding Projector files), npz (NumPy "
+               "arrays) or csv (one row per image); the model's card and the data's provenance come along as "
+               "export.json.")
     safe = dataset.replace(":", "-")
-    st.download_button(f"Embeddings of the test split ({fmt})", data=build,
-                       file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
-                       key="byo_dl_embeddings", on_click="ignore", icon=":material/download:", width="stretch")
+    for fmt, col in zip(("projector", "npz", "csv"), st.columns(3)):
+        def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
+            from cl.export import export_zip
+
+            return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
+
+        col.download_button(fmt, data=build, file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
+                            key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="stretch",
+                            help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
 
 
 def render() -> Context:

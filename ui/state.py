@@ -20,7 +20,6 @@ K_LOSS = "sb_loss"
 K_MODEL = "sb_model"
 K_UPLOAD_MODEL = "byo_model"  # the sidebar's checkpoint uploader
 K_UPLOAD_ARCHIVE = "byo_archive"  # the sidebar's image-archive uploader
-K_EXPORT_FORMAT = "byo_export_format"
 
 # Plain entries owned by the app.
 _SESSION_ID = "session_id"
