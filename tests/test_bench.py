@@ -76,7 +76,7 @@ def test_neighbors_part(report):
 
 def test_targets_listed(report):
     rows = report[1]["targets"]
-    assert len(rows) == 8
+    assert len(rows) == 16
     for r in rows:
         assert set(r) == {"name", "limit", "unit", "value", "met"}
     # a 300-point run does not measure the 10,000-point targets
@@ -94,3 +94,19 @@ def test_parts_and_targets_helpers():
     assert by_name["t-SNE of 10,000 points, seeded (s)"]["met"] is True
     assert by_name["UMAP of 10,000 points, seeded (s)"]["met"] is False
     assert by_name["app first page (s)"]["met"] is None
+
+
+def test_recipe_targets_from_a_recipes_part():
+    fake = {"parts": {"recipes": {"datasets": {
+        "mnist": {"ours": {"command_s": 35.0, "linear_acc": 0.991}},
+        "digits": {"ours": {"command_s": 12.0, "linear_acc": 0.97}}}},
+        "train": {"dataset": "mnist", "scenarios": [{"loss": "triplet", "augmentation": "none",
+                                                     "speedup_commands": 2.3}]}}}
+    by_name = {r["name"]: r for r in targets(fake)}
+    assert by_name["python -m cl train --dataset mnist, whole command (s)"]["met"] is True
+    assert by_name["python -m cl train --dataset mnist, paper-protocol linear accuracy"]["met"] is True
+    assert by_name["python -m cl train --dataset digits, whole command (s)"]["met"] is False
+    assert by_name["python -m cl train --dataset digits, paper-protocol linear accuracy"]["met"] is False
+    assert by_name["python -m cl train --dataset cifar10, whole command (s)"]["met"] is None
+    paper = [r for r in targets(fake) if r["name"].startswith("paper recipe 1 epoch MNIST")][0]
+    assert paper["limit"] == 2.2 and paper["met"] is True

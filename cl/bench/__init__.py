@@ -88,10 +88,11 @@ from .load import _part_links, _part_room
 from .machine import _loadavg, machine_info
 from .neighbors import _part_neighbors
 from .projection import _part_projection
+from .recipes import _part_recipes
 from .report import _format_part, _format_targets, targets
 from .training import _part_time_to_accuracy, _part_train
 
-PARTS = ("train", "time_to_accuracy", "projection", "neighbors", "app", "links", "room")
+PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room")
 
 
 # ------------------------------------------------------------------------------------ entry point
@@ -106,7 +107,7 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
                      "machine": machine_info(), "parts": {}}
     ctx.say(f"machine: {payload['machine']['cpu_model']}, {payload['machine']['usable_cpus']} CPUs, "
             f"load {payload['machine']['load_average_start']}")
-    runners = {"train": _part_train, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
+    runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
                "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room}
     for name in parts:
         ctx.say(f"--- {name}")
