@@ -292,6 +292,9 @@ async def _a_start_training(browser, url: str, dataset: str, epochs: int, timeou
 async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out: list) -> None:
     ctx = await browser.new_context(**(PHONE if phone else DESKTOP))
     page = await ctx.new_page()
+    # every click and wait gets the visit's budget, not Playwright's 30 s default: with 40 pages
+    # rendering on the server's own cores, a busy browser is the load generator's delay, not an error
+    page.set_default_timeout(timeout * 1000)
     try:
         for name, path in ROOM_PAGES:
             rec = {"visitor": i, "phone": phone, "page": name, "errors": []}
