@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .common import _Context, _Skip, _child_env
 
 
 def _part_links(ctx: "_Context") -> dict:
     """Deep link on a cold server, and every page of every shipped model (cl.loadtest.run_links)."""
-    from .loadtest import Unavailable, run_links
+    from ..loadtest import Unavailable, run_links
 
     try:
         return run_links(cold_repeats=1 if ctx.quick else 3, env_extra=_child_env(ctx),
@@ -19,11 +20,22 @@ def _part_links(ctx: "_Context") -> dict:
 
 
 def _part_room(ctx: "_Context") -> dict:
-    """A room of visitors at once while two trainings run (cl.loadtest.run_room)."""
-    from .loadtest import Unavailable, run_room
+    """A room of visitors at once while two trainings run (cl.loadtest.run_room), in demo mode.
+
+    The server runs with this Python, then with each Python named in ``CL_BENCH_ROOM_PYTHONS``
+    (separated by ``os.pathsep``), e.g. a virtual environment with PyTorch's CPU-only build, so the
+    two builds' memory is measured in the same command."""
+    from ..loadtest import Unavailable, run_room
 
     visitors = int(os.environ.get("CL_BENCH_VISITORS", "5" if ctx.quick else "40"))
+    pythons = [sys.executable] + [p for p in os.environ.get("CL_BENCH_ROOM_PYTHONS", "").split(os.pathsep) if p]
+    env = {**_child_env(ctx), "CL_DEMO": "1"}
+    out: dict = {"runs": []}
     try:
-        return run_room(visitors=visitors, env_extra=_child_env(ctx), say=ctx.say)
+        for python in pythons:
+            out["runs"].append(run_room(visitors=visitors, env_extra=env, python=python, timeout=900, say=ctx.say))
     except Unavailable as err:
         raise _Skip(str(err)) from None
+    first = out["runs"][0]
+    out.update({k: first[k] for k in ("visitors", "errors", "all_settled", "peak_rss_mb", "torch_build", "settle")})
+    return out
