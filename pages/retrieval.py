@@ -134,7 +134,7 @@ with tab_draw:
             query_panel(drawing, "drawing.png", state.widget("ret_invert", "auto"), "your drawing")
 
 with tab_photo:
-    st.markdown(f"Take a photo with this device's camera; {FORMAT_NOTE}. Nothing is kept after the search.")
+    st.markdown(f"Take a photo with this device's camera; {FORMAT_NOTE}; the photo is not saved on the server.")
     photo = st.camera_input("Photo", key="ret_camera")
     if photo is not None:
         query_panel(photo.getvalue(), "photo.jpg", state.widget("ret_invert", "auto"), "your photo")

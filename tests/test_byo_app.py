@@ -58,6 +58,8 @@ def home_model(tmp_path: Path) -> bytes:
 
 
 def upload(at, key: str, name: str, data: bytes):
+    if not at.sidebar.toggle(key="byo_open").value:
+        at.sidebar.toggle(key="byo_open").set_value(True).run()
     at.sidebar.file_uploader(key=key).set_value((name, data, "application/octet-stream")).run()
     assert not at.exception, [e.message for e in at.exception]
     return at

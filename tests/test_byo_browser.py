@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
+from test_browser import CHROMIUM, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
 from test_byo_app import colour_zip
 
 pytestmark = pytest.mark.browser
@@ -75,6 +75,32 @@ def test_a_stroke_on_the_canvas_gets_neighbours(browser, server):
         rows = zf.read("metadata.tsv").decode().splitlines()
         assert rows[0] == "index\tlabel\tclass" and len(rows) == 541  # the 540 digits test images
     page.context.close()
+
+
+def test_a_camera_photo_gets_neighbours(browser, server):
+    """Chromium's fake camera (a generated test pattern) stands in for a phone's; a second
+    Chromium from the same Playwright, started with the fake-device flags."""
+    b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                                          "--use-fake-device-for-media-stream", "--disable-dev-shm-usage"])
+    try:
+        context = b.new_context(viewport={"width": 1400, "height": 2200}, permissions=["camera"])
+        context._cl_url = server["url"]
+        context.set_default_timeout(120_000)
+        page = context.new_page()
+        visit(page, "retrieval")
+        page.get_by_role("tab", name="Photo").click()
+        take = page.get_by_role("button", name="Take Photo")
+        take.wait_for(timeout=120000)
+        page.wait_for_timeout(1500)  # the fake stream's first frames
+        take.click()
+        page.get_by_text("neighbours of your photo").first.wait_for(timeout=120000)
+        idle(page)
+        assert page.locator("[data-testid=stException]").count() == 0
+        assert page.get_by_text("what the model sees").count() >= 1
+        page.screenshot(path=str(SHOTS / "retrieval-photo.png"))
+    finally:
+        b.close()
 
 
 def test_an_archive_uploaded_in_the_sidebar_becomes_the_data_set(browser, server, cache_dir):

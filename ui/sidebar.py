@@ -236,7 +236,11 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
     from cl.archive import ArchiveLimits
 
     limits = ArchiveLimits.demo() if demo.enabled() else ArchiveLimits()
-    with st.expander("Bring your own, take it with you", icon=":material/swap_vert:"):
+    # A toggle, not an expander: an expander's content is always on the page (its uploaders
+    # would be found by anything looking for "the" uploader), and a toggle keeps its state when
+    # an upload redraws the sidebar.
+    if st.toggle("Bring your own, take it with you", key=state.K_BYO_OPEN,
+                 help="Upload a model or an image set; download the active model and its embeddings."):
         st.file_uploader("A model (.safetensors from `python -m cl train`)", key=state.K_UPLOAD_MODEL,
                          on_change=_on_model_upload,
                          help=f"Checked like the command line loads it; at most "
@@ -247,8 +251,7 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
                               f"test each with train/ and test/). At most {limits.max_archive_bytes / 2**20:.0f} MB, "
                               f"{limits.max_images:,} images; other files are skipped.")
         _downloads(dataset, model, test_available)
-    # Outside the expander: a switch of data set or model redraws the sidebar, and the expander
-    # may come back closed; what became of the upload must stay in sight.
+    # Below the panel, shown even when it is closed: what became of an upload stays in sight.
     _note("model")
     _note("archive")
 

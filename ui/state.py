@@ -18,6 +18,7 @@ K_DATASET = "sb_dataset"
 K_AUGMENTATION = "sb_augmentation"
 K_LOSS = "sb_loss"
 K_MODEL = "sb_model"
+K_BYO_OPEN = "byo_open"  # the sidebar's "Bring your own" toggle
 K_UPLOAD_MODEL = "byo_model"  # the sidebar's checkpoint uploader
 K_UPLOAD_ARCHIVE = "byo_archive"  # the sidebar's image-archive uploader
 
