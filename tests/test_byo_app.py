@@ -160,3 +160,20 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
         meta = json.loads(zf.read("export.json"))
         assert meta["data"]["source"].startswith("archive my photos.zip") and meta["classes"] == ["blue things", "red things"]
     assert not list((cache / "exports").iterdir()), "the staging folder is removed"
+
+
+def test_demo_mode_bounds_uploads_more_tightly(monkeypatch, cache):
+    monkeypatch.setenv("CL_DEMO", "1")
+    at = new_session()
+    # 21 MiB: under the 100 MiB of a private server, over the demo's 20 MiB for a model
+    upload(at, "byo_model", "big.safetensors", b"\0" * (21 * 2**20))
+    assert "21.0 MiB is over the 20 MiB limit for a model" in at.sidebar.error[0].value
+    # a stored (uncompressed) zip of 51 MiB: over the demo's 50 MiB, refused before it is opened
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a/big.png", b"\0" * (51 * 2**20))
+    upload(at, "byo_archive", "big.zip", buf.getvalue())
+    errors = [e.value for e in at.sidebar.error]
+    assert any("over the 50 MiB limit for an image archive" in e for e in errors), errors
+    assert at.sidebar.selectbox(key="sb_dataset").value == "digits"
+    assert not (cache / "archives").exists() or not list((cache / "archives").iterdir())
