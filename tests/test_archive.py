@@ -353,3 +353,40 @@ def test_the_cache_keeps_the_newest_archives_within_its_bound(cache):
     # the archive just extracted stays even when it alone is over the bound
     fourth = extract_archive(make_zip(class_set(("g", "h"))), limits=ArchiveLimits(max_cache_bytes=1))
     assert fourth.root.exists() and not second.root.exists() and not third.root.exists()
+
+
+def test_an_end_record_that_understates_the_entry_count_is_caught_by_the_directory(cache):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(60):
+            zf.writestr(zipfile.ZipInfo(f"a/{i}.png"), b"")
+    data = bytearray(buf.getvalue())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8:end + 12] = struct.pack("<HH", 1, 1)  # "1 entry"
+    with pytest.raises(ArchiveError, match="60 entries is over the limit of 50"):
+        extract_archive(bytes(data), limits=ArchiveLimits(max_entries=50))
+    assert_nothing_extracted(cache)
+
+
+def test_encrypted_entries_and_unknown_compression_are_refused(cache):
+    data = bytearray(make_zip(class_set(("a", "b")), method=zipfile.ZIP_STORED))
+    first_cd = data.find(b"PK\x01\x02")
+    data[first_cd + 8] |= 0x1  # the "encrypted" flag (zipfile will not write one)
+    with pytest.raises(ArchiveError, match="is encrypted"):
+        extract_archive(bytes(data))
+    data[first_cd + 8] &= ~0x1 & 0xFF
+    data[first_cd + 10:first_cd + 12] = struct.pack("<H", 99)  # AES (WinZip): not ours to decode
+    with pytest.raises(ArchiveError, match="unsupported compression method \\(99\\)"):
+        extract_archive(bytes(data))
+    assert_nothing_extracted(cache)
+
+
+def test_duplicate_names_never_overwrite_each_other(cache):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in class_set(("a", "b")).items():
+            zf.writestr(name, data)
+        with pytest.warns(UserWarning):  # zipfile warns about a duplicate name; it writes it anyway
+            zf.writestr("a/0.png", png(200))
+    ex = extract_archive(buf.getvalue())
+    assert ex.manifest.counts["all"] == {"a": 24, "b": 23}
