@@ -241,11 +241,14 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
     # an upload redraws the sidebar.
     if st.toggle("Bring your own, take it with you", key=state.K_BYO_OPEN,
                  help="Upload a model or an image set; download the active model and its embeddings."):
+        # Per-widget upload limits: the server's 10 MB (config.toml) is meant for query images;
+        # a model or an image set is bounded by its own limits, checked again on the bytes.
         st.file_uploader("A model (.safetensors from `python -m cl train`)", key=state.K_UPLOAD_MODEL,
-                         on_change=_on_model_upload,
+                         on_change=_on_model_upload, max_upload_size=max(1, models.max_upload_model_bytes() // 2**20),
                          help=f"Checked like the command line loads it; at most "
                               f"{models.max_upload_model_bytes() / 2**20:.0f} MB. Pickles are never loaded.")
         st.file_uploader("An image set (.zip)", key=state.K_UPLOAD_ARCHIVE, on_change=_on_archive_upload,
+                         max_upload_size=max(1, limits.max_archive_bytes // 2**20),
                          help=f"One folder per class, or train/ and test/ each with class folders; at least "
                               f"{limits.min_classes} classes, {limits.min_per_class()} images each (5 train and 5 "
                               f"test each with train/ and test/). At most {limits.max_archive_bytes / 2**20:.0f} MB, "
