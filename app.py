@@ -25,6 +25,7 @@ Deep links: every page keeps its view in the URL, e.g.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 from pathlib import Path
@@ -37,18 +38,29 @@ import streamlit as st  # noqa: E402
 
 
 @st.cache_resource
-def _limit_malloc_arenas() -> bool:
+def _limit_malloc_arenas(demo_mode: bool) -> bool:
     """Once per server: at most 2 glibc malloc arenas. glibc gives each busy thread an arena of
     its own (up to 8 per core) and keeps freed memory in it; Streamlit runs every session and
     every training in its own thread, so a busy server's memory only grows. Two arenas cut the
-    peak of two concurrent trainings by ~170 MB (measured: 1,435 -> 1,259 MB)."""
+    peak of two concurrent trainings by ~170 MB (measured: 1,435 -> 1,259 MB).
+
+    In demo mode also a fixed 256 kB mmap threshold: glibc otherwise raises the threshold after
+    the first large free, and from then on puts a training's 10-25 MB activation tensors on the
+    heap, where slightly different sizes cannot reuse each other's holes. Mapped and unmapped
+    instead, two concurrent digits trainings peak at ~820 MB instead of ~960 MB in one process,
+    at the price of page faults: a training takes ~45 % more CPU time. A hosted demo caps trainings
+    at 90 s anyway and has to fit its memory; a laptop keeps glibc's faster default."""
     try:
-        return ctypes.CDLL("libc.so.6").mallopt(-8, 2) == 1  # -8: M_ARENA_MAX
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-8, 2) == 1  # -8: M_ARENA_MAX
+        if demo_mode:
+            ok = libc.mallopt(-3, 256 * 1024) == 1 and ok  # -3: M_MMAP_THRESHOLD (fixed once set)
+        return ok
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
         return False
 
 
-_limit_malloc_arenas()
+_limit_malloc_arenas(os.environ.get("CL_DEMO", "").strip().lower() in ("1", "true", "yes", "on"))
 
 from ui import sidebar, state  # noqa: E402
 
