@@ -41,7 +41,7 @@ ROOM_PAGES = [("overview", "?dataset=mnist&model=mnist-best"),
               ("metrics", "metrics?dataset=mnist&model=mnist-best"),
               ("retrieval", "retrieval?dataset=mnist&model=mnist-best"),
               ("compare", "compare?dataset=mnist&model=mnist-best")]
-APP_PAGES = ["", "train", "augmentations", "embedding", "metrics", "retrieval", "compare"]
+APP_PAGES = ["", "study", "train", "augmentations", "embedding", "metrics", "retrieval", "compare"]
 
 
 class Unavailable(Exception):
