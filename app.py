@@ -83,6 +83,13 @@ for kind, text in state.pop_flash():
     {"success": st.success, "info": st.info, "error": st.error}.get(kind, st.info)(text)
 page.run()
 
+# The active model's test embeddings, in the background (ui/cache.py): Retrieval opens at once.
+if state.context().model is not None:
+    from ui import cache
+
+    _m = state.context().model
+    cache.warm_test_embeddings(_m.path, _m.cid, state.context().dataset)
+
 if "torch" not in sys.modules:
     # The Overview page draws without PyTorch (its import takes 2-3 s); import it now, in the
     # background, so whichever page the visitor opens next does not wait for it.

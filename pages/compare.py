@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cl.cli import PAPER_TABLE
-from cl.data import SPECS
+from cl.data import dataset_spec
 from cl.errors import UserError
 from ui import cache, charts, models, state
 
@@ -114,7 +114,7 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
         n_test = int(cache.status(e.dataset).get("n_test", 0))
         n = int(min(limit, n_test))
         shipped = cache.shipped_layouts(e.path, e.dataset, n_test) if e.source == "shipped" else None
-        classes = list(SPECS[e.dataset].classes)
+        classes = list(dataset_spec(e.dataset).classes)  # also an uploaded image set (archive:ID)
         if shipped is not None and n == len(shipped["rows"]) and method in shipped:
             # the shipped view (seed 0, default parameters): drawn at once
             idx, xy, labels, thumbs = shipped["rows"], shipped[method], shipped["labels"], shipped["thumbs"]

@@ -122,3 +122,19 @@ def test_no_server_path_is_shown_on_a_gallery_only_demo_server(page, monkeypatch
     for path in (str(empty), str(tmp_path), str(ROOT)):
         assert path not in shown, f"{page} shows {path}"
     assert "<data-dir>" in shown
+
+
+def test_scrub_names_every_server_folder_by_role_nested_ones_included(monkeypatch, tmp_path):
+    from ui import demo
+
+    app_runs = tmp_path / "app" / "runs"  # the runs folder inside another named folder
+    monkeypatch.setenv("CL_RUNS_DIR", str(app_runs))
+    monkeypatch.setenv("CL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CL_CACHE_DIR", str(tmp_path / "data" / "cache"))  # the cache inside the data folder
+    message = (f"cannot read {app_runs}/m.safetensors; {tmp_path}/data/cache/archives/x/test; "
+               f"{tmp_path}/data/MNIST/raw")
+    monkeypatch.delenv("CL_DEMO", raising=False)
+    assert demo.scrub(message) == message  # a laptop shows its own paths
+    monkeypatch.setenv("CL_DEMO", "1")
+    assert demo.scrub(message) == ("cannot read <runs>/m.safetensors; <cache>/archives/x/test; "
+                                   "<data-dir>/MNIST/raw")

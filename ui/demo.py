@@ -71,14 +71,18 @@ def scrub(text: str) -> str:
     """A message for a visitor: in demo mode the server's folders are named by role, not path."""
     if not enabled():
         return text
+    from cl.archive import cache_dir
     from cl.data import resolve_data_dir
 
     from .models import APP_ROOT, runs_dir
 
-    for folder, name in ((resolve_data_dir(), "<data-dir>"), (runs_dir(), "<runs>"), (APP_ROOT, "<app>")):
-        for form in {str(folder), str(Path(folder).resolve())}:
-            if form not in (".", ""):
-                text = text.replace(form, name)
+    folders = ((cache_dir(), "<cache>"), (resolve_data_dir(), "<data-dir>"), (runs_dir(), "<runs>"),
+               (APP_ROOT, "<app>"))
+    forms = {(form, name) for folder, name in folders for form in (str(folder), str(Path(folder).resolve()))
+             if form not in (".", "")}
+    # longest first: one folder may lie inside another (./runs in the app, the cache under $HOME)
+    for form, name in sorted(forms, key=lambda f: -len(f[0])):
+        text = text.replace(form, name)
     return text
 
 
