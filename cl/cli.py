@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", choices=LOSSES)
     t.add_argument("--recipe", choices=RECIPES, default="default")
     t.add_argument("--encoder", choices=ENCODERS)
+    t.add_argument("--encoder-width", type=_positive_int, help="channels of the ConvNet's first layer")
+    t.add_argument("--views", type=int, choices=(1, 2),
+                   help="augmented views per image: 1 (SupCon positives from the batch) or 2")
     t.add_argument("--epochs", type=_positive_int)
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--lr", type=_positive_float)
@@ -267,7 +270,8 @@ def cmd_train(args) -> int:
     from .training import TrainConfig, resolve_config
 
     config = TrainConfig(dataset=args.dataset, recipe=args.recipe, augmentation=args.augmentation, loss=args.loss,
-                         encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         encoder=args.encoder, encoder_width=args.encoder_width, views=args.views,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, negatives=args.negatives, mining=args.mining,
                          augment_once=args.augment_once, augment_anchor=args.augment_anchor,
                          time_budget=args.time_budget, device=args.device, threads=args.threads)

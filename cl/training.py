@@ -29,20 +29,22 @@ from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
 from .errors import ConfigError
 from .losses import LOSSES, build_loss
+from .optim import PlainAdamW, PlainSGD, build_optimizer, warmup_cosine  # noqa: F401  (re-exported)
 from .samplers import MINERS, NEGATIVES, draw_negatives, mine_triplets, paper_anchors
 
 RECIPES = ("default", "paper")
 PAIR_LOSSES = ("pairwise", "contrastive")
 VIEW_LOSSES = ("ntxent", "supcon")
 
-# Our recipe's per-data-set choices, tuned on this 2-core CPU (see README "Results").
+# Our recipe's per-data-set choices (issue 13: live training on 2 cores; see README "Results"):
+# SupCon over one augmented view per image, positives the batch's images of the same class.
 DEFAULT_RECIPE = {
-    "digits": dict(augmentation="affine", epochs=20, batch_size=256, lr=3e-3, encoder_width=16),
-    "mnist": dict(augmentation="affine", epochs=8, batch_size=256, lr=3e-3, encoder_width=16),
-    "fashion-mnist": dict(augmentation="affine", epochs=6, batch_size=256, lr=3e-3, encoder_width=24),
-    "cifar10": dict(augmentation="crop", epochs=60, batch_size=256, lr=3e-3, encoder_width=32),
+    "digits": dict(augmentation="affine", epochs=20, batch_size=256, lr=3e-3, encoder_width=16, views=1),
+    "mnist": dict(augmentation="affine", epochs=6, batch_size=64, lr=5e-3, encoder_width=16, views=1),
+    "fashion-mnist": dict(augmentation="affine", epochs=5, batch_size=128, lr=1e-2, encoder_width=16, views=1),
+    "cifar10": dict(augmentation="crop", epochs=35, batch_size=128, lr=5e-3, encoder_width=24, views=1),
 }
-DEFAULT_RECIPE_OTHER = dict(augmentation="crop", epochs=30, batch_size=256, lr=3e-3, encoder_width=32)
+DEFAULT_RECIPE_OTHER = dict(augmentation="crop", epochs=30, batch_size=128, lr=5e-3, encoder_width=24, views=1)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class TrainConfig:
     mining: str = "none"
     augment_once: bool | None = None
     augment_anchor: bool | None = None
+    views: int | None = None  # augmented views per image for SupCon / NT-Xent / mined triplets
     max_per_class: int = 5000
     seed: int = 0
     time_budget: float | None = None  # seconds of training; stop cleanly when spent
@@ -86,11 +89,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         pair_like = loss in PAIR_LOSSES
         base = dict(augmentation="none", loss=loss, encoder="paper", encoder_width=0,
                     epochs=5 if pair_like else 10, batch_size=1024, lr=0.05 if pair_like else 0.15,
-                    optimizer="sgd", weight_decay=0.0, augment_once=True, augment_anchor=False)
+                    optimizer="sgd", weight_decay=0.0, augment_once=True, augment_anchor=False, views=2)
     else:
         per_set = DEFAULT_RECIPE.get(c.dataset, DEFAULT_RECIPE_OTHER)
         base = dict(loss="supcon", encoder="convnet", optimizer="adamw", weight_decay=5e-4,
                     augment_once=False, augment_anchor=True, **per_set)
+        if c.loss is not None and c.loss != "supcon":
+            base["views"] = 2  # one view is SupCon's batch positives; other losses keep two
     base.update(temperature=0.5 if (c.loss or base["loss"]) == "ntxent" else 0.1, margin=None)
     filled = {k: (getattr(c, k) if getattr(c, k) is not None else v) for k, v in base.items()}
     if filled["encoder"] == "paper":
@@ -118,6 +123,9 @@ def _validate(c: TrainConfig) -> None:
         (c.threads is None or c.threads >= 1, f"threads must be positive, got {c.threads}"),
         (c.mining == "none" or c.loss == "triplet", "online mining applies to the triplet loss only"),
         (c.temperature is None or c.temperature > 0, f"temperature must be positive, got {c.temperature}"),
+        (c.views in (1, 2), f"views must be 1 or 2, got {c.views}"),
+        (c.views == 2 or c.loss == "supcon" or (c.loss == "triplet" and c.mining != "none"),
+         "one view per image needs class positives from the batch: SupCon or a mined triplet loss"),
     ]
     for ok, message in checks:
         if not ok:
@@ -156,46 +164,170 @@ class Cancelled(Exception):
     pass
 
 
-class PlainSGD:
-    """SGD without momentum: ``p <- p - lr * (grad + weight_decay * p)``, as ``torch.optim.SGD``.
-
-    The study's optimiser, written out because constructing any ``torch.optim`` optimiser
-    imports ``torch._dynamo`` (2 s on this 2-core machine, a tenth of a whole 1-epoch
-    paper-recipe run). Same arithmetic as torch's: tests compare the two step by step.
-    """
-
-    def __init__(self, params, lr: float, weight_decay: float = 0.0):
-        self.param_groups = [{"params": [p for p in params if p.requires_grad], "lr": lr,
-                              "weight_decay": weight_decay}]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad if not group["weight_decay"] else p.grad.add(p, alpha=group["weight_decay"])
-                p.add_(grad, alpha=-group["lr"])
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.zero_()
-
-
 def _prepare_batch(images: torch.Tensor, aug, gen, device, augment: bool) -> torch.Tensor:
     x = augment_uint8(images, aug, gen) if augment else to_float(images)
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-def _lr_at(step: int, total: int, base_lr: float, warmup: int) -> float:
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+@dataclass
+class _Run:
+    """Everything one training needs, built once by :func:`_setup`."""
+
+    c: TrainConfig
+    device: torch.device
+    model: torch.nn.Module
+    opt: object
+    loss_fn: torch.nn.Module
+    aug: object
+    rng: np.random.Generator
+    gen: torch.Generator
+    images: torch.Tensor
+    labels: torch.Tensor
+    labels_np: np.ndarray
+    uses_pairs: bool
+    steps_per_epoch: int
+    total_steps: int
+    warmup: int
+    fixed: tuple | None = None  # (anchors, negatives, positive images): the study's "augment once"
+
+
+def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
+    """Seed, build the model, loss, optimiser and augmentation; draw the study's fixed pairs."""
+    device = pick_device(c.device)
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    torch.manual_seed(c.seed)
+    rng = np.random.default_rng(c.seed)
+    gen = torch.Generator().manual_seed(c.seed)
+    model = build_encoder(c.encoder, train_set.channels, train_set.size, width=c.encoder_width)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    labels_np = train_set.labels.numpy()
+    uses_pairs = c.loss in PAIR_LOSSES or (c.loss == "triplet" and c.mining == "none")
+    steps = _steps_per_epoch(c, labels_np, uses_pairs)
+    total = steps * c.epochs
+    run = _Run(c=c, device=device, model=model,
+               opt=build_optimizer(c.optimizer, model.parameters(), c.lr, c.weight_decay),
+               loss_fn=build_loss(c.loss, margin=c.margin, temperature=c.temperature),
+               aug=get_augmentation(c.augmentation), rng=rng, gen=gen, images=train_set.images,
+               labels=train_set.labels, labels_np=labels_np, uses_pairs=uses_pairs, steps_per_epoch=steps,
+               total_steps=total, warmup=max(1, min(total // 10, 3 * steps)))
+    if uses_pairs and c.augment_once:
+        # The study's "augment once": positives drawn a single time and reused every epoch.
+        anchors = paper_anchors(labels_np, c.max_per_class, rng)
+        negatives = draw_negatives(labels_np, anchors, rng, c.negatives)
+        run.fixed = (anchors, negatives, _augment_to_uint8(train_set.images[torch.from_numpy(anchors)], run.aug, gen))
+    return run
+
+
+def _epoch_order(run: _Run) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One epoch's ``(anchors, negatives, order)``: ``order`` indexes the items to batch."""
+    c, rng = run.c, run.rng
+    if not run.uses_pairs:
+        return rng.permutation(len(run.labels_np)), None, np.arange(len(run.labels_np))
+    if run.fixed is not None:
+        anchors, negatives = run.fixed[0], run.fixed[1]
+    else:
+        anchors = paper_anchors(run.labels_np, c.max_per_class, rng)
+        negatives = draw_negatives(run.labels_np, anchors, rng, c.negatives)
+    if c.loss in PAIR_LOSSES:
+        # items: (anchor, positive, +1) for every anchor, then (anchor, negative, -1)
+        return anchors, negatives, rng.permutation(2 * len(anchors))
+    return anchors, negatives, np.arange(len(anchors))
+
+
+def _pairs_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray):
+    """Pairwise / contrastive: one batch of (anchor, other, +-1) items. Returns (loss, images)."""
+    c, aug, gen, dev = run.c, run.aug, run.gen, run.device
+    n_a = len(anchors)
+    is_pos = items < n_a
+    slot = np.where(is_pos, items, items - n_a)
+    a_idx = torch.from_numpy(anchors[slot])
+    x_a = _prepare_batch(run.images[a_idx], aug, gen, dev, c.augment_anchor)
+    pos_rows, neg_rows = np.flatnonzero(is_pos), np.flatnonzero(~is_pos)
+    other = torch.empty_like(x_a)
+    if len(pos_rows):
+        if run.fixed is not None:
+            other[pos_rows] = _prepare_batch(run.fixed[2][slot[pos_rows]], aug, gen, dev, False)
+        else:
+            other[pos_rows] = _prepare_batch(run.images[a_idx[pos_rows]], aug, gen, dev, True)
+    if len(neg_rows):
+        n_idx = torch.from_numpy(negatives[slot[neg_rows]])
+        other[neg_rows] = _prepare_batch(run.images[n_idx], aug, gen, dev, c.augment_anchor)
+    # Two forward passes, as the study ran them: each batch gets its own BatchNorm statistics
+    # (one concatenated pass would mix anchors and others).
+    z_a, z_o = run.model(x_a), run.model(other)
+    y = torch.from_numpy(np.where(is_pos, 1.0, -1.0)).float().to(dev)
+    return run.loss_fn(z_a, z_o, y), 2 * len(items)
+
+
+def _triplets_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray):
+    """The study's triplets: (anchor, positive, negative) per item. Returns (loss, images)."""
+    c, aug, gen, dev = run.c, run.aug, run.gen, run.device
+    a_idx = torch.from_numpy(anchors[items])
+    x_a = _prepare_batch(run.images[a_idx], aug, gen, dev, c.augment_anchor)
+    x_n = _prepare_batch(run.images[torch.from_numpy(negatives[items])], aug, gen, dev, c.augment_anchor)
+    # One forward pass per role, as the study ran them (each with its own BatchNorm statistics).
+    # Without augmentation the positive batch *is* the anchor batch, so its pass would repeat the
+    # anchor's exactly (same inputs, same statistics): reuse it. Autograd then sums both roles'
+    # gradients through one graph, as two identical graphs would; a third of the compute saved,
+    # the study's result unchanged.
+    x_p = None
+    if c.augmentation != "none":
+        if run.fixed is not None:
+            x_p = _prepare_batch(run.fixed[2][torch.from_numpy(items)], aug, gen, dev, False)
+        else:
+            x_p = _prepare_batch(run.images[a_idx], aug, gen, dev, True)
+    z_a, z_p, z_n = forward_triplet(run.model, x_a, x_p, x_n)
+    # counted as the study counts them (anchor, positive, negative)
+    return run.loss_fn(z_a, z_p, z_n), 3 * len(items)
+
+
+def _views_loss(run: _Run, items: np.ndarray, anchors: np.ndarray):
+    """NT-Xent, SupCon and mined triplets over ``views`` augmented views of each image.
+
+    One view (SupCon, mined triplets): the positives of an image are the other images of its
+    class in the batch. Two views: each image's second view is a positive too (NT-Xent needs it).
+    Returns (loss, images)."""
+    c, aug, gen, dev = run.c, run.aug, run.gen, run.device
+    idx = torch.from_numpy(anchors[items])
+    batch_imgs = run.images[idx]
+    batch_labels = run.labels[idx].to(dev)
+    k = len(items)
+    if c.views == 1:
+        z = run.model(_prepare_batch(batch_imgs, aug, gen, dev, True))
+        both = batch_labels
+    else:
+        v1 = _prepare_batch(batch_imgs, aug, gen, dev, c.augment_anchor)
+        v2 = _prepare_batch(batch_imgs, aug, gen, dev, True)
+        z = run.model(torch.cat([v1, v2]))
+        both = torch.cat([batch_labels, batch_labels])
+    if c.loss == "ntxent":
+        loss = run.loss_fn(z[:k], z[k:])
+    elif c.loss == "supcon":
+        loss = run.loss_fn(z, both)
+    else:
+        a, p, n = mine_triplets(z.detach(), both, c.mining, run.loss_fn.margin)
+        loss = run.loss_fn(z[a], z[p], z[n]) if len(a) else z.sum() * 0.0
+    return loss, c.views * k
+
+
+def _batch_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray | None):
+    if run.c.loss in PAIR_LOSSES:
+        return _pairs_loss(run, items, anchors, negatives)
+    if run.uses_pairs:
+        return _triplets_loss(run, items, anchors, negatives)
+    return _views_loss(run, items, anchors)
+
+
+def _optimise(run: _Run, loss: torch.Tensor, step: int) -> float:
+    """One optimiser step at the scheduled learning rate; returns the loss value."""
+    if run.c.recipe != "paper":  # the study used a constant learning rate
+        for group in run.opt.param_groups:
+            group["lr"] = warmup_cosine(step, run.total_steps, run.c.lr, run.warmup)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    return float(loss.detach())
 
 
 def train(config: TrainConfig, train_set: ImageSet,
@@ -213,168 +345,66 @@ def train(config: TrainConfig, train_set: ImageSet,
     c = resolve_config(config)
     if len(train_set) < 2 or len(torch.unique(train_set.labels)) < 2:
         raise ConfigError(f"{train_set.describe()}: need at least two images of two classes to train")
-    device = pick_device(c.device)
-    if c.threads:
-        torch.set_num_threads(c.threads)
-    torch.manual_seed(c.seed)
-    rng = np.random.default_rng(c.seed)
-    gen = torch.Generator().manual_seed(c.seed)
-
-    model = build_encoder(c.encoder, train_set.channels, train_set.size, width=c.encoder_width)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    loss_fn = build_loss(c.loss, margin=c.margin, temperature=c.temperature)
-    if c.optimizer == "sgd":
-        opt = PlainSGD(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    aug = get_augmentation(c.augmentation)
-    images, labels = train_set.images, train_set.labels
-    labels_np = labels.numpy()
-    scheduled = c.recipe != "paper"  # the study used a constant learning rate
-
-    # The study's "augment once": positives drawn a single time and reused every epoch.
-    fixed_anchors = fixed_negatives = fixed_positive_images = None
-    uses_pairs = c.loss in PAIR_LOSSES or (c.loss == "triplet" and c.mining == "none")
-    if uses_pairs and c.augment_once:
-        fixed_anchors = paper_anchors(labels_np, c.max_per_class, rng)
-        fixed_negatives = draw_negatives(labels_np, fixed_anchors, rng, c.negatives)
-        fixed_positive_images = _augment_to_uint8(images[torch.from_numpy(fixed_anchors)], aug, gen)
-
-    def epoch_plan():
-        """Index arrays for one epoch: (anchor, other, y, positive_row) per item."""
-        if uses_pairs:
-            if fixed_anchors is not None:
-                anchors, negatives = fixed_anchors, fixed_negatives
-            else:
-                anchors = paper_anchors(labels_np, c.max_per_class, rng)
-                negatives = draw_negatives(labels_np, anchors, rng, c.negatives)
-            return anchors, negatives
-        return rng.permutation(len(labels_np)), None
-
-    same_positive = c.augmentation == "none"  # the positive image is the anchor image itself
-    steps_per_epoch = _steps_per_epoch(c, labels_np, uses_pairs)
-    total_steps = steps_per_epoch * c.epochs
-    warmup = max(1, min(total_steps // 10, 3 * steps_per_epoch))
-    result = TrainResult(model, c, n_train=len(train_set), n_parameters=count_parameters(model))
-    train_seconds = 0.0
-    step = 0
+    run = _setup(c, train_set)
+    result = TrainResult(run.model, c, n_train=len(train_set), n_parameters=count_parameters(run.model))
+    clock = {"train_seconds": 0.0, "step": 0}
     stop_reason = None
     for epoch in range(1, c.epochs + 1):
-        model.train()
-        t_epoch = time.perf_counter()
-        epoch_loss, epoch_items, epoch_images = 0.0, 0, 0
-        anchors, negatives = epoch_plan()
-        if c.loss in PAIR_LOSSES:
-            # items: (anchor, positive, +1) for every anchor, then (anchor, negative, -1)
-            n_a = len(anchors)
-            order = rng.permutation(2 * n_a)
-        else:
-            order = np.arange(len(anchors))
-        for start in range(0, len(order), c.batch_size):
-            if should_stop is not None and should_stop():
-                stop_reason = "cancelled"
-                break
-            if c.time_budget is not None and train_seconds + (time.perf_counter() - t_epoch) >= c.time_budget:
-                stop_reason = "time_budget"
-                break
-            t_step = time.perf_counter()
-            items = order[start:start + c.batch_size]
-            if len(items) < 2:
-                continue
-            if scheduled:
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(step, total_steps, c.lr, warmup)
-            if c.loss in PAIR_LOSSES:
-                is_pos = items < n_a
-                slot = np.where(is_pos, items, items - n_a)
-                a_idx = torch.from_numpy(anchors[slot])
-                x_a = _prepare_batch(images[a_idx], aug, gen, device, c.augment_anchor)
-                pos_rows, neg_rows = np.flatnonzero(is_pos), np.flatnonzero(~is_pos)
-                other = torch.empty_like(x_a)
-                if len(pos_rows):
-                    if fixed_positive_images is not None:
-                        other[pos_rows] = _prepare_batch(fixed_positive_images[slot[pos_rows]], aug, gen, device, False)
-                    else:
-                        other[pos_rows] = _prepare_batch(images[a_idx[pos_rows]], aug, gen, device, True)
-                if len(neg_rows):
-                    n_idx = torch.from_numpy(negatives[slot[neg_rows]])
-                    other[neg_rows] = _prepare_batch(images[n_idx], aug, gen, device, c.augment_anchor)
-                # Two forward passes, as the study ran them: each batch gets its own BatchNorm
-                # statistics (one concatenated pass would mix anchors and others).
-                z_a, z_o = model(x_a), model(other)
-                y = torch.from_numpy(np.where(is_pos, 1.0, -1.0)).float().to(device)
-                loss = loss_fn(z_a, z_o, y)
-                n_images = 2 * len(items)
-            elif uses_pairs:  # triplet, the study's way
-                a_idx = torch.from_numpy(anchors[items])
-                x_a = _prepare_batch(images[a_idx], aug, gen, device, c.augment_anchor)
-                x_n = _prepare_batch(images[torch.from_numpy(negatives[items])], aug, gen, device, c.augment_anchor)
-                # One forward pass per role, as the study ran them (each with its own BatchNorm
-                # statistics). Without augmentation the positive batch *is* the anchor batch, so
-                # its pass would repeat the anchor's exactly (same inputs, same statistics): reuse
-                # it. Autograd then sums both roles' gradients through one graph, as two identical
-                # graphs would; a third of the compute saved, the study's result unchanged.
-                x_p = None
-                if not same_positive:
-                    if fixed_positive_images is not None:
-                        x_p = _prepare_batch(fixed_positive_images[torch.from_numpy(items)], aug, gen, device, False)
-                    else:
-                        x_p = _prepare_batch(images[a_idx], aug, gen, device, True)
-                z_a, z_p, z_n = forward_triplet(model, x_a, x_p, x_n)
-                k = len(items)
-                loss = loss_fn(z_a, z_p, z_n)
-                n_images = 3 * k  # counted as the study counts them (anchor, positive, negative)
-            else:  # two views per image: NT-Xent, SupCon, mined triplets
-                idx = torch.from_numpy(anchors[items])
-                batch_imgs = images[idx]
-                v1 = _prepare_batch(batch_imgs, aug, gen, device, c.augment_anchor)
-                v2 = _prepare_batch(batch_imgs, aug, gen, device, True)
-                z = model(torch.cat([v1, v2]))
-                k = len(items)
-                batch_labels = labels[idx].to(device)
-                if c.loss == "ntxent":
-                    loss = loss_fn(z[:k], z[k:])
-                elif c.loss == "supcon":
-                    loss = loss_fn(z, torch.cat([batch_labels, batch_labels]))
-                else:
-                    both = torch.cat([batch_labels, batch_labels])
-                    a, p, n = mine_triplets(z.detach(), both, c.mining, loss_fn.margin)
-                    loss = loss_fn(z[a], z[p], z[n]) if len(a) else z.sum() * 0.0
-                n_images = 2 * k
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise ConfigError(f"training diverged (loss {loss_value}) at epoch {epoch}; lower the learning rate")
-            epoch_loss += loss_value * len(items)
-            epoch_items += len(items)
-            epoch_images += n_images
-            result.images_seen += n_images
-            if progress is not None:
-                elapsed_step = time.perf_counter() - t_step
-                progress({"epoch": epoch, "epochs": c.epochs, "step": start // c.batch_size + 1,
-                          "steps": steps_per_epoch, "global_step": step, "loss": loss_value,
-                          "images_per_s": n_images / max(elapsed_step, 1e-9),
-                          "elapsed": train_seconds + time.perf_counter() - t_epoch})
-        epoch_seconds = time.perf_counter() - t_epoch
-        train_seconds += epoch_seconds
-        if epoch_items:
-            row = {"epoch": epoch, "loss": epoch_loss / epoch_items, "seconds": epoch_seconds,
-                   "train_seconds": train_seconds, "images_per_s": epoch_images / max(epoch_seconds, 1e-9)}
+        row, stop_reason = _train_epoch(run, epoch, result, clock, progress, should_stop)
+        if row is not None:
             if on_epoch_end is not None and stop_reason is None:
-                model.eval()
-                extra = on_epoch_end(model, epoch)
-                if extra:
-                    row.update(extra)
+                run.model.eval()
+                row.update(on_epoch_end(run.model, epoch) or {})
             result.history.append(row)
         if stop_reason:
             break
-    model.eval()
-    result.seconds = train_seconds
+    run.model.eval()
+    result.seconds = clock["train_seconds"]
     result.stopped = stop_reason or "completed"
     return result
+
+
+def _train_epoch(run: _Run, epoch: int, result: TrainResult, clock: dict, progress, should_stop):
+    """One epoch; returns (history row or None, stop reason or None)."""
+    c = run.c
+    run.model.train()
+    t_epoch = time.perf_counter()
+    epoch_loss, epoch_items, epoch_images = 0.0, 0, 0
+    stop_reason = None
+    anchors, negatives, order = _epoch_order(run)
+    for start in range(0, len(order), c.batch_size):
+        if should_stop is not None and should_stop():
+            stop_reason = "cancelled"
+            break
+        if c.time_budget is not None and clock["train_seconds"] + (time.perf_counter() - t_epoch) >= c.time_budget:
+            stop_reason = "time_budget"
+            break
+        t_step = time.perf_counter()
+        items = order[start:start + c.batch_size]
+        if len(items) < 2:
+            continue
+        loss, n_images = _batch_loss(run, items, anchors, negatives)
+        loss_value = _optimise(run, loss, clock["step"])
+        if not math.isfinite(loss_value):
+            raise ConfigError(f"training diverged (loss {loss_value}) at epoch {epoch}; lower the learning rate")
+        clock["step"] += 1
+        epoch_loss += loss_value * len(items)
+        epoch_items += len(items)
+        epoch_images += n_images
+        result.images_seen += n_images
+        if progress is not None:
+            elapsed_step = time.perf_counter() - t_step
+            progress({"epoch": epoch, "epochs": c.epochs, "step": start // c.batch_size + 1,
+                      "steps": run.steps_per_epoch, "global_step": clock["step"], "loss": loss_value,
+                      "images_per_s": n_images / max(elapsed_step, 1e-9),
+                      "elapsed": clock["train_seconds"] + time.perf_counter() - t_epoch})
+    epoch_seconds = time.perf_counter() - t_epoch
+    clock["train_seconds"] += epoch_seconds
+    if not epoch_items:
+        return None, stop_reason
+    return ({"epoch": epoch, "loss": epoch_loss / epoch_items, "seconds": epoch_seconds,
+             "train_seconds": clock["train_seconds"], "images_per_s": epoch_images / max(epoch_seconds, 1e-9)},
+            stop_reason)
 
 
 def forward_triplet(model: torch.nn.Module, x_a: torch.Tensor, x_p: torch.Tensor | None,

@@ -54,11 +54,13 @@ busy = job is not None and job.alive
 
 left, right = st.columns([1, 1])
 with left:
-    recipe = st.radio("Recipe", ["paper", "default"], horizontal=True, key="tr_recipe",
+    # The same default as `python -m cl train`: our recipe with its own augmentation and loss.
+    recipe = st.radio("Recipe", ["paper", "default"], index=1, horizontal=True, key="tr_recipe",
                       format_func={"paper": "paper (the study's settings)", "default": "default (ours)"}.get,
                       help="paper: the study's encoder, SGD, batch 1,024, positives augmented once. "
-                           "default: a small ConvNet, AdamW with warm-up and cosine decay, fresh augmentation.")
-    own = st.checkbox("Use the recipe's own augmentation and loss instead of the sidebar's", key="tr_own",
+                           "default: a small ConvNet, SupCon over one augmented view per image (positives: the "
+                           "batch's images of the same class), AdamW with warm-up and cosine decay.")
+    own = st.checkbox("Use the recipe's own augmentation and loss instead of the sidebar's", True, key="tr_own",
                       help="The default recipe's own choice is SupCon with a mild affine augmentation.")
 try:
     base = TrainConfig(dataset=ctx.dataset, recipe=recipe,

@@ -111,7 +111,8 @@ def test_every_page_renders_with_its_key_widgets():
 
     goto(at, "train")
     assert {"Epochs", "Batch size", "Learning rate", "Seed"} <= {n.label for n in at.number_input}
-    assert at.radio(key="tr_recipe").value == "paper"
+    assert at.radio(key="tr_recipe").value == "default", "the same default recipe as `python -m cl train`"
+    assert at.checkbox(key="tr_own").value is True
     button(at, "Start training")
 
     goto(at, "augmentations")

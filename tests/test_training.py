@@ -58,6 +58,8 @@ SCENARIOS = [
     dict(recipe="default"),  # SupCon on two views, ConvNet
     dict(recipe="default", loss="ntxent", encoder_width=8),
     dict(recipe="default", loss="triplet", mining="batch-hard", encoder_width=8),
+    dict(recipe="default", views=2, encoder_width=8),  # SupCon on two views per image
+    dict(recipe="default", loss="triplet", mining="semi-hard", views=1, encoder_width=8),
 ]
 
 
@@ -219,3 +221,44 @@ def test_plain_sgd_matches_torch_sgd(weight_decay):
             opt.step()
     for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
         assert torch.allclose(p1, p2, rtol=0, atol=1e-7), name
+
+
+def test_plain_adamw_matches_torch_adamw():
+    import copy
+
+    from cl.encoder import ConvNetEncoder
+    from cl.training import PlainAdamW
+
+    torch.manual_seed(0)
+    ours = ConvNetEncoder(1, 28, width=8).train()
+    ref = copy.deepcopy(ours)
+    opt_ours = PlainAdamW(ours.parameters(), lr=3e-3, weight_decay=5e-4)
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=3e-3, weight_decay=5e-4)
+    for step in range(4):
+        x = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(step))
+        lr = 3e-3 * (step + 1) / 4  # scheduled, as training sets it every step
+        for model, opt in ((ours, opt_ours), (ref, opt_ref)):
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            model(x)[:, 0].sum().backward()
+            opt.step()
+    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+        assert torch.allclose(p1, p2, rtol=1e-5, atol=1e-6), name
+
+
+def test_default_recipe_is_one_view_supcon_and_views_validated():
+    c = resolve_config(TrainConfig(dataset="mnist"))
+    assert (c.loss, c.views, c.optimizer, c.encoder) == ("supcon", 1, "adamw", "convnet")
+    assert resolve_config(TrainConfig(dataset="mnist", loss="ntxent")).views == 2
+    assert resolve_config(TrainConfig(recipe="paper", loss="supcon")).views == 2
+    for bad in (dict(views=3), dict(views=0), dict(loss="ntxent", views=1),
+                dict(recipe="paper", loss="triplet", views=1)):
+        with pytest.raises(ConfigError):
+            resolve_config(TrainConfig(**bad))
+
+
+def test_one_view_counts_one_image_per_item(small_train):
+    one = train(_cfg(recipe="default", encoder_width=8, views=1), small_train)
+    two = train(_cfg(recipe="default", encoder_width=8, views=2), small_train)
+    assert one.images_seen == len(small_train) and two.images_seen == 2 * len(small_train)
