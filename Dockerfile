@@ -9,6 +9,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     CL_DEMO=1 \
     CL_RUNS_DIR=/tmp/contrastive-explorer/runs \
     CL_DATA_DIR=/tmp/contrastive-explorer/data \
+    CL_CACHE_DIR=/tmp/contrastive-explorer/cache \
     NUMBA_CACHE_DIR=/tmp/contrastive-explorer/numba \
     MPLCONFIGDIR=/tmp/contrastive-explorer/mpl \
     HOME=/tmp/contrastive-explorer/home
