@@ -11,6 +11,11 @@ Parts (names for ``--only``):
     :class:`~cl.encoder.PaperEncoder`, data, loss and epochs). Throughput is training images per
     second (forward + backward) as each side reports it; the baseline also reports the seconds it
     spent building its pair lists.
+``recipes``
+    ``python -m cl train --dataset D`` as whole commands for digits, MNIST, Fashion-MNIST and the
+    CIFAR-10 subset (issue 13's targets: time and paper-protocol linear accuracy), against the
+    previous default recipe (two views per image) run as whole commands in the same bench
+    (:mod:`cl.bench.recipes`; ``CL_BENCH_RECIPE_BASELINES`` limits which baselines run).
 ``time_to_accuracy``
     Seconds of *training* (evaluation excluded, via ``train(..., on_epoch_end=...)``) until the
     default recipe's paper-protocol linear accuracy on MNIST first reaches 0.93 and 0.99
@@ -68,7 +73,10 @@ Everything goes to ``--out`` (default ``bench-results.json``) as one JSON object
     process tree, whole session), ``rss_after_mb``, ``torch_import_rss_mb`` (a fresh process
     after ``import torch`` alone: the floor) and ``torch_build``, ``pages``; ``embedding_page_skipped`` (a
     reason) when the scatter could not be shown;
-- ``targets``: list of ``{name, limit, unit, value, met}`` for the issue's targets (``met`` is
+  - ``recipes``: ``command``, ``baseline``, ``datasets``: ``{D: {train_complete, limit_s, min_linear_acc,
+    ours: {command_s, train_seconds, linear_acc, knn_acc, epochs, n_train, views, encoder_width},
+    baseline: {..., args} or null, speedup_commands}}``;
+- ``targets``: list of ``{name, limit, unit, value, met}`` for the issues' targets (``met`` is
   null when the figure was not measured in this run).
 
 Environment: ``CL_BENCH_SIZES`` (comma-separated point counts) overrides the projection sizes and
