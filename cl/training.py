@@ -41,7 +41,9 @@ VIEW_LOSSES = ("ntxent", "supcon")
 DEFAULT_RECIPE = {
     "digits": dict(augmentation="affine", epochs=15, batch_size=64, lr=5e-3, encoder_width=16, views=1),
     "mnist": dict(augmentation="affine", epochs=6, batch_size=64, lr=5e-3, encoder_width=16, views=1),
-    "fashion-mnist": dict(augmentation="affine", epochs=5, batch_size=128, lr=1e-2, encoder_width=16, views=1),
+    # Fashion-MNIST keeps the two-view recipe: one view for 5 epochs (batch 128, lr 1e-2) reached
+    # only 0.8735 (paper protocol) against 0.8885 for these 6 epochs and 0.9095 for 12.
+    "fashion-mnist": dict(augmentation="affine", epochs=6, batch_size=256, lr=3e-3, encoder_width=24, views=2),
     # CIFAR-10 keeps the two-view recipe: one view with the batch's class positives did not learn
     # in 8 epochs at lr 5e-3 or 5 at 2e-3 (SupCon loss 4.4, chance 4.8), where two views do.
     "cifar10": dict(augmentation="crop", epochs=60, batch_size=256, lr=3e-3, encoder_width=32, views=2),
