@@ -10,6 +10,7 @@ import torch
 
 NEGATIVES = ("label-aware", "random")
 MINERS = ("none", "batch-hard", "semi-hard")
+SEMI_HARD_BLOCK = 8192  # anchor-positive pairs per block in semi-hard mining
 
 
 def paper_anchors(labels: np.ndarray, max_per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -99,11 +100,18 @@ def mine_triplets(embeddings: torch.Tensor, labels: torch.Tensor, strategy: str 
             a, p = torch.nonzero(pos_mask, as_tuple=True)
             keep = neg_mask[a].any(1)
             a, p = a[keep], p[keep]
-            d_ap = d[a, p][:, None]
-            d_an = d[a]
-            semi = neg_mask[a] & (d_an > d_ap) & (d_an < d_ap + margin)
-            semi_choice = torch.where(semi, d_an, inf).argmin(1)
-            hard_choice = torch.where(neg_mask[a], d_an, inf).argmin(1)
-            n = torch.where(semi.any(1), semi_choice, hard_choice)
+            # every anchor-positive pair against every negative is a (pairs x batch) matrix: with
+            # 1,024 images of 10 classes, 100k x 1,024. Built whole, its masks and copies took
+            # several GB per step (a training was killed for memory); row by row blocks give the
+            # same choices (each row's argmin is its own) in a bounded ~50 MB.
+            n = torch.empty_like(a)
+            hard_choice = torch.where(neg_mask, d, inf).argmin(1)  # per anchor: the closest negative
+            for s in range(0, len(a), SEMI_HARD_BLOCK):
+                aa, pp = a[s:s + SEMI_HARD_BLOCK], p[s:s + SEMI_HARD_BLOCK]
+                d_ap = d[aa, pp][:, None]
+                d_an = d[aa]
+                semi = neg_mask[aa] & (d_an > d_ap) & (d_an < d_ap + margin)
+                semi_choice = torch.where(semi, d_an, inf).argmin(1)
+                n[s:s + SEMI_HARD_BLOCK] = torch.where(semi.any(1), semi_choice, hard_choice[aa])
             return a, p, n
         raise ValueError(f"unknown mining strategy {strategy!r}")

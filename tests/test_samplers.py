@@ -143,7 +143,11 @@ def test_batch_hard_skips_anchor_without_negative():
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("margin", [0.3, 1.0])
-def test_semi_hard_condition(seed, margin):
+@pytest.mark.parametrize("block", [7, 8192])  # many blocks of pairs, and one
+def test_semi_hard_condition(seed, margin, block, monkeypatch):
+    import cl.samplers
+
+    monkeypatch.setattr(cl.samplers, "SEMI_HARD_BLOCK", block)
     g = torch.Generator().manual_seed(100 + seed)
     emb = torch.randn(30, 4, generator=g, dtype=torch.float64)
     labels = torch.randint(0, 5, (30,), generator=g)
