@@ -47,6 +47,18 @@ def targets(payload: dict) -> list[dict]:
     add("app first page (s)", 5.0, "s", app.get("first_page_s"))
     add("app peak RSS, one user, 10,000-point scatter (MB)", 700.0, "MB",
         app.get("peak_rss_mb") if app.get("scatter_points") else None)
+    links = parts.get("links", {})
+    add("cold server: first visit of the deep link to mnist-best's t-SNE, slowest run (s)", 5.0, "s",
+        (links.get("cold_summary") or {}).get("max_s"))
+    add("every page of every shipped model, first visit, slowest (s)", 5.0, "s",
+        (links.get("pages_summary") or {}).get("max_s"))
+    for run in parts.get("room", {}).get("runs", []):
+        build = run.get("torch_build", "?")
+        add(f"room of {run.get('visitors')} + 2 trainings, torch {build}: errors", 0, "", run.get("errors"))
+        add(f"room of {run.get('visitors')} + 2 trainings, torch {build}: pages not settled", 0, "",
+            run.get("visits", 0) - run.get("settled", 0) if "settled" in run else None)
+        add(f"room of {run.get('visitors')} + 2 trainings, torch {build}: server peak RSS (MB)",
+            1024.0 if "+cpu" in build else 1536.0, "MB", run.get("peak_rss_mb"))
     return rows
 
 
@@ -123,6 +135,18 @@ def _format_part(name: str, r: dict) -> str:
         return (f"{head}\nfirst page {r.get('first_page_s')} s (settled {r.get('first_page_idle_s')} s); {emb}; "
                 f"peak RSS {r.get('peak_rss_mb')} MB, of which `import torch` alone is "
                 f"{r.get('torch_import_rss_mb')} MB ({r.get('torch_build')})")
+    if name == "links":
+        slow = ", ".join(r.get("pages_over_5s", [])) or "none"
+        return (f"{head}\ncold deep link {r.get('link')}: {[c['settle_s'] for c in r.get('cold', [])]} s; "
+                f"first visits of {r.get('pages_summary', {}).get('n')} pages: p50 {r.get('pages_summary', {}).get('p50_s')} s, "
+                f"max {r.get('pages_summary', {}).get('max_s')} s; over 5 s: {slow}; errors {r.get('errors')} "
+                f"({r.get('torch_build')})")
+    if name == "room":
+        rows = [[run.get("torch_build"), run.get("visitors"), run.get("errors"), f"{run.get('settled')}/{run.get('visits')}",
+                 run["settle"]["all"].get("p50_s"), run["settle"]["all"].get("p95_s"),
+                 (run["settle"].get("upload") or {}).get("p50_s"), run.get("peak_rss_mb")] for run in r.get("runs", [])]
+        return (f"{head}: visitors at once (half on phones), deep links, an upload, two trainings; demo mode\n"
+                + _table(["torch", "visitors", "errors", "settled", "p50 s", "p95 s", "upload p50 s", "peak RSS MB"], rows))
     return head
 
 
