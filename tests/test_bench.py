@@ -76,7 +76,7 @@ def test_neighbors_part(report):
 
 def test_targets_listed(report):
     rows = report[1]["targets"]
-    assert len(rows) == 16
+    assert len(rows) == 18  # the room's rows come with its runs
     for r in rows:
         assert set(r) == {"name", "limit", "unit", "value", "met"}
     # a 300-point run does not measure the 10,000-point targets
@@ -110,3 +110,19 @@ def test_recipe_targets_from_a_recipes_part():
     assert by_name["python -m cl train --dataset cifar10, whole command (s)"]["met"] is None
     paper = [r for r in targets(fake) if r["name"].startswith("paper recipe 1 epoch MNIST")][0]
     assert paper["limit"] == 2.2 and paper["met"] is True
+
+
+def test_room_targets_per_torch_build():
+    from cl.bench.report import targets
+
+    def run(build, rss, errors=0, settled=200):
+        return {"torch_build": build, "visitors": 40, "errors": errors, "visits": 200, "settled": settled,
+                "peak_rss_mb": rss}
+
+    rows = {r["name"]: r for r in targets({"parts": {"room": {"runs": [run("2.14.1+cu130", 1500.0),
+                                                                      run("2.13.0+cpu", 1100.0, 3, 190)]}}})}
+    pypi = [r for n, r in rows.items() if "2.14.1+cu130" in n]
+    cpu = [r for n, r in rows.items() if "2.13.0+cpu" in n]
+    assert [r["met"] for r in pypi] == [True, True, True]  # 0 errors, all settled, 1,500 <= 1,536 MB
+    assert [(r["value"], r["met"]) for r in cpu] == [(3, False), (10, False), (1100.0, False)]  # limit 1,024 MB
+
