@@ -10,7 +10,6 @@ import torch
 
 NEGATIVES = ("label-aware", "random")
 MINERS = ("none", "batch-hard", "semi-hard")
-SEMI_HARD_BLOCK = 8192  # anchor-positive pairs per block in semi-hard mining
 
 
 def paper_anchors(labels: np.ndarray, max_per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -97,21 +96,25 @@ def mine_triplets(embeddings: torch.Tensor, labels: torch.Tensor, strategy: str 
             a = torch.nonzero(valid).squeeze(1)
             return a, pos[a], neg[a]
         if strategy == "semi-hard":
-            a, p = torch.nonzero(pos_mask, as_tuple=True)
-            keep = neg_mask[a].any(1)
+            a, p = torch.nonzero(pos_mask, as_tuple=True)  # ordered by anchor, then positive
+            keep = neg_mask.any(1)[a]
             a, p = a[keep], p[keep]
-            # every anchor-positive pair against every negative is a (pairs x batch) matrix: with
-            # 1,024 images of 10 classes, 100k x 1,024. Built whole, its masks and copies took
-            # several GB per step (a training was killed for memory); row by row blocks give the
-            # same choices (each row's argmin is its own) in a bounded ~50 MB.
-            n = torch.empty_like(a)
-            hard_choice = torch.where(neg_mask, d, inf).argmin(1)  # per anchor: the closest negative
-            for s in range(0, len(a), SEMI_HARD_BLOCK):
-                aa, pp = a[s:s + SEMI_HARD_BLOCK], p[s:s + SEMI_HARD_BLOCK]
-                d_ap = d[aa, pp][:, None]
-                d_an = d[aa]
-                semi = neg_mask[aa] & (d_an > d_ap) & (d_an < d_ap + margin)
-                semi_choice = torch.where(semi, d_an, inf).argmin(1)
-                n[s:s + SEMI_HARD_BLOCK] = torch.where(semi.any(1), semi_choice, hard_choice[aa])
-            return a, p, n
+            if len(a) == 0:
+                return a, p, a.clone()
+            # Compared pair by pair with every negative, this is a (pairs x batch) matrix: 100k x
+            # 1,024 for a 1,024 batch of 10 classes, GBs and most of a step's time. Instead each
+            # anchor's negatives are sorted once; the closest negative farther than d_ap is then
+            # the first one after d_ap in that order (a binary search). A stable sort keeps the
+            # lowest index among equal distances, as argmin does.
+            b = len(labels)
+            counts = torch.bincount(a, minlength=b)
+            rank = torch.arange(len(a), device=a.device) - (torch.cumsum(counts, 0) - counts)[a]
+            d_ap = torch.full((b, int(counts.max())), float("inf"), dtype=d.dtype, device=d.device)
+            d_ap[a, rank] = d[a, p]
+            sorted_d, order = torch.where(neg_mask, d, inf).sort(dim=1, stable=True)
+            first_farther = torch.searchsorted(sorted_d, d_ap, right=True)
+            at = first_farther.clamp(max=b - 1)
+            semi = (first_farther < b) & (sorted_d.gather(1, at) < d_ap + margin)
+            choice = torch.where(semi, order.gather(1, at), order[:, :1].expand_as(at))  # else the hardest
+            return a, p, choice[a, rank]
         raise ValueError(f"unknown mining strategy {strategy!r}")
