@@ -39,7 +39,9 @@ VIEW_LOSSES = ("ntxent", "supcon")
 # Our recipe's per-data-set choices (issue 13: live training on 2 cores; see README "Results"):
 # SupCon over one augmented view per image, positives the batch's images of the same class.
 DEFAULT_RECIPE = {
-    "digits": dict(augmentation="affine", epochs=15, batch_size=64, lr=5e-3, encoder_width=16, views=1),
+    # digits keeps two views: one view (15 epochs, batch 64, lr 5e-3) gave 0.9815 with one torch
+    # thread but 0.954 with two (paper protocol, 108 images); two views gave 0.9815 with two.
+    "digits": dict(augmentation="affine", epochs=20, batch_size=256, lr=3e-3, encoder_width=16, views=2),
     "mnist": dict(augmentation="affine", epochs=6, batch_size=64, lr=5e-3, encoder_width=16, views=1),
     # Fashion-MNIST keeps the two-view recipe: one view for 5 epochs (batch 128, lr 1e-2) reached
     # only 0.8735 (paper protocol) against 0.8885 for these 6 epochs and 0.9095 for 12.
