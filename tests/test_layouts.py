@@ -31,8 +31,24 @@ def test_every_shipped_checkpoint_has_a_current_layout_file():
         assert np.array_equal(gallery.labels.numpy(), data["labels"].astype(np.int64))
 
 
-@pytest.mark.parametrize("name", ["digits-best", "cifar10-none-triplet"])
+def _neighbour_agreement(layout: np.ndarray, emb: np.ndarray, k: int = 10) -> float:
+    """Mean fraction of each point's k nearest neighbours in the 2-D layout that are also among
+    its k nearest (cosine) in the embedding: how faithfully a layout shows these embeddings."""
+    from sklearn.neighbors import NearestNeighbors
+
+    in_2d = NearestNeighbors(n_neighbors=k + 1).fit(layout).kneighbors(layout, return_distance=False)[:, 1:]
+    in_emb = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(in_2d, in_emb)]))
+
+
+@pytest.mark.parametrize("name", ["digits-best", "cifar10-none-triplet", "mnist-none-triplet"])
 def test_a_shipped_layout_equals_a_fresh_computation(name):
+    """PCA is linear algebra: equal on any machine. t-SNE and UMAP are seeded and repeatable on
+    one machine, but chaotic: another CPU's floating-point paths (numba's and openTSNE's compiled
+    kernels) move points as much as another seed does (measured: the layouts built on the first
+    build machine, fresh here, share 56-94 % of 10-NN, like seed 0 vs seed 1). So they must be equal
+    where they reproduce, and elsewhere show this model's embeddings as faithfully as a fresh
+    computation does; a layout of other data, or shuffled rows, fails that."""
     path = CKPT / f"{name}.safetensors"
     model, card = load_checkpoint(path)
     gallery = gallery_for(card["data"]["dataset"])
@@ -41,10 +57,15 @@ def test_a_shipped_layout_equals_a_fresh_computation(name):
         fresh = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
                         n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"])
         shipped = load_layout(path, method)
-        # Same inputs and seed give the same layout (cl.projection is seeded and thread-count
-        # independent); a small tolerance absorbs BLAS-level float differences between machines.
+        assert shipped is not None and shipped.shape == fresh.shape
         scale = float(np.abs(fresh).max())
-        assert np.allclose(shipped, fresh, atol=1e-3 * scale), f"{name} {method}"
+        if method == "pca" or np.allclose(shipped, fresh, atol=1e-3 * scale):
+            assert np.allclose(shipped, fresh, atol=1e-3 * scale), f"{name} {method}"
+            continue
+        ours, theirs = _neighbour_agreement(fresh, emb), _neighbour_agreement(shipped, emb)
+        assert theirs >= ours - 0.05, f"{name} {method}: shipped {theirs:.3f} vs fresh {ours:.3f}"
+        shuffled = shipped[np.random.default_rng(0).permutation(len(shipped))]
+        assert _neighbour_agreement(shuffled, emb) < ours - 0.05  # the criterion can fail
 
 
 def test_a_rewritten_checkpoint_makes_its_layout_stale(tmp_path):

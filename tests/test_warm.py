@@ -4,9 +4,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CKPT = ROOT / "checkpoints" / "digits-best.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def nothing_warmed_yet():
+    """The warm store lives in the module: app tests earlier in this process may have filled it."""
+    from ui import cache
+
+    with cache._WARM_LOCK:
+        running = list(cache._WARM_RUNNING.values())
+    for event in running:
+        event.wait(120)
+    with cache._WARM_LOCK:
+        cache._WARM.clear()
+    yield
 
 
 def test_warmed_embeddings_equal_a_direct_computation_and_are_not_computed_again(monkeypatch):
