@@ -182,7 +182,15 @@ def test_training_on_digits_through_the_train_page_feeds_every_page(app_env):
     goto(at, "train")
     poll_until(at, lambda a: any("Training finished" in s.value for s in a.success))
     saved = list(runs.glob("*.safetensors"))
-    assert len(saved) == 1 and saved[0].name.startswith("digits-fer-triplet-")
+    # the Train page's defaults are the command line's default recipe (cl.training.resolve)
+    from cl.checkpoints import read_card
+    from cl.training import TrainConfig, resolve_config
+
+    cli_default = resolve_config(TrainConfig(dataset="digits"))
+    assert len(saved) == 1 and saved[0].name.startswith(f"digits-{cli_default.augmentation}-{cli_default.loss}-")
+    trained = read_card(saved[0])["config"]
+    for key in ("recipe", "augmentation", "loss", "encoder", "encoder_width", "batch_size", "lr", "optimizer"):
+        assert trained[key] == getattr(cli_default, key), key
     assert sorted(p.name for p in shipped_dir().iterdir()) == shipped_before, "shipped folder untouched"
     assert not list(runs.glob("*.part")) and not list(runs.glob(".*"))
     progress = [p.proto.text for p in at.get("progress")]
