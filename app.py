@@ -84,11 +84,11 @@ for kind, text in state.pop_flash():
 page.run()
 
 # The active model's test embeddings, in the background (ui/cache.py): Retrieval opens at once.
-if state.context().model is not None:
+_ctx = state.context()
+if _ctx.model is not None:
     from ui import cache
 
-    _m = state.context().model
-    cache.warm_test_embeddings(_m.path, _m.cid, state.context().dataset)
+    cache.warm_test_embeddings(_ctx.model.path, _ctx.model.cid, _ctx.dataset)
 
 if "torch" not in sys.modules:
     # The Overview page draws without PyTorch (its import takes 2-3 s); import it now, in the

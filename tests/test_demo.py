@@ -89,11 +89,7 @@ def test_no_server_path_is_shown_in_demo_mode(page, monkeypatch, tmp_path):
     at.run()
     at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, at.exception
-    texts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "code", "json"):
-        texts += [str(getattr(e, "value", "")) for e in getattr(at, kind, [])]
-    texts += [str(getattr(e, "label", "")) + str(getattr(e, "help", "")) for e in at.selectbox]
-    shown = "\n".join(texts)
+    shown = _shown_text(at)
     for path in {str(ROOT), str(tmp_path), data_dir() or "/no/data/dir", "/work/", "/root/"}:
         assert path not in shown, f"{page} shows {path}"
 
@@ -114,10 +110,7 @@ def test_no_server_path_is_shown_on_a_gallery_only_demo_server(page, monkeypatch
     at.run()
     at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, at.exception
-    texts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "code", "json"):
-        texts += [str(getattr(e, "value", "")) for e in getattr(at, kind, [])]
-    shown = "\n".join(texts)
+    shown = _shown_text(at)
     assert "only a test gallery is here" in shown  # the case under test did happen
     for path in (str(empty), str(tmp_path), str(ROOT)):
         assert path not in shown, f"{page} shows {path}"
@@ -138,3 +131,14 @@ def test_scrub_names_every_server_folder_by_role_nested_ones_included(monkeypatc
     monkeypatch.setenv("CL_DEMO", "1")
     assert demo.scrub(message) == ("cannot read <runs>/m.safetensors; <cache>/archives/x/test; "
                                    "<data-dir>/MNIST/raw")
+
+
+def _shown_text(at) -> str:
+    """Every text a visitor sees on the page: messages, captions, code, and the select boxes'
+    labels and help."""
+    texts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "code", "json"):
+        texts += [str(getattr(e, "value", "")) for e in getattr(at, kind, [])]
+    texts += [str(getattr(e, "label", "")) + str(getattr(e, "help", "")) for e in at.selectbox]
+    return "\n".join(texts)
+
