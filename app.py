@@ -25,7 +25,6 @@ Deep links: every page keeps its view in the URL, e.g.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import threading
 from pathlib import Path
@@ -60,7 +59,9 @@ def _limit_malloc_arenas(demo_mode: bool) -> bool:
         return False
 
 
-_limit_malloc_arenas(os.environ.get("CL_DEMO", "").strip().lower() in ("1", "true", "yes", "on"))
+from ui import demo  # noqa: E402 - light (os, time, dataclasses): the demo switch, read once
+
+_limit_malloc_arenas(demo.enabled())
 
 from ui import sidebar, state  # noqa: E402
 
