@@ -145,7 +145,7 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
     # Compare draws the two models of this image set, its class names included
     goto(at, "compare")
     assert not at.exception, at.exception
-    assert "blue things" in texts(at) or "red things" in texts(at) or at.get("vega_lite_chart")
+    assert len(at.get("vega_lite_chart")) >= 2, "both models drawn"
 
     # the embeddings download: what the button serves, parsed back
     from cl.checkpoints import load_checkpoint
