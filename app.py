@@ -24,7 +24,6 @@ Deep links: every page keeps its view in the URL, e.g.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import threading
 from pathlib import Path
@@ -35,13 +34,14 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from cl import allocator  # noqa: E402 - ctypes only: glibc malloc settings
+
 
 @st.cache_resource
-def _limit_malloc_arenas(demo_mode: bool) -> bool:
-    """Once per server: at most 2 glibc malloc arenas. glibc gives each busy thread an arena of
-    its own (up to 8 per core) and keeps freed memory in it; Streamlit runs every session and
-    every training in its own thread, so a busy server's memory only grows. Two arenas cut the
-    peak of two concurrent trainings by ~170 MB (measured: 1,435 -> 1,259 MB).
+def _tune_malloc(demo_mode: bool) -> bool:
+    """Once per server: at most 2 glibc malloc arenas. Streamlit runs every session and every
+    training in its own thread, and glibc gives each busy thread an arena that keeps its freed
+    memory; two arenas cut the peak of two concurrent trainings by ~170 MB (1,435 -> 1,259 MB).
 
     In demo mode also a fixed 256 kB mmap threshold: glibc otherwise raises the threshold after
     the first large free, and from then on puts a training's 10-25 MB activation tensors on the
@@ -49,19 +49,15 @@ def _limit_malloc_arenas(demo_mode: bool) -> bool:
     instead, two concurrent digits trainings peak at ~820 MB instead of ~960 MB in one process,
     at the price of page faults: a training takes ~45 % more CPU time. A hosted demo caps trainings
     at 90 s anyway and has to fit its memory; a laptop keeps glibc's faster default."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-8, 2) == 1  # -8: M_ARENA_MAX
-        if demo_mode:
-            ok = libc.mallopt(-3, 256 * 1024) == 1 and ok  # -3: M_MMAP_THRESHOLD (fixed once set)
-        return ok
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
-        return False
+    ok = allocator.limit_arenas(2)
+    if demo_mode:
+        ok = allocator.fixed_mmap_threshold(256 * 1024) and ok
+    return ok
 
 
 from ui import demo  # noqa: E402 - light (os, time, dataclasses): the demo switch, read once
 
-_limit_malloc_arenas(demo.enabled())
+_tune_malloc(demo.enabled())
 
 from ui import sidebar, state  # noqa: E402
 

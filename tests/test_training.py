@@ -262,3 +262,42 @@ def test_one_view_counts_one_image_per_item(small_train):
     one = train(_cfg(recipe="default", encoder_width=8, views=1), small_train)
     two = train(_cfg(recipe="default", encoder_width=8, views=2), small_train)
     assert one.images_seen == len(small_train) and two.images_seen == 2 * len(small_train)
+
+
+def test_precision_is_fp32_for_the_paper_recipe_and_hardware_chosen_for_ours():
+    from cl.training import auto_precision
+
+    assert resolve_config(TrainConfig(recipe="paper")).precision == "fp32"
+    assert resolve_config(TrainConfig(dataset="mnist")).precision == auto_precision("auto")
+    assert auto_precision("cpu") == ("bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32")
+    for chosen in ("fp32", "bf16"):
+        assert resolve_config(TrainConfig(dataset="mnist", precision=chosen)).precision == chosen
+        assert resolve_config(TrainConfig(recipe="paper", precision=chosen)).precision == chosen
+    for bad in ("fp16", "float32", ""):
+        with pytest.raises(ConfigError):
+            resolve_config(TrainConfig(precision=bad))
+
+
+def test_bf16_training_runs_the_encoder_in_bf16_and_keeps_float32_weights(small_train, small_test):
+    from cl import training
+
+    seen = []
+    real_encode = training._encode
+
+    def spy(run, x):
+        z = real_encode(run, x)
+        seen.append(z.dtype)
+        return z
+
+    fp32 = train(_cfg(recipe="default", encoder_width=8, epochs=3, precision="fp32"), small_train)
+    try:
+        training._encode = spy
+        bf16 = train(_cfg(recipe="default", encoder_width=8, epochs=3, precision="bf16"), small_train)
+    finally:
+        training._encode = real_encode
+    assert seen and set(seen) == {torch.float32}  # losses always see float32
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    # same seed and data: only the arithmetic differs, so the weights must too (autocast was on)
+    assert not _same_weights(fp32.model, bf16.model)
+    assert bf16.history[-1]["loss"] < bf16.history[0]["loss"]
+    assert abs(bf16.history[-1]["loss"] - fp32.history[-1]["loss"]) < 0.1 * fp32.history[-1]["loss"]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cl import allocator
 from cl.errors import ConfigError, UserError
 
 from . import demo
@@ -217,12 +218,7 @@ def _return_freed_memory() -> None:
     for reuse, so without this a server's resident size stays at its busiest moment's peak long
     after the trainings that caused it (measured in one process: two digits trainings peak at
     ~1,350 MB and leave 1,234 MB resident; trimmed, 870 MB)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+    allocator.return_freed_memory()
 
 
 def _run(job: Job) -> None:
