@@ -71,26 +71,14 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     except OSError as err:
         raise CheckpointError(f"cannot write to {folder}: {err.strerror or err}") from None
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException as err:  # also Ctrl-C mid-write: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
+        _write_atomically(path, blob, 0o666 & ~umask)  # an ordinary file, not mkstemp's 0600
+    except OSError as err:
+        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
     return path
 
 
@@ -236,13 +224,21 @@ def rewrite_card(path: str | os.PathLike, card: dict) -> Path:
         (n,) = struct.unpack("<Q", fh.read(8))
         fh.seek(8 + n)
         data = fh.read()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    _write_atomically(path, struct.pack("<Q", len(raw)) + raw + data, path.stat().st_mode & 0o777)
+    return path
+
+
+def _write_atomically(path: Path, blob: bytes, mode: int) -> None:
+    """Write ``blob`` to a temporary file beside ``path``, sync it, give it ``mode`` and rename it
+    over ``path``: readers see the old file or the new one, never a part. On any failure, Ctrl-C
+    included, the temporary file is removed and the old file is left as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent if str(path.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(struct.pack("<Q", len(raw)) + raw + data)
+            fh.write(blob)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -250,4 +246,3 @@ def rewrite_card(path: str | os.PathLike, card: dict) -> Path:
         except OSError:
             pass
         raise
-    return path

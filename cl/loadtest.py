@@ -32,7 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium: Playwright's own browser download fails offline
+# Headless Chromium as root in a container: no sandbox, no GPU, /tmp instead of a small /dev/shm.
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage")
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 STABLE_S = 0.8
@@ -220,7 +222,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
         async def main():
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                   args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+                                                   args=list(CHROMIUM_ARGS))
                 if lower_browser_priority:
                     _renice_browsers(proc.pid)
                 trainers = []
@@ -327,7 +329,7 @@ def run_links(cold_repeats: int = 3, timeout: float = 120, python: str = sys.exe
     names = models or sorted(p.stem for p in (ROOT / "checkpoints").glob("*.safetensors"))
     result: dict = {"link": link, "torch_build": torch_build(python), "cold": [], "pages": {}}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
         for _ in range(cold_repeats):
             with app_server(env_extra, python=python) as (url, _proc, _runs):
                 ctx = browser.new_context(**DESKTOP)

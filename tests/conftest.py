@@ -23,3 +23,16 @@ def data_dir() -> Path:
     if path is None:
         pytest.skip("real data not found (set CL_DATA_DIR to the folder holding MNIST/raw)")
     return path
+
+
+@pytest.fixture
+def archive_cache_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh cache folder (CL_CACHE_DIR) for uploaded archives, models and exports, with
+    cl.data's in-memory cache of extracted archives cleared before and after."""
+    from cl.data import clear_cache
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("CL_CACHE_DIR", str(folder))
+    clear_cache()
+    yield folder
+    clear_cache()

@@ -25,18 +25,13 @@ from PIL import Image
 
 from cl import archive as arc
 from cl.archive import ArchiveError, ArchiveLimits, extract_archive
-from cl.data import clear_cache, dataset_spec, load_dataset
+from cl.data import dataset_spec, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("CL_CACHE_DIR", str(folder))
-    clear_cache()
-    yield folder
-    clear_cache()
+# Every test here gets its own cache folder (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("archive_cache_dir")
 
 
 def png(value: int, size: int = 12, mode: str = "RGB") -> bytes:
@@ -63,13 +58,13 @@ def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()
 
 
-def assert_nothing_extracted(cache: Path) -> None:
-    leftovers = files_under(cache / "archives")
+def assert_nothing_extracted(cache_dir: Path) -> None:
+    leftovers = files_under(cache_dir / "archives")
     assert leftovers == set(), leftovers
 
 
 # ------------------------------------------------------------------------------------ good archives
-def test_class_folders_become_a_dataset_with_a_seeded_stratified_split(cache):
+def test_class_folders_become_a_dataset_with_a_seeded_stratified_split(archive_cache_dir):
     entries = class_set(per_class=25, prefix="my-pets/")  # inside one top-level folder
     entries["my-pets/README.txt"] = b"notes"
     entries["__MACOSX/my-pets/._cat"] = b"junk"
@@ -79,7 +74,7 @@ def test_class_folders_become_a_dataset_with_a_seeded_stratified_split(cache):
     m = ex.manifest
     assert m.classes == ["cat", "dog", "fish"] and m.layout == "classes" and m.n_images == 75
     assert m.skipped == {"system metadata files": 2, "files not directly in a class folder": 1, "non-image files": 1}
-    assert ex.root == cache / "archives" / m.id and ex.dataset == f"archive:{m.id}"
+    assert ex.root == archive_cache_dir / "archives" / m.id and ex.dataset == f"archive:{m.id}"
     train = load_dataset(ex.dataset, "train")
     test = load_dataset(ex.dataset, "test")
     assert (len(train), len(test)) == (60, 15)
@@ -88,7 +83,7 @@ def test_class_folders_become_a_dataset_with_a_seeded_stratified_split(cache):
     # every image lands in exactly one split, with its own class: the red channel identifies it
     reds = sorted(int(x) for x in torch_cat(train, test))
     assert reds == sorted(30 * k + i for k in range(3) for i in range(25))
-    assert "archive my-pets.zip" in train.provenance()["source"] and str(cache) not in train.provenance()["source"]
+    assert "archive my-pets.zip" in train.provenance()["source"] and str(archive_cache_dir) not in train.provenance()["source"]
     assert dataset_spec(ex.dataset).classes == ("cat", "dog", "fish")
     # the same bytes again: found by content, nothing re-extracted
     again = extract_archive(make_zip(entries), name="renamed.zip")
@@ -106,7 +101,7 @@ def torch_cat(*sets):
     return reds.tolist()
 
 
-def test_train_and_test_folders_are_used_as_given(cache):
+def test_train_and_test_folders_are_used_as_given(archive_cache_dir):
     entries = {**class_set(("a", "b"), 7, "train/"), **class_set(("a", "b"), 5, "test/")}
     ex = extract_archive(make_zip(entries), name="split.zip")
     assert ex.manifest.layout == "train-test"
@@ -118,7 +113,7 @@ def test_train_and_test_folders_are_used_as_given(cache):
         extract_archive(make_zip(entries))
 
 
-def test_odd_class_names_get_folders_we_choose_and_keep_their_names(cache):
+def test_odd_class_names_get_folders_we_choose_and_keep_their_names(archive_cache_dir):
     entries = class_set(("Ünïcode class", "with:colon", "CON"))
     ex = extract_archive(make_zip(entries))
     assert ex.manifest.classes == sorted(["Ünïcode class", "with:colon", "CON"])
@@ -127,14 +122,14 @@ def test_odd_class_names_get_folders_we_choose_and_keep_their_names(cache):
     assert load_dataset(ex.dataset, "test").classes == ex.manifest.classes
 
 
-def test_the_cli_reads_folder_zip_and_refuses_a_bad_archive_with_one_line(tmp_path, cache, capsys):
+def test_the_cli_reads_folder_zip_and_refuses_a_bad_archive_with_one_line(tmp_path, archive_cache_dir, capsys):
     from cl.cli import main
 
     good = tmp_path / "set.zip"
     good.write_bytes(make_zip(class_set(("x", "y"))))
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"this is not a zip file at all")
-    env = dict(os.environ, CL_CACHE_DIR=str(cache))
+    env = dict(os.environ, CL_CACHE_DIR=str(archive_cache_dir))
     # as a user runs it: a subprocess, exit 2, one line
     r = subprocess.run([sys.executable, "-m", "cl", "train", "--dataset", f"folder:{bad}", "--epochs", "1",
                         "--out", str(tmp_path / "m.safetensors")], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -147,13 +142,13 @@ def test_the_cli_reads_folder_zip_and_refuses_a_bad_archive_with_one_line(tmp_pa
     assert payload["n_train"] == 36 and payload["metrics"]["paper"]["n_test"] == 2  # 20 % of 10 test images
     assert payload["train_data"]["source"] == f"archive set.zip (sha256 {payload['train_data']['source'][-17:-1]})"
     assert (tmp_path / "m.safetensors").is_file()
-    assert files_under(cache / "archives") and not any(p.name.endswith(".part") for p in (cache / "archives").iterdir())
+    assert files_under(archive_cache_dir / "archives") and not any(p.name.endswith(".part") for p in (archive_cache_dir / "archives").iterdir())
     assert main(["evaluate", str(tmp_path / "m.safetensors")]) == 0, "the card's data set is found again"
     assert "paper protocol, folder:" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ hostile archives
-def test_a_zip_bomb_of_zeros_is_refused_from_its_directory(cache):
+def test_a_zip_bomb_of_zeros_is_refused_from_its_directory(archive_cache_dir):
     zeros = b"\0" * (50 * 2**20)  # 50 MiB of zeros deflate to ~50 KiB (ratio ~1000)
     data = make_zip({"a/zeros.png": zeros, **class_set(("a", "b"))})
     assert len(data) < 200 * 1024
@@ -169,16 +164,16 @@ def test_a_zip_bomb_of_zeros_is_refused_from_its_directory(cache):
     with pytest.raises(ArchiveError, match="over the 20 MiB limit per image"):
         extract_archive(data, name="bomb.zip")  # the default per-entry bound catches it first
     assert time.perf_counter() - t0 < 3.0
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_many_small_bombs_are_refused_by_the_total(cache):
+def test_many_small_bombs_are_refused_by_the_total(archive_cache_dir):
     # 40 entries of 60 KiB of zeros each: every one under the per-entry ratio threshold (64 KiB),
     # together far more than the archive's size times the ratio limit
     entries = {f"a/z{i}.png": b"\0" * (60 * 1024) for i in range(40)}
     with pytest.raises(ArchiveError, match="zip bomb"):
         extract_archive(make_zip({**entries, **class_set(("a", "b"))}), name="bombs.zip")
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
 def _raw_zip(name: bytes, data: bytes, external_attr: int = 0, create_system: int = 3) -> bytes:
@@ -213,26 +208,26 @@ def _with_good_entries(hostile: dict[str, bytes], **info) -> bytes:
     (b"C:\\evil.png", "absolute path"),
     (b"a\\..\\..\\evil.png", "'..' component"),
 ])
-def test_traversal_and_absolute_names_are_refused(cache, tmp_path, name, reason):
+def test_traversal_and_absolute_names_are_refused(archive_cache_dir, tmp_path, name, reason):
     with pytest.raises(ArchiveError, match=reason):
         extract_archive(_raw_zip(name, png(1)), name="evil.zip")
     # zipfile.writestr keeps these names too; a good archive around them changes nothing
     data = _with_good_entries({name.decode(): png(2)})
     with pytest.raises(ArchiveError, match=reason):
         extract_archive(data, name="evil.zip")
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
     assert not (tmp_path / "evil.png").exists() and not Path("/etc/evil.png").exists()
 
 
-def test_a_symlink_entry_is_refused(cache):
+def test_a_symlink_entry_is_refused(archive_cache_dir):
     link_mode = (stat.S_IFLNK | 0o777) << 16
     data = _with_good_entries({"a/link.png": b"/etc/passwd"}, external_attr=link_mode, create_system=3)
     with pytest.raises(ArchiveError, match="symbolic link"):
         extract_archive(data, name="link.zip")
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_a_hundred_thousand_tiny_entries_are_refused_from_the_entry_count(cache, monkeypatch):
+def test_a_hundred_thousand_tiny_entries_are_refused_from_the_entry_count(archive_cache_dir, monkeypatch):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for i in range(100_000):
@@ -244,10 +239,10 @@ def test_a_hundred_thousand_tiny_entries_are_refused_from_the_entry_count(cache,
     with pytest.raises(ArchiveError, match="100,000 entries is over the limit of 50,000"):
         extract_archive(data, name="tiny.zip")
     assert time.perf_counter() - t0 < 0.5 and not built
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_an_archive_inside_the_archive_is_refused_by_name_and_by_content(cache):
+def test_an_archive_inside_the_archive_is_refused_by_name_and_by_content(archive_cache_dir):
     inner = make_zip(class_set(("a", "b")))
     with pytest.raises(ArchiveError, match="archive inside the archive"):
         extract_archive(make_zip({**class_set(("a", "b")), "a/more.zip": inner}), name="nested.zip")
@@ -256,7 +251,7 @@ def test_an_archive_inside_the_archive_is_refused_by_name_and_by_content(cache):
         extract_archive(make_zip({**class_set(("a", "b")), "a/more.png": inner}), name="nested.zip")
     with pytest.raises(ArchiveError, match="archive inside the archive"):
         extract_archive(make_zip({**class_set(("a", "b")), "b/x.tar.gz": b"\x1f\x8b" + b"\0" * 20}))
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
 @pytest.mark.parametrize("data, reason", [
@@ -265,20 +260,20 @@ def test_an_archive_inside_the_archive_is_refused_by_name_and_by_content(cache):
     (png(5), "not a zip archive"),
     (b"PK\x03\x04" + b"\0" * 100, "no end-of-central-directory"),
 ])
-def test_a_zip_that_is_not_a_zip_is_refused(cache, data, reason):
+def test_a_zip_that_is_not_a_zip_is_refused(archive_cache_dir, data, reason):
     with pytest.raises(ArchiveError, match=reason):
         extract_archive(data, name="fake.zip")
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_a_truncated_zip_is_refused(cache):
+def test_a_truncated_zip_is_refused(archive_cache_dir):
     data = make_zip(class_set(("a", "b")))
     with pytest.raises(ArchiveError):
         extract_archive(data[: len(data) // 2], name="cut.zip")
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_an_entry_that_lies_about_its_size_is_refused(cache):
+def test_an_entry_that_lies_about_its_size_is_refused(archive_cache_dir):
     data = bytearray(make_zip({**class_set(("a", "b"))}, method=zipfile.ZIP_STORED))
     # shrink the declared size of the first entry in the central directory (not the local header)
     cd = data.rfind(b"PK\x01\x02", 0, data.rfind(b"PK\x05\x06"))
@@ -288,10 +283,10 @@ def test_an_entry_that_lies_about_its_size_is_refused(cache):
     assert cd > 0
     with pytest.raises(ArchiveError):
         extract_archive(bytes(data), name="liar.zip")
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_an_image_over_the_pixel_bound_is_skipped_and_counted(cache):
+def test_an_image_over_the_pixel_bound_is_skipped_and_counted(archive_cache_dir):
     # a PNG declaring 50,000 x 50,000 pixels (2.5 GP) in a few hundred bytes
     big = io.BytesIO()
     Image.new("1", (10, 10)).save(big, "PNG")
@@ -310,17 +305,17 @@ def test_an_image_over_the_pixel_bound_is_skipped_and_counted(cache):
     ({**class_set(("a", "b"), 5, "train/"), **class_set(("z",), 5, "test/")}, "test/ has classes that train/ has not"),
     ({f"{i}.png": png(i) for i in range(50)}, "need at least 2"),
 ])
-def test_class_structure_is_checked(cache, entries, reason):
+def test_class_structure_is_checked(archive_cache_dir, entries, reason):
     data = make_zip(entries)
     if reason is None:
         assert extract_archive(data).manifest.classes == ["a", "b"]
         return
     with pytest.raises(ArchiveError, match=reason):
         extract_archive(data)
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_size_and_count_limits(cache):
+def test_size_and_count_limits(archive_cache_dir):
     data = make_zip(class_set(("a", "b"), 23))
     with pytest.raises(ArchiveError, match="over the 0 MiB limit for an image archive"):
         extract_archive(data, limits=ArchiveLimits(max_archive_bytes=1000))
@@ -330,10 +325,10 @@ def test_size_and_count_limits(cache):
         extract_archive(data, limits=ArchiveLimits(max_total_bytes=100))
     with pytest.raises(ArchiveError, match="million pixels"):
         extract_archive(data, limits=ArchiveLimits(max_total_pixels=1000))
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_only_hex_ids_name_a_cached_archive(cache):
+def test_only_hex_ids_name_a_cached_archive(archive_cache_dir):
     for bad in ("../../etc", "abc", "0123456789abcdef/..", ""):
         with pytest.raises(ArchiveError):
             arc.archive_root(bad)
@@ -341,7 +336,7 @@ def test_only_hex_ids_name_a_cached_archive(cache):
         load_dataset("archive:0123456789abcdef", "test")
 
 
-def test_the_cache_keeps_the_newest_archives_within_its_bound(cache):
+def test_the_cache_keeps_the_newest_archives_within_its_bound(archive_cache_dir):
     first = extract_archive(make_zip(class_set(("a", "b"))))
     os.utime(first.root, (1, 1))  # long ago
     second = extract_archive(make_zip(class_set(("c", "d"))))
@@ -355,7 +350,7 @@ def test_the_cache_keeps_the_newest_archives_within_its_bound(cache):
     assert fourth.root.exists() and not second.root.exists() and not third.root.exists()
 
 
-def test_an_end_record_that_understates_the_entry_count_is_caught_by_the_directory(cache):
+def test_an_end_record_that_understates_the_entry_count_is_caught_by_the_directory(archive_cache_dir):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for i in range(60):
@@ -365,10 +360,10 @@ def test_an_end_record_that_understates_the_entry_count_is_caught_by_the_directo
     data[end + 8:end + 12] = struct.pack("<HH", 1, 1)  # "1 entry"
     with pytest.raises(ArchiveError, match="60 entries is over the limit of 50"):
         extract_archive(bytes(data), limits=ArchiveLimits(max_entries=50))
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_encrypted_entries_and_unknown_compression_are_refused(cache):
+def test_encrypted_entries_and_unknown_compression_are_refused(archive_cache_dir):
     data = bytearray(make_zip(class_set(("a", "b")), method=zipfile.ZIP_STORED))
     first_cd = data.find(b"PK\x01\x02")
     data[first_cd + 8] |= 0x1  # the "encrypted" flag (zipfile will not write one)
@@ -378,10 +373,10 @@ def test_encrypted_entries_and_unknown_compression_are_refused(cache):
     data[first_cd + 10:first_cd + 12] = struct.pack("<H", 99)  # AES (WinZip): not ours to decode
     with pytest.raises(ArchiveError, match="unsupported compression method \\(99\\)"):
         extract_archive(bytes(data))
-    assert_nothing_extracted(cache)
+    assert_nothing_extracted(archive_cache_dir)
 
 
-def test_duplicate_names_never_overwrite_each_other(cache):
+def test_duplicate_names_never_overwrite_each_other(archive_cache_dir):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in class_set(("a", "b")).items():

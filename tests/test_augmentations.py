@@ -172,6 +172,19 @@ def test_hue_shift_matches_torchvision():
         torch.testing.assert_close(ours, TF.adjust_hue(x, shift), atol=1e-5, rtol=0)
 
 
+def test_direct_hue_shift_matches_torchvision_per_image():
+    from cl.augmentations import _shift_hue
+
+    x = torch.rand(6, 3, 9, 7, generator=_gen(15))
+    x[0] = 0.4  # grey: no hue to rotate
+    x[1, :, 0, 0] = torch.tensor([0.9, 0.9, 0.2])  # ties between the largest channels
+    x[2, :, 0, 0] = torch.tensor([0.0, 0.0, 0.0])  # black
+    shifts = torch.tensor([0.1, -0.5, 0.5, 0.0, 0.37, -0.2])
+    ours = _shift_hue(x, shifts.view(6, 1, 1))
+    ref = torch.stack([TF.adjust_hue(x[i:i + 1], float(shifts[i]))[0] for i in range(6)])
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+
+
 def test_colour_jitter_probability_zero_and_one():
     x = torch.rand(32, 3, 8, 8, generator=_gen(14))
     assert torch.equal(color_jitter(x, 0.8, 0.8, 0.8, 0.2, p=0.0, gen=_gen(0)), x)

@@ -23,7 +23,7 @@ from test_app_helpers import ROOT, data_dir, digit_png, shipped_dir
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
+from cl.loadtest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 PAGES = {"": "Contrastive Explorer", "train": "Train", "augmentations": "Augmentations",
          "embedding": "Embedding space", "metrics": "Metrics", "retrieval": "Retrieval", "compare": "Compare"}
@@ -77,9 +77,8 @@ def browser(server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                                    "--disable-dev-shm-usage"])
+                              args=[*CHROMIUM_ARGS, "--disable-background-networking", "--disable-component-update",
+                                    "--disable-sync", "--no-first-run"])
         yield b
         b.close()
 

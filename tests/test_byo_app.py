@@ -21,15 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT / "checkpoints" / "cifar10-best.safetensors"
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("CL_CACHE_DIR", str(folder))
-    from cl.data import clear_cache
-
-    clear_cache()
-    yield folder
-    clear_cache()
+# Every test here gets its own cache folder (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("archive_cache_dir")
 
 
 def colour_zip(per_class: int = 23) -> bytes:
@@ -113,7 +106,7 @@ def test_a_checkpoint_upload_becomes_the_model_and_bad_ones_change_nothing(tmp_p
     assert len(stored) == 2 and not list((Path(tmp_path) / "cache" / "models").glob("*.part"))
 
 
-def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_path, cache):
+def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_path, archive_cache_dir):
     at = new_session()
     upload(at, "byo_archive", "bomb.zip", b"PK\x03\x04" + b"\0" * 200)
     assert "Cannot use this archive" in at.sidebar.error[0].value
@@ -153,7 +146,7 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
     from cl.evaluation import embed
     from cl.export import export_zip
 
-    data = export_zip(box.value, at.sidebar.selectbox(key="sb_dataset").value, "test", "npz", cache / "exports")
+    data = export_zip(box.value, at.sidebar.selectbox(key="sb_dataset").value, "test", "npz", archive_cache_dir / "exports")
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert sorted(zf.namelist()) == ["embeddings.npz", "export.json"]
         with np.load(io.BytesIO(zf.read("embeddings.npz"))) as z:
@@ -163,10 +156,10 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
             assert z["labels"].tolist() == test.labels.tolist()
         meta = json.loads(zf.read("export.json"))
         assert meta["data"]["source"].startswith("archive my photos.zip") and meta["classes"] == ["blue things", "red things"]
-    assert not list((cache / "exports").iterdir()), "the staging folder is removed"
+    assert not list((archive_cache_dir / "exports").iterdir()), "the staging folder is removed"
 
 
-def test_demo_mode_bounds_uploads_more_tightly(monkeypatch, cache):
+def test_demo_mode_bounds_uploads_more_tightly(monkeypatch, archive_cache_dir):
     monkeypatch.setenv("CL_DEMO", "1")
     at = new_session()
     # 21 MiB: under the 100 MiB of a private server, over the demo's 20 MiB for a model
@@ -180,4 +173,4 @@ def test_demo_mode_bounds_uploads_more_tightly(monkeypatch, cache):
     errors = [e.value for e in at.sidebar.error]
     assert any("over the 50 MiB limit for an image archive" in e for e in errors), errors
     assert at.sidebar.selectbox(key="sb_dataset").value == "digits"
-    assert not (cache / "archives").exists() or not list((cache / "archives").iterdir())
+    assert not (archive_cache_dir / "archives").exists() or not list((archive_cache_dir / "archives").iterdir())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cl.loadtest import CHROMIUM_ARGS
 from test_browser import CHROMIUM, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
 from test_byo_app import colour_zip
 
@@ -81,8 +82,8 @@ def test_a_camera_photo_gets_neighbours(browser, server):
     """Chromium's fake camera (a generated test pattern) stands in for a phone's; a second
     Chromium from the same Playwright, started with the fake-device flags."""
     b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-                                          "--use-fake-device-for-media-stream", "--disable-dev-shm-usage"])
+                                    args=[*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream",
+                                          "--use-fake-device-for-media-stream"])
     try:
         context = b.new_context(viewport={"width": 1400, "height": 2200}, permissions=["camera"])
         context._cl_url = server["url"]

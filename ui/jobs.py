@@ -196,6 +196,8 @@ def cli_command(c) -> str:
     parts = ["python -m cl train", f"--dataset {c.dataset}", f"--recipe {c.recipe}", f"--augmentation {c.augmentation}",
              f"--loss {c.loss}", f"--epochs {c.epochs}", f"--batch-size {c.batch_size}", f"--lr {c.lr:g}",
              f"--seed {c.seed}"]
+    if getattr(c, "precision", None):
+        parts.append(f"--precision {c.precision}")  # replays the arithmetic this machine chose
     if c.time_budget:
         parts.append(f"--time-budget {c.time_budget:g}")
     return " ".join(parts)

@@ -15,9 +15,9 @@ import torch
 
 from ..errors import DataUnavailableError
 
+from ..loadtest import CHROMIUM, CHROMIUM_ARGS
 from .common import ROOT, _Context, _Skip, _child_env, _load
 
-CHROMIUM = "/usr/bin/chromium"
 
 
 # ------------------------------------------------------------------------------------ app
@@ -95,8 +95,7 @@ def _part_app(ctx: _Context) -> dict:
     result: dict = {"dataset": dataset}
     with open(log_path, "w") as log, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                           "--headless"])
+                                     args=[*CHROMIUM_ARGS, "--disable-background-networking"])
         t_launch = time.perf_counter()
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
