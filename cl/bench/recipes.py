@@ -4,8 +4,8 @@ sets of issue 13, against the recipe it replaced, run as whole commands in the s
 The time is the whole command (start-up, data loading, training and the card's metrics), as a
 user sees it; the quality is the card's paper-protocol linear accuracy. The baseline is the
 previous default recipe (two augmented views per image, the widths and epochs below), spelled out
-with flags so it stays runnable. Its fashion-mnist and cifar10 runs take 10 to 25 minutes on two
-cores: ``CL_BENCH_RECIPE_BASELINES`` (comma-separated data sets, or ``none``) limits which
+with flags so it stays runnable. Its fashion-mnist and cifar10 runs take 3 to 5 minutes each on
+two cores: ``CL_BENCH_RECIPE_BASELINES`` (comma-separated data sets, or ``none``) limits which
 baselines run; the quick bench runs digits only.
 """
 
