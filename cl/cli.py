@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .encoder import ENCODERS
     from .losses import LOSSES
     from .samplers import MINERS, NEGATIVES
-    from .training import RECIPES
+    from .training import PRECISIONS, RECIPES
 
     p = _Parser(prog="python -m cl", description="Contrastive Explorer: train and inspect contrastive encoders.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-budget", type=_positive_float, help="stop training after this many seconds")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=_positive_int)
-    t.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+    t.add_argument("--precision", choices=PRECISIONS,
                    help="bf16: train under bfloat16 autocast; auto (our recipe's default): bf16 where the "
                         "hardware computes it natively; the paper recipe uses fp32")
     t.add_argument("--data-dir")

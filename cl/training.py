@@ -29,12 +29,13 @@ from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
 from .errors import ConfigError
 from .losses import LOSSES, build_loss
-from .optim import PlainAdamW, PlainSGD, build_optimizer, warmup_cosine  # noqa: F401  (re-exported)
+from .optim import build_optimizer, warmup_cosine
 from .samplers import MINERS, NEGATIVES, draw_negatives, mine_triplets, paper_anchors
 
 RECIPES = ("default", "paper")
 PAIR_LOSSES = ("pairwise", "contrastive")
 VIEW_LOSSES = ("ntxent", "supcon")
+PRECISIONS = ("auto", "fp32", "bf16")  # "auto" is resolved to one of the other two
 
 # Our recipe's per-data-set choices (issue 13: live training on 2 cores; see README "Results"):
 # SupCon over one augmented view per image, positives the batch's images of the same class.
@@ -125,9 +126,6 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     out = replace(c, **filled)
     _validate(out)
     return out
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def auto_precision(device: str = "auto") -> str:

@@ -206,7 +206,7 @@ def test_plain_sgd_matches_torch_sgd(weight_decay):
     import copy
 
     from cl.encoder import PaperEncoder
-    from cl.training import PlainSGD
+    from cl.optim import PlainSGD
 
     torch.manual_seed(0)
     ours = PaperEncoder(1, 28).train()
@@ -227,7 +227,7 @@ def test_plain_adamw_matches_torch_adamw():
     import copy
 
     from cl.encoder import ConvNetEncoder
-    from cl.training import PlainAdamW
+    from cl.optim import PlainAdamW
 
     torch.manual_seed(0)
     ours = ConvNetEncoder(1, 28, width=8).train()

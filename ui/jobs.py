@@ -196,7 +196,7 @@ def cli_command(c) -> str:
     parts = ["python -m cl train", f"--dataset {c.dataset}", f"--recipe {c.recipe}", f"--augmentation {c.augmentation}",
              f"--loss {c.loss}", f"--epochs {c.epochs}", f"--batch-size {c.batch_size}", f"--lr {c.lr:g}",
              f"--seed {c.seed}"]
-    if getattr(c, "precision", None):
+    if c.precision:
         parts.append(f"--precision {c.precision}")  # replays the arithmetic this machine chose
     if c.time_budget:
         parts.append(f"--time-budget {c.time_budget:g}")
@@ -215,14 +215,6 @@ def _lower_priority_in_demo() -> None:
         pass
 
 
-def _return_freed_memory() -> None:
-    """Hand the memory a finished training freed back to the system. glibc keeps freed heap pages
-    for reuse, so without this a server's resident size stays at its busiest moment's peak long
-    after the trainings that caused it (measured in one process: two digits trainings peak at
-    ~1,350 MB and leave 1,234 MB resident; trimmed, 870 MB)."""
-    allocator.return_freed_memory()
-
-
 def _run(job: Job) -> None:
     _lower_priority_in_demo()
     try:
@@ -236,7 +228,10 @@ def _run(job: Job) -> None:
         job._set(status="failed", message=f"training failed unexpectedly ({type(err).__name__}: {err})",
                  finished=time.time())
     finally:
-        _return_freed_memory()
+        # glibc keeps freed heap pages for reuse: without this a server's resident size stays at
+        # its busiest moment's peak long after the trainings that caused it (measured in one
+        # process: two digits trainings peak at ~1,350 MB and leave 1,234 MB resident; trimmed, 870 MB).
+        allocator.return_freed_memory()
 
 
 def _train(job: Job) -> None:

@@ -14,10 +14,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataUnavailableError
-
 from ..loadtest import CHROMIUM, CHROMIUM_ARGS
 from .common import ROOT, _Context, _Skip, _child_env, _load
-
 
 
 # ------------------------------------------------------------------------------------ app
