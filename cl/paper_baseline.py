@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import random
 import sys
 import time
@@ -45,6 +46,7 @@ import torch
 from PIL import Image
 
 from .data import ImageSet, load_dataset
+from .errors import UserError
 from .encoder import PaperEncoder
 
 LOSS_LR = {"pairwise": 0.05, "triplet": 0.15}
@@ -198,6 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evaluate", metavar="FILE", help="only evaluate the state dict saved by --out")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    try:
+        return _run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+    except pickle.UnpicklingError:  # loaded with weights_only: never unpickles code
+        print(f"error: {args.evaluate}: not an encoder state dict saved by --out", file=sys.stderr)
+    except (OSError, RuntimeError) as err:  # the --out / --evaluate file
+        print(f"error: {getattr(err, 'filename', None) or args.evaluate or args.out}: "
+              f"{getattr(err, 'strerror', None) or str(err).splitlines()[0]}", file=sys.stderr)
+    return 2
+
+
+def _run(args) -> int:
     t0 = time.perf_counter()
     if args.evaluate:
         test_set = load_dataset(args.dataset, "test", args.data_dir)

@@ -38,6 +38,19 @@ def test_two_commands_give_the_same_model_and_metrics_as_one(tmp_path):
     assert evaluated["metrics"]["n_test"] == 108  # 20 % of the 540 digits test images
 
 
+def test_bad_files_and_data_sets_get_one_line_and_exit_2(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a state dict")
+    cases = {("--dataset", "digits", "--evaluate", str(tmp_path / "missing.pt")): "No such file",
+             ("--dataset", "digits", "--evaluate", str(junk)): "not an encoder state dict",
+             ("--dataset", "nope", "--epochs", "1"): "unknown data set"}
+    for args, reason in cases.items():
+        p = subprocess.run([sys.executable, "-m", "cl.paper_baseline", *args], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], p.stderr
+
+
 def test_triplets_are_one_per_anchor_with_a_negative_of_another_class():
     train = load_dataset("digits", "train")
     images = pil_images(train)
