@@ -56,17 +56,14 @@ def test_triplets_are_one_per_anchor_with_a_negative_of_another_class():
     images = pil_images(train)
     tuples = build_tuples(images, "triplet", "none", 1, 28)
     assert len(tuples) == len(train)  # under 5,000 per class: every image is an anchor once
-    # the label of each normalised image, to check every negative's class against its anchor's
-    label_of = {anchor.numpy().tobytes(): label for (anchor, _, _), label in
-                zip(tuples, [y for _, y in sorted(((i, y) for i, (_, y) in enumerate(images)),
-                                                  key=lambda iy: (_class_order(images).index(iy[1]), iy[0]))])}
+    # build_tuples walks the classes in order of first appearance, each class's images in order:
+    # that gives every anchor's label, and so the label of each normalised image
+    classes = list(dict.fromkeys(y for _, y in images))
+    anchor_labels = [y for c in classes for _, y in images if y == c]
+    label_of = {anchor.numpy().tobytes(): y for (anchor, _, _), y in zip(tuples, anchor_labels)}
     assert len(label_of) > 0.95 * len(tuples)  # (a few digits images are exact duplicates)
     for anchor, positive, negative in tuples:
         assert torch.equal(anchor, positive)  # no augmentation: the positive is the anchor
         a, n = label_of.get(anchor.numpy().tobytes()), label_of.get(negative.numpy().tobytes())
         assert a is not None and n is not None and a != n
 
-
-def _class_order(images) -> list[int]:
-    """Classes in order of first appearance: the order build_tuples walks them."""
-    return list(dict.fromkeys(label for _, label in images))

@@ -278,15 +278,19 @@ def test_precision_is_fp32_for_the_paper_recipe_and_hardware_chosen_for_ours():
             resolve_config(TrainConfig(precision=bad))
 
 
-def test_bf16_training_runs_the_encoder_in_bf16_and_keeps_float32_weights(small_train, small_test):
+def test_bf16_training_runs_the_encoder_in_bf16_and_keeps_float32_weights(small_train):
     from cl import training
 
-    seen = []
+    inside, outside = [], []
     real_encode = training._encode
 
     def spy(run, x):
-        z = real_encode(run, x)
-        seen.append(z.dtype)
+        hook = run.model.backbone[0].register_forward_hook(lambda _m, _i, out: inside.append(out.dtype))
+        try:
+            z = real_encode(run, x)
+        finally:
+            hook.remove()
+        outside.append(z.dtype)
         return z
 
     fp32 = train(_cfg(recipe="default", encoder_width=8, epochs=3, precision="fp32"), small_train)
@@ -295,9 +299,10 @@ def test_bf16_training_runs_the_encoder_in_bf16_and_keeps_float32_weights(small_
         bf16 = train(_cfg(recipe="default", encoder_width=8, epochs=3, precision="bf16"), small_train)
     finally:
         training._encode = real_encode
-    assert seen and set(seen) == {torch.float32}  # losses always see float32
+    assert inside and set(inside) == {torch.bfloat16}  # the first convolution ran in bf16
+    assert set(outside) == {torch.float32}  # and the losses see float32
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
-    # same seed and data: only the arithmetic differs, so the weights must too (autocast was on)
+    # same seed and data: only the arithmetic differs, so the weights must too
     assert not _same_weights(fp32.model, bf16.model)
     assert bf16.history[-1]["loss"] < bf16.history[0]["loss"]
     assert abs(bf16.history[-1]["loss"] - fp32.history[-1]["loss"]) < 0.1 * fp32.history[-1]["loss"]
