@@ -58,10 +58,12 @@ with left:
     recipe = st.radio("Recipe", ["paper", "default"], index=1, horizontal=True, key="tr_recipe",
                       format_func={"paper": "paper (the study's settings)", "default": "default (ours)"}.get,
                       help="paper: the study's encoder, SGD, batch 1,024, positives augmented once. "
-                           "default: a small ConvNet, SupCon over one augmented view per image (positives: the "
-                           "batch's images of the same class), AdamW with warm-up and cosine decay.")
+                           "default: a small ConvNet, SupCon (positives: the batch's images of the same class; "
+                           "one or two views per image, by data set), AdamW with warm-up and cosine decay, bf16 "
+                           "where the CPU computes it natively.")
     own = st.checkbox("Use the recipe's own augmentation and loss instead of the sidebar's", True, key="tr_own",
-                      help="The default recipe's own choice is SupCon with a mild affine augmentation.")
+                      help="The default recipe's own choice is SupCon with an augmentation per data set: affine for "
+                           "digits and MNIST, none for Fashion-MNIST, crops for CIFAR-10.")
 try:
     base = TrainConfig(dataset=ctx.dataset, recipe=recipe,
                        augmentation=None if own else ctx.augmentation, loss=None if own else ctx.loss)
