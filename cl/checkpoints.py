@@ -68,7 +68,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
         blob = st_save(state, metadata={"card": json.dumps(card, sort_keys=True)})
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"cannot serialise the model: {err}") from None
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("m.safetensors").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -232,7 +232,7 @@ def _write_atomically(path: Path, blob: bytes, mode: int) -> None:
     """Write ``blob`` to a temporary file beside ``path``, sync it, give it ``mode`` and rename it
     over ``path``: readers see the old file or the new one, never a part. On any failure, Ctrl-C
     included, the temporary file is removed and the old file is left as it was."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent if str(path.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)
