@@ -17,22 +17,8 @@ from pathlib import Path
 
 from . import allocator
 from .errors import ConfigError, UserError
+from .reference import PAPER_TABLE
 
-PAPER_TABLE = {
-    # (dataset, augmentation, loss): (accuracy, top-3, kNN-30) as reported by the study
-    ("mnist", "none", "pairwise"): (0.66, 0.88, 0.68),
-    ("mnist", "none", "triplet"): (0.81, 0.96, 0.85),
-    ("mnist", "fer", "pairwise"): (0.78, 0.94, 0.81),
-    ("mnist", "fer", "triplet"): (0.92, 0.98, 0.92),
-    ("mnist", "simclr", "pairwise"): (0.56, 0.82, 0.46),
-    ("mnist", "simclr", "triplet"): (0.93, 0.99, 0.93),
-    ("cifar10", "none", "pairwise"): (0.27, 0.58, 0.24),
-    ("cifar10", "none", "triplet"): (0.33, 0.66, 0.33),
-    ("cifar10", "fer", "pairwise"): (0.29, 0.58, 0.27),
-    ("cifar10", "fer", "triplet"): (0.33, 0.64, 0.34),
-    ("cifar10", "simclr", "pairwise"): (0.29, 0.63, 0.27),
-    ("cifar10", "simclr", "triplet"): (0.36, 0.69, 0.36),
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -176,13 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write a PNG scatter here")
     pr.add_argument("--json", action="store_true")
 
-    b = sub.add_parser("bench", help="measure speed against baselines (see README)")
-    b.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    b.add_argument("--only", nargs="+", help="run only these parts")
-    b.add_argument("--data-dir")
-    b.add_argument("--out", default="bench-results.json")
-    b.add_argument("--visitors", type=int, default=None, help="visitors at once in the room part (default 40; 5 with --quick)")
-    b.add_argument("--json", action="store_true")
     return p
 
 
@@ -432,7 +411,8 @@ def cmd_grid(args) -> int:
 
 def _grid_outlook(args, out: Path) -> int:
     """The outlook models (cl.study.OUTLOOK): each is exactly one ``python -m cl train`` command."""
-    from .study import OUTLOOK, outlook_markdown, outlook_rows, outlook_train_args
+    from .reference import OUTLOOK, outlook_train_args
+    from .study import outlook_markdown, outlook_rows
     from .training import TrainConfig
 
     jobs = [(d, suffix) for d in args.datasets for suffix, *_ in OUTLOOK]
@@ -547,21 +527,8 @@ def _scatter_png(xy, labels, classes, out, title):
     plt.close(fig)
 
 
-def cmd_bench(args) -> int:
-    from .bench import run_bench
-
-    if args.visitors is not None:
-        if not 1 <= args.visitors <= 200:
-            raise ConfigError(f"--visitors must be between 1 and 200, got {args.visitors}")
-        os.environ["CL_BENCH_VISITORS"] = str(args.visitors)
-
-    payload = run_bench(quick=args.quick, only=args.only, data_dir=args.data_dir, out=args.out, verbose=not args.json)
-    _emit(args, payload, None)
-    return 0
-
-
 COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
-            "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project, "bench": cmd_bench}
+            "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project}
 
 
 # Commands that train or embed: one job then exit, so glibc may keep freed memory for reuse

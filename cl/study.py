@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
+from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
+
 ROWS = ("none", "fer", "simclr")
 COLS = ("pairwise", "triplet")
 DATASETS = ("mnist", "cifar10")
@@ -37,56 +40,12 @@ DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 AUG_TITLES = {"none": "no augmentation", "fer": "FER", "simclr": "SimCLR"}
 STRUCTURE_FILE = "study.json"
 
-# (name suffix, title, what labels it uses, extra `python -m cl train` arguments)
-OUTLOOK = [
-    ("triplet-batch-hard", "triplet, batch-hard mining",
-     "labels pick the hardest positive and negative in each batch", ["--loss", "triplet", "--mining", "batch-hard"]),
-    ("triplet-semi-hard", "triplet, semi-hard mining",
-     "labels pick semi-hard negatives in each batch", ["--loss", "triplet", "--mining", "semi-hard"]),
-    ("contrastive", "contrastive (margin) loss",
-     "labels pick the negative, as the study's pairs", ["--loss", "contrastive"]),
-    ("ntxent", "NT-Xent (SimCLR)",
-     "no labels: the other images of the batch are the negatives", ["--loss", "ntxent"]),
-    ("supcon", "supervised contrastive (SupCon)",
-     "labels: every same-class image of the batch is a positive", ["--loss", "supcon"]),
-    ("triplet-random-negatives", "triplet, random negatives",
-     "no labels: negatives drawn from all images (same class ~1 in 10)", ["--loss", "triplet", "--negatives", "random"]),
-]
-NO_LABELS = {"ntxent", "triplet-random-negatives"}
-# The triplet scenarios' budget, stated explicitly so the pair-like contrastive loss gets it too
-# (the paper recipe would otherwise give pair losses the pairwise scenarios' 5 epochs at lr 0.05).
-OUTLOOK_BUDGET = ["--epochs", "10", "--lr", "0.15"]
-
-
-def checkpoints_dir() -> Path:
-    return Path(os.environ.get("CL_CHECKPOINTS_DIR") or Path(__file__).resolve().parent.parent / "checkpoints")
-
-
-def scenario_name(dataset: str, aug: str, loss: str) -> str:
-    return f"{dataset}-{aug}-{loss}"
-
-
-def outlook_names(dataset: str) -> list[str]:
-    return [f"{dataset}-simclr-{suffix}" for suffix, *_ in OUTLOOK]
-
-
-def outlook_train_args(dataset: str, suffix: str, seed: int = 0) -> list[str]:
-    """The ``python -m cl train`` arguments of one outlook model (without ``--out``)."""
-    extra = {s: a for s, _, _, a in OUTLOOK}[suffix]
-    return ["--dataset", dataset, "--recipe", "paper", "--augmentation", "simclr", *extra, *OUTLOOK_BUDGET,
-            "--seed", str(seed)]
-
-
 def paper_figures(dataset: str, aug: str, loss: str) -> tuple[float, float, float] | None:
-    from .cli import PAPER_TABLE
-
     return PAPER_TABLE.get((dataset, aug, loss))
 
 
 def study_best(dataset: str) -> tuple[str, tuple[float, float, float]]:
     """The study's best scenario on ``dataset`` by linear accuracy: (name, its figures)."""
-    from .cli import PAPER_TABLE
-
     (d, a, l), figs = max(((k, v) for k, v in PAPER_TABLE.items() if k[0] == dataset), key=lambda kv: kv[1][0])
     return scenario_name(d, a, l), figs
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from cl.cli import PAPER_TABLE
+from cl.reference import PAPER_TABLE
 from cl.data import dataset_spec
 from cl.errors import UserError
 from ui import cache, charts, models, state

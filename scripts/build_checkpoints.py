@@ -79,7 +79,7 @@ def outlook_commands() -> dict[str, list[str]]:
     triplet mining, contrastive, NT-Xent, SupCon and random negatives; ``python -m cl grid
     --preset outlook`` trains the same."""
     sys.path.insert(0, str(ROOT))
-    from cl.study import OUTLOOK, outlook_train_args
+    from cl.reference import OUTLOOK, outlook_train_args
 
     return {f"{d}-simclr-{suffix}": ["train", *outlook_train_args(d, suffix, SEED),
                                      "--out", f"checkpoints/{d}-simclr-{suffix}.safetensors"]
@@ -117,7 +117,7 @@ def readme_tables() -> str:
     the shipped cards: nothing is re-computed, so the README says what the files say."""
     sys.path.insert(0, str(ROOT))
     from cl.checkpoints import read_card
-    from cl.cli import PAPER_TABLE
+    from cl.reference import PAPER_TABLE
 
     paper = ["| data | aug | loss | paper acc / top-3 / kNN | ours (paper recipe) acc / top-3 / kNN "
              "| ours standard acc | train images |", "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cl.loadtest import CHROMIUM_ARGS
+from benchmarks.loadtest import CHROMIUM_ARGS
 from test_browser import CHROMIUM, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
 from test_byo_app import colour_zip
 

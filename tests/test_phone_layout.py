@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cl.loadtest import CHROMIUM, PHONE, app_server, page_errors, settle_seconds
+from benchmarks.loadtest import CHROMIUM, PHONE, app_server, page_errors, settle_seconds
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 PAGES = ["", "study", "train", "augmentations", "embedding", "metrics", "retrieval", "compare", "bring"]

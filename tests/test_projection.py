@@ -1,6 +1,6 @@
 """cl.projection: shapes, determinism, the exact kNN graph, and that t-SNE/UMAP keep clusters apart.
 
-Correctness only; speed is measured by ``python -m cl bench --only projection``.
+Correctness only; speed is measured by ``python -m benchmarks --only projection``.
 """
 
 from __future__ import annotations

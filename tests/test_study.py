@@ -9,7 +9,7 @@ import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
 
 from cl import study
-from cl.cli import PAPER_TABLE
+from cl.reference import PAPER_TABLE
 from test_app import _ServerPagesManager
 from test_app_helpers import APP, ROOT
 

@@ -74,7 +74,7 @@ def scrub(text: str) -> str:
     from cl.archive import cache_dir
     from cl.data import resolve_data_dir
 
-    from .models import APP_ROOT, runs_dir
+    from .paths import APP_ROOT, runs_dir
 
     folders = ((cache_dir(), "<cache>"), (resolve_data_dir(), "<data-dir>"), (runs_dir(), "<runs>"),
                (APP_ROOT, "<app>"))

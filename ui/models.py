@@ -17,25 +17,12 @@ from pathlib import Path
 from cl.checkpoints import checkpoint_id, read_card
 from cl.errors import CheckpointError
 
-APP_ROOT = Path(__file__).resolve().parent.parent
+from . import demo
+from .paths import APP_ROOT, checkpoints_dir, runs_dir  # noqa: F401  (the pages name them through ui.models)
+
 MAX_UPLOAD_MODEL_BYTES = 100 * 2**20  # our largest encoder is a few MB
 DEMO_MAX_UPLOAD_MODEL_BYTES = 20 * 2**20
 MAX_UPLOADED_MODELS = 200  # files kept in the uploads folder; the least recently uploaded go first
-
-
-def checkpoints_dir() -> Path:
-    return Path(os.environ.get("CL_CHECKPOINTS_DIR") or APP_ROOT / "checkpoints").expanduser()
-
-
-def runs_dir() -> Path:
-    path = Path(os.environ.get("CL_RUNS_DIR") or "runs").expanduser()
-    try:
-        if path.resolve() == checkpoints_dir().resolve():
-            # never write over shipped checkpoints, whatever the environment says
-            path = path / "runs"
-    except OSError:
-        pass
-    return path
 
 
 def list_runs_enabled() -> bool:
@@ -138,7 +125,6 @@ def uploads_dir() -> Path:
 
 
 def max_upload_model_bytes() -> int:
-    from . import demo
 
     return DEMO_MAX_UPLOAD_MODEL_BYTES if demo.enabled() else MAX_UPLOAD_MODEL_BYTES
 

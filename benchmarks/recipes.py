@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import ConfigError, DataUnavailableError
+from cl.errors import ConfigError, DataUnavailableError
 from .common import _Context, _load, _ratio, _run_command
 
 # data set: (whole-command seconds limit, paper-protocol linear accuracy floor) -- issue 13

@@ -1,4 +1,4 @@
-"""cl.paper_baseline: the study's pipeline as the bench's baseline, as one command and as the two
+"""benchmarks.paper_baseline: the study's pipeline as the bench's baseline, as one command and as the two
 whole commands (`--no-eval --out`, then `--evaluate`) that the bench times."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 
 from cl.data import load_dataset
-from cl.paper_baseline import build_tuples, pil_images
+from benchmarks.paper_baseline import build_tuples, pil_images
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> dict:
-    p = subprocess.run([sys.executable, "-m", "cl.paper_baseline", *args, "--json"], cwd=ROOT, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "benchmarks.paper_baseline", *args, "--json"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -45,7 +45,7 @@ def test_bad_files_and_data_sets_get_one_line_and_exit_2(tmp_path):
              ("--dataset", "digits", "--evaluate", str(junk)): "not an encoder state dict",
              ("--dataset", "nope", "--epochs", "1"): "unknown data set"}
     for args, reason in cases.items():
-        p = subprocess.run([sys.executable, "-m", "cl.paper_baseline", *args], cwd=ROOT, capture_output=True,
+        p = subprocess.run([sys.executable, "-m", "benchmarks.paper_baseline", *args], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
         lines = p.stderr.strip().splitlines()
         assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], p.stderr

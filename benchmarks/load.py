@@ -1,4 +1,4 @@
-"""Bench parts ``links`` and ``room``: their code lives in :mod:`cl.loadtest`."""
+"""Bench parts ``links`` and ``room``: their code lives in :mod:`benchmarks.loadtest`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from .common import _Context, _Skip, _child_env
 
 
 def _part_links(ctx: "_Context") -> dict:
-    """Deep link on a cold server, and every page of every shipped model (cl.loadtest.run_links)."""
-    from ..loadtest import Unavailable, run_links
+    """Deep link on a cold server, and every page of every shipped model (benchmarks.loadtest.run_links)."""
+    from .loadtest import Unavailable, run_links
 
     try:
         return run_links(cold_repeats=1 if ctx.quick else 3, env_extra=_child_env(ctx),
@@ -20,12 +20,12 @@ def _part_links(ctx: "_Context") -> dict:
 
 
 def _part_room(ctx: "_Context") -> dict:
-    """A room of visitors at once while two trainings run (cl.loadtest.run_room), in demo mode.
+    """A room of visitors at once while two trainings run (benchmarks.loadtest.run_room), in demo mode.
 
     The server runs with this Python, then with each Python named in ``CL_BENCH_ROOM_PYTHONS``
     (separated by ``os.pathsep``), e.g. a virtual environment with PyTorch's CPU-only build, so the
     two builds' memory is measured in the same command."""
-    from ..loadtest import Unavailable, run_room
+    from .loadtest import Unavailable, run_room
 
     visitors = int(os.environ.get("CL_BENCH_VISITORS", "5" if ctx.quick else "40"))
     pythons = [sys.executable] + [p for p in os.environ.get("CL_BENCH_ROOM_PYTHONS", "").split(os.pathsep) if p]

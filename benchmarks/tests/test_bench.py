@@ -1,4 +1,4 @@
-"""``python -m cl bench``: the command runs, writes its JSON and reports positive figures.
+"""``python -m benchmarks``: the command runs, writes its JSON and reports positive figures.
 
 Correctness of the report only (keys, units, sanity); never timings. A small size keeps it short.
 """
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cl.bench import PARTS, _parse_parts, targets
+from benchmarks import PARTS, _parse_parts, targets
 from cl.errors import ConfigError
 from conftest import ROOT, shared_data_dir
 
@@ -24,7 +24,7 @@ def report(tmp_path_factory):
     data = shared_data_dir()
     if data:
         env["CL_DATA_DIR"] = str(data)
-    proc = subprocess.run([sys.executable, "-m", "cl", "bench", "--quick", "--only", "neighbors", "projection",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "neighbors", "projection",
                            "--json", "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -113,7 +113,7 @@ def test_recipe_targets_from_a_recipes_part():
 
 
 def test_room_targets_per_torch_build():
-    from cl.bench.report import targets
+    from benchmarks.report import targets
 
     def run(build, rss, errors=0, settled=200):
         return {"torch_build": build, "visitors": 40, "errors": errors, "visits": 200, "settled": settled,

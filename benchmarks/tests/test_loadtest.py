@@ -1,6 +1,6 @@
 """The room, small: 5 browser visitors at once (2 of them phones) through deep links to Overview,
 Embedding, Metrics, Retrieval (with an upload) and Compare while two trainings run, in demo mode.
-The 40-visitor run is `python -m cl bench --only room`."""
+The 40-visitor run is `python -m benchmarks --only room`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cl.loadtest import CHROMIUM, ROOM_PAGES, run_room
+from benchmarks.loadtest import CHROMIUM, ROOM_PAGES, run_room
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 

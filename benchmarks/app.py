@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,19 +12,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataUnavailableError
-from ..loadtest import CHROMIUM, CHROMIUM_ARGS
+from cl.errors import DataUnavailableError
+from .loadtest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until_settled
 from .common import ROOT, _Context, _Skip, _child_env, _load
 
 
 # ------------------------------------------------------------------------------------ app
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for a Streamlit server started by the bench or the tests)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _RssSampler(threading.Thread):
     """Peak resident memory of a process and all its children, sampled every 100 ms."""
 
@@ -182,24 +174,6 @@ def _torch_import_rss_mb() -> float | None:
         return round(int(out.stdout.split()[-1]) / 1024, 1)
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None  # not Linux, or torch failed: the figure is simply not reported
-
-
-def wait_until_settled(page, stable: float = 0.8, timeout: float = 120, poll_ms: int = 100) -> None:
-    """Wait until a Streamlit page's script has not been running for ``stable`` seconds
-    (Playwright page); raise ``TimeoutError`` after ``timeout`` seconds. The browser tests use it too."""
-    t0 = time.time()
-    since = None
-    while time.time() - t0 < timeout:
-        state = page.evaluate("() => { const a = document.querySelector('[data-testid=stApp]');"
-                              " return a ? a.getAttribute('data-test-script-state') : 'none'; }")
-        if state not in ("running", "rerunRequested", "none", None):
-            since = since or time.time()
-            if time.time() - since >= stable:
-                return
-        else:
-            since = None
-        page.wait_for_timeout(poll_ms)
-    raise TimeoutError(f"the app did not settle within {timeout:.0f} s")
 
 
 def _wait_idle(page, stable: float = 0.8, timeout: float = 120) -> None:

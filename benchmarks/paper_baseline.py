@@ -1,4 +1,4 @@
-"""The study's training pipeline, re-implemented for comparison (``python -m cl bench``).
+"""The study's training pipeline, re-implemented for comparison (``python -m benchmarks``).
 
 This is *not* how this project trains (see :mod:`cl.training`); it is a faithful
 re-implementation of the study's Colab pipeline (``../shared/PAPER.md``), kept only as the
@@ -23,11 +23,11 @@ The encoder, losses and learning rates are the same objects/values as our ``--re
 so the two differ only in the data pipeline and the training loop.
 
 Command line: train, then evaluate, as two whole commands (how the issue's independent
-re-implementation was timed, and how ``python -m cl bench`` times ours: ``train`` then
+re-implementation was timed, and how ``python -m benchmarks`` times ours: ``train`` then
 ``evaluate``); the model passes between them as a ``torch.save`` state dict::
 
-    python -m cl.paper_baseline --dataset mnist --loss triplet --augmentation none --epochs 1 --no-eval --out m.pt
-    python -m cl.paper_baseline --dataset mnist --evaluate m.pt [--json]
+    python -m benchmarks.paper_baseline --dataset mnist --loss triplet --augmentation none --epochs 1 --no-eval --out m.pt
+    python -m benchmarks.paper_baseline --dataset mnist --evaluate m.pt [--json]
 
 Without ``--no-eval`` one command trains and evaluates in the same process.
 """
@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import ImageSet, load_dataset
-from .errors import UserError
-from .encoder import PaperEncoder
+from cl.data import ImageSet, load_dataset
+from cl.errors import UserError
+from cl.encoder import PaperEncoder
 
 LOSS_LR = {"pairwise": 0.05, "triplet": 0.15}
 LOSS_EPOCHS = {"pairwise": 5, "triplet": 10}
@@ -187,7 +187,7 @@ def evaluate_paper_pipeline(model: torch.nn.Module, test_set: ImageSet, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cl.paper_baseline",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.paper_baseline",
                                 description="The study's pipeline, re-implemented as a benchmark baseline.")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--loss", choices=tuple(LOSS_LR), default="triplet")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataUnavailableError
+from cl.errors import ConfigError, DataUnavailableError
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (0.93, 0.99)
 
 
@@ -31,7 +31,7 @@ class _Context:
 
 
 def _abs_data_dir(data_dir) -> str | None:
-    from ..data import resolve_data_dir
+    from cl.data import resolve_data_dir
 
     return str(resolve_data_dir(data_dir).resolve())
 
@@ -92,7 +92,7 @@ def _ratio(baseline, ours) -> float | None:
 
 
 def _load(name: str, split: str, ctx: _Context):
-    from ..data import load_dataset
+    from cl.data import load_dataset
 
     return load_dataset(name, split, ctx.data_dir, download=False)
 

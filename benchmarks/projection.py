@@ -25,9 +25,9 @@ def _part_projection(ctx: _Context) -> dict:
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    from ..encoder import PaperEncoder
-    from ..evaluation import embed
-    from ..projection import project, warm_up
+    from cl.encoder import PaperEncoder
+    from cl.evaluation import embed
+    from cl.projection import project, warm_up
 
     test = _mnist_or_digits(ctx, "test")
     sizes = ctx.sizes or ([1000] if ctx.quick else [1000, 10000])

@@ -1,4 +1,4 @@
-"""``python -m cl bench``: how fast this project is, as ratios against baselines run in the same
+"""``python -m benchmarks``: how fast this project is, as ratios against baselines run in the same
 command, with raw seconds and a description of the machine.
 
 Parts (names for ``--only``):
@@ -6,7 +6,7 @@ Parts (names for ``--only``):
 ``train``
     Whole commands, as a user runs them: ``python -m cl train --recipe paper --epochs 1 --no-eval``
     followed by ``python -m cl evaluate`` (paper protocol), against
-    ``python -m cl.paper_baseline`` (the study's pipeline re-implemented: Python lists of tensor
+    ``python -m benchmarks.paper_baseline`` (the study's pipeline re-implemented: Python lists of tensor
     tuples built per run, per-sample torchvision PIL transforms, a default DataLoader; same
     :class:`~cl.encoder.PaperEncoder`, data, loss and epochs). Throughput is training images per
     second (forward + backward) as each side reports it; the baseline also reports the seconds it
@@ -15,7 +15,7 @@ Parts (names for ``--only``):
     ``python -m cl train --dataset D`` as whole commands for digits, MNIST, Fashion-MNIST and the
     CIFAR-10 subset (issue 13's targets: time and paper-protocol linear accuracy), against the
     previous default recipe (two views per image) run as whole commands in the same bench
-    (:mod:`cl.bench.recipes`; ``CL_BENCH_RECIPE_BASELINES`` limits which baselines run).
+    (:mod:`benchmarks.recipes`; ``CL_BENCH_RECIPE_BASELINES`` limits which baselines run).
 ``time_to_accuracy``
     Seconds of *training* (evaluation excluded, via ``train(..., on_epoch_end=...)``) until the
     default recipe's paper-protocol linear accuracy on MNIST first reaches 0.93 and 0.99
@@ -89,8 +89,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from ..errors import ConfigError, UserError
-from .app import _part_app, free_port, wait_until_settled  # noqa: F401  (free_port, wait_until_settled: the browser tests and cl.loadtest use them)
+from cl.errors import ConfigError, UserError
+from .app import _part_app
 from .common import _abs_data_dir, _Context, _Skip, _write_json
 from .load import _part_links, _part_room
 from .machine import _loadavg, machine_info

@@ -1,6 +1,6 @@
 """A room full of visitors: drive a real app server with many browser sessions at once.
 
-``python -m cl bench --only room [--visitors 40]`` starts ``streamlit run app.py`` on a free local
+``python -m benchmarks --only room [--visitors 40]`` starts ``streamlit run app.py`` on a free local
 port, starts two trainings through the Train page, and then has ``visitors`` browser sessions
 (one headless Chromium, one context each; every other one a 390x844 phone with touch) open deep
 links at the same time: Overview, Embedding space, Metrics, Retrieval (uploading an image) and
@@ -9,7 +9,7 @@ idle window itself is not counted), p50/p95 per page and overall, every error (a
 exception shown on the page, a failed navigation, a page that never settles), and the server's
 peak resident memory (its whole process tree, sampled every 0.2 s).
 
-``python -m cl bench --only links`` measures "instant": the deep link
+``python -m benchmarks --only links`` measures "instant": the deep link
 ``embedding?dataset=mnist&model=mnist-best&method=tsne`` as the first visit of a freshly started
 server (several fresh servers), then every page of every shipped model as a first visit (a new
 browser session each) on one server.
@@ -20,6 +20,7 @@ Only 127.0.0.1 is contacted; every loop is bounded in count and time.
 from __future__ import annotations
 
 import io
+import socket
 import os
 import statistics
 import subprocess
@@ -101,9 +102,35 @@ class RssSampler(threading.Thread):
 
 
 @contextmanager
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a Streamlit server started by the bench or the tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+
+def wait_until_settled(page, stable: float = 0.8, timeout: float = 120, poll_ms: int = 100) -> None:
+    """Wait until a Streamlit page's script has not been running for ``stable`` seconds
+    (Playwright page); raise ``TimeoutError`` after ``timeout`` seconds. The browser tests use it too."""
+    t0 = time.time()
+    since = None
+    while time.time() - t0 < timeout:
+        state = page.evaluate("() => { const a = document.querySelector('[data-testid=stApp]');"
+                              " return a ? a.getAttribute('data-test-script-state') : 'none'; }")
+        if state not in ("running", "rerunRequested", "none", None):
+            since = since or time.time()
+            if time.time() - since >= stable:
+                return
+        else:
+            since = None
+        page.wait_for_timeout(poll_ms)
+    raise TimeoutError(f"the app did not settle within {timeout:.0f} s")
+
+
+
 def app_server(env_extra: dict | None = None, python: str = sys.executable, timeout: float = 120):
     """A fresh ``streamlit run app.py`` on 127.0.0.1; yields ``(url, process, runs_dir)``."""
-    from cl.bench import free_port
 
     port = free_port()
     runs = Path(tempfile.mkdtemp(prefix="cl-room-runs-"))
@@ -138,7 +165,6 @@ def app_server(env_extra: dict | None = None, python: str = sys.executable, time
 
 
 def settle_seconds(page, t_start: float, timeout: float) -> float:
-    from cl.bench import wait_until_settled
 
     page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
     wait_until_settled(page, stable=STABLE_S, timeout=timeout)

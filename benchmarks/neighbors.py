@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataUnavailableError
+from cl.errors import DataUnavailableError
 
 from .common import _Context, _load, _mnist_or_digits, _pct, _ratio
 
@@ -20,10 +20,10 @@ def _part_neighbors(ctx: _Context) -> dict:
     from PIL import Image
     from sklearn.neighbors import NearestNeighbors
 
-    from ..data import to_float
-    from ..encoder import build_encoder
-    from ..evaluation import embed
-    from ..retrieval import NeighborIndex, embed_one, prepare_query
+    from cl.data import to_float
+    from cl.encoder import build_encoder
+    from cl.evaluation import embed
+    from cl.retrieval import NeighborIndex, embed_one, prepare_query
 
     test = _mnist_or_digits(ctx, "test")
     dataset = test.name

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 
-from ..errors import DataUnavailableError
+from cl.errors import DataUnavailableError
 
 from .common import THRESHOLDS, _Context, _Skip, _load, _ratio, _run_command
 
 
 # ------------------------------------------------------------------------------------ train
 def _part_train(ctx: _Context) -> dict:
-    from ..checkpoints import read_card
+    from cl.checkpoints import read_card
 
     dataset = "digits" if ctx.quick else "mnist"
     try:
@@ -43,12 +43,12 @@ def _part_train(ctx: _Context) -> dict:
             # The baseline as the independent re-implementation was timed: `train`, then
             # `evaluate`, as two whole commands, the model passed on as a torch.save state dict.
             base_ckpt = tmp / f"{dataset}-{aug}-{loss}-baseline.pt"
-            ctx.say(f"baseline: python -m cl.paper_baseline --dataset {dataset} --loss {loss} --augmentation {aug} "
-                    f"--epochs 1 --no-eval --out FILE, then python -m cl.paper_baseline --evaluate FILE")
-            t_base_train, base_out = _run_command(ctx, ["-m", "cl.paper_baseline", "--dataset", dataset, "--loss", loss,
+            ctx.say(f"baseline: python -m benchmarks.paper_baseline --dataset {dataset} --loss {loss} --augmentation {aug} "
+                    f"--epochs 1 --no-eval --out FILE, then python -m benchmarks.paper_baseline --evaluate FILE")
+            t_base_train, base_out = _run_command(ctx, ["-m", "benchmarks.paper_baseline", "--dataset", dataset, "--loss", loss,
                                                         "--augmentation", aug, "--epochs", "1", "--no-eval",
                                                         "--out", str(base_ckpt), "--json"])
-            t_base_eval, base_eval = _run_command(ctx, ["-m", "cl.paper_baseline", "--dataset", dataset,
+            t_base_eval, base_eval = _run_command(ctx, ["-m", "benchmarks.paper_baseline", "--dataset", dataset,
                                                        "--evaluate", str(base_ckpt), "--json"])
             baseline = {"train_command_s": round(t_base_train, 3), "evaluate_command_s": round(t_base_eval, 3),
                         "total_s": round(t_base_train + t_base_eval, 3),
@@ -67,8 +67,8 @@ def _part_train(ctx: _Context) -> dict:
 
 # ------------------------------------------------------------------------------------ time to accuracy
 def _part_time_to_accuracy(ctx: _Context) -> dict:
-    from ..evaluation import embed, evaluate_embeddings
-    from ..training import TrainConfig, resolve_config, train
+    from cl.evaluation import embed, evaluate_embeddings
+    from cl.training import TrainConfig, resolve_config, train
 
     dataset = "digits" if ctx.quick else "mnist"
     try:
