@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -10,6 +11,9 @@ import streamlit as st
 from cl.errors import UserError
 
 from . import demo
+
+if TYPE_CHECKING:  # torch is imported only by pages that show images
+    import torch
 
 
 def require_model(ctx) -> None:
