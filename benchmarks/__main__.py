@@ -8,6 +8,7 @@ import sys
 from cl.errors import ConfigError, UserError
 
 from . import run_bench
+from .common import _json_default
 
 
 def main(argv=None) -> int:
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(payload, default=str))
+        print(json.dumps(payload, default=_json_default))
     return 0
 
 

@@ -20,8 +20,8 @@ Only 127.0.0.1 is contacted; every loop is bounded in count and time.
 from __future__ import annotations
 
 import io
-import socket
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -101,13 +101,11 @@ class RssSampler(threading.Thread):
         self.join(timeout=5)
 
 
-@contextmanager
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (for a Streamlit server started by the bench or the tests)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
 
 
 def wait_until_settled(page, stable: float = 0.8, timeout: float = 120, poll_ms: int = 100) -> None:
@@ -128,10 +126,9 @@ def wait_until_settled(page, stable: float = 0.8, timeout: float = 120, poll_ms:
     raise TimeoutError(f"the app did not settle within {timeout:.0f} s")
 
 
-
+@contextmanager
 def app_server(env_extra: dict | None = None, python: str = sys.executable, timeout: float = 120):
     """A fresh ``streamlit run app.py`` on 127.0.0.1; yields ``(url, process, runs_dir)``."""
-
     port = free_port()
     runs = Path(tempfile.mkdtemp(prefix="cl-room-runs-"))
     env = dict(os.environ)
@@ -165,7 +162,6 @@ def app_server(env_extra: dict | None = None, python: str = sys.executable, time
 
 
 def settle_seconds(page, t_start: float, timeout: float) -> float:
-
     page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
     wait_until_settled(page, stable=STABLE_S, timeout=timeout)
     return time.time() - t_start - STABLE_S

@@ -250,6 +250,4 @@ def _write_atomically(path: Path, blob: bytes, mode: int) -> None:
 
 def shipped_checkpoints_dir() -> Path:
     """The shipped checkpoints: ``$CL_CHECKPOINTS_DIR``, else ``checkpoints/`` beside the package."""
-    import os
-
     return Path(os.environ.get("CL_CHECKPOINTS_DIR") or Path(__file__).resolve().parent.parent / "checkpoints").expanduser()

@@ -5,13 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cl.checkpoints import shipped_checkpoints_dir
+from cl.checkpoints import shipped_checkpoints_dir as checkpoints_dir
 
 APP_ROOT = Path(__file__).resolve().parent.parent
-
-
-def checkpoints_dir() -> Path:
-    return shipped_checkpoints_dir()
 
 
 def runs_dir() -> Path:
