@@ -13,7 +13,7 @@ Parts (names for ``--only``):
     spent building its pair lists.
 ``recipes``
     ``python -m cl train --dataset D`` as whole commands for digits, MNIST, Fashion-MNIST and the
-    CIFAR-10 subset (issue 13's targets: time and paper-protocol linear accuracy), against the
+    CIFAR-10 subset (the targets of docs/recipes.md: time and paper-protocol linear accuracy), against the
     previous default recipe (two views per image) run as whole commands in the same bench
     (:mod:`benchmarks.recipes`; ``CL_BENCH_RECIPE_BASELINES`` limits which baselines run).
 ``time_to_accuracy``
@@ -56,7 +56,8 @@ Everything goes to ``--out`` (default ``bench-results.json``) as one JSON object
   - ``train``: ``dataset``, ``n_train``, ``train_complete``, ``epochs``, ``scenarios`` (list of
     ``{loss, augmentation, ours: {train_command_s, evaluate_command_s, total_s, train_seconds,
     images, images_per_s, linear_acc}, baseline: {total_s, build_pairs_s, train_seconds, images,
-    images_per_s, linear_acc}, speedup_commands, speedup_images_per_s}``);
+    images_per_s, linear_acc}, one_process: {ours_s, baseline_s, ours_linear_acc, baseline_linear_acc,
+    speedup}, speedup_commands, speedup_one_process, speedup_images_per_s}``);
   - ``time_to_accuracy``: ``dataset``, ``n_train``, ``thresholds``, ``default`` and ``paper``
     (each ``{config, history: [{epoch, train_seconds, linear_acc}], best_acc, seconds_to_best,
     seconds_to: {"0.93": s or null, "0.99": s or null}, stopped}``),

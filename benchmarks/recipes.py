@@ -1,5 +1,5 @@
 """Bench part ``recipes``: ``python -m cl train --dataset D`` as a whole command, for the four data
-sets of issue 13, against the recipe it replaced, run as whole commands in the same bench.
+sets (targets in docs/recipes.md), against the recipe it replaced, run as whole commands in the same bench.
 
 The time is the whole command (start-up, data loading, training and the card's metrics), as a
 user sees it; the quality is the card's paper-protocol linear accuracy. The baseline is the
@@ -19,11 +19,11 @@ from pathlib import Path
 from cl.errors import ConfigError, DataUnavailableError
 from .common import _Context, _load, _ratio, _run_command
 
-# data set: (whole-command seconds limit, paper-protocol linear accuracy floor) -- issue 13
+# data set: (whole-command seconds limit, paper-protocol linear accuracy floor), see docs/recipes.md
 RECIPE_TARGETS = {"digits": (10.0, 0.98), "mnist": (40.0, 0.99), "fashion-mnist": (120.0, 0.90),
                   "cifar10": (300.0, 0.65)}
-# The default recipe before issue 13 (cl.training.DEFAULT_RECIPE then): SupCon on two views, in
-# float32 (bf16 autocast came with issue 13). It shares this code's other speed-ups: the batched
+# The default recipe before the current one: SupCon on two views, in float32 (before bf16
+# autocast). It shares this code's other speed-ups: the batched
 # loop and, as every `python -m cl train`, cl.allocator's malloc settings.
 PREVIOUS_RECIPE = {
     "digits": ["--views", "2", "--epochs", "20", "--encoder-width", "16", "--lr", "0.003", "--batch-size", "256",

@@ -223,3 +223,14 @@ def augment_uint8(images: torch.Tensor, augmentation: Augmentation, gen: torch.G
     x = images.float().div_(255.0)
     x = augmentation(x, gen)
     return x.mul_(2.0).sub_(1.0)
+
+
+def augment_to_uint8(images: torch.Tensor, augmentation: Augmentation, gen: torch.Generator | None = None,
+                     chunk: int = 4096) -> torch.Tensor:
+    """uint8 batch -> augmented uint8 batch (rounded), as the study's PIL pipeline stored a positive
+    it augmented once; also what the app shows. Works in chunks to bound the float copy's memory."""
+    out = torch.empty_like(images)
+    for s in range(0, len(images), chunk):
+        x = augmentation(images[s:s + chunk].float().div_(255.0), gen)
+        out[s:s + chunk] = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return out

@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -82,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int)
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--lr", type=_positive_float)
+    t.add_argument("--optimizer", choices=("sgd", "adamw"))
+    t.add_argument("--weight-decay", type=float, help="the optimiser's weight decay (0 or more)")
+    t.add_argument("--temperature", type=_positive_float, help="NT-Xent / SupCon temperature")
+    t.add_argument("--margin", type=float, help="margin of the pairwise, triplet and contrastive losses")
+    t.add_argument("--max-per-class", type=_positive_int,
+                   help="paper recipe: at most this many anchors per class (the study: 5,000)")
     t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--negatives", choices=NEGATIVES, default="label-aware")
     t.add_argument("--mining", choices=MINERS, default="none")
@@ -209,56 +214,11 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def train_and_save(config, out: str, data_dir=None, evaluate: bool = True, command: str | None = None,
-                   progress=None, should_stop=None, on_epoch_end=None) -> dict:
-    """Train, evaluate under both protocols, save the checkpoint with its card; return the card."""
-    from .checkpoints import save_checkpoint
-    from .data import load_dataset, portable_provenance
-    from .evaluation import evaluate_embeddings, embed, summary
-    from .training import resolve_config, train
-
-    resolved = resolve_config(config)
-    train_set = load_dataset(config.dataset, "train", data_dir, allow_gallery=False)
-    test_set = load_dataset(config.dataset, "test", data_dir) if evaluate else None
-    result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end)
-    metrics = {}
-    if evaluate and result.stopped != "cancelled":
-        test_emb = embed(result.model, test_set.images)
-        train_emb = embed(result.model, train_set.images)
-        for protocol in ("paper", "standard"):
-            r = evaluate_embeddings(test_emb, test_set, protocol, train_emb, train_set, seed=0)
-            metrics[protocol] = summary(r)
-    card = {
-        "name": Path(out).stem,
-        "command": command,
-        "config": resolved.to_dict(),
-        "data": portable_provenance(train_set.provenance(), data_dir),
-        "test_data": portable_provenance(test_set.provenance(), data_dir) if test_set is not None else None,
-        "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
-                     "images_seen": result.images_seen, "stopped": result.stopped,
-                     "history": result.history},
-        "metrics": metrics,
-        "n_parameters": result.n_parameters,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    if result.stopped == "cancelled":
-        return {**card, "saved": False}
-    save_checkpoint(out, result.model, card)
-    from .checkpoints import read_card
-
-    return {**read_card(out), "saved": True}
-
-
 def cmd_train(args) -> int:
-    from .training import TrainConfig, resolve_config
+    from .training import resolve_config
+    from .workflow import config_from_args, make_model
 
-    config = TrainConfig(dataset=args.dataset, recipe=args.recipe, augmentation=args.augmentation, loss=args.loss,
-                         encoder=args.encoder, encoder_width=args.encoder_width, views=args.views,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, negatives=args.negatives, mining=args.mining,
-                         augment_once=args.augment_once, augment_anchor=args.augment_anchor,
-                         time_budget=args.time_budget, device=args.device, threads=args.threads,
-                         precision=args.precision)
+    config = config_from_args(args)
     resolved = resolve_config(config)
     from .data import dataset_spec
 
@@ -278,9 +238,8 @@ def cmd_train(args) -> int:
             print(f"epoch {ev['epoch']}/{ev['epochs']}: last batch loss {ev['loss']:.4f}, "
                   f"{ev['elapsed']:.1f} s of training", file=sys.stderr, flush=True)
 
-    command = "python -m cl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
-    card = train_and_save(config, args.out, args.data_dir, evaluate=not args.no_eval, command=command,
-                          progress=progress)
+    made = make_model(config, args.out, data_dir=args.data_dir, evaluate=not args.no_eval, progress=progress)
+    card = made.card
     bar = state["bar"]
     if bar is not None:
         bar.close()
@@ -299,40 +258,17 @@ def cmd_train(args) -> int:
 
 
 def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
-    from .checkpoints import check_compatible, load_checkpoint
-    from .data import load_dataset
+    from .workflow import open_model
 
-    model, card = load_checkpoint(checkpoint)
-    name = dataset or card.get("data", {}).get("dataset")
-    if not name:
-        raise ConfigError(f"{checkpoint}: the card names no data set; pass --dataset")
-    test_set = load_dataset(name, "test", data_dir)
-    check_compatible(card, test_set.channels, test_set.size, name, checkpoint)
-    return model, card, name, test_set
-
-
-def _preload_sklearn() -> None:
-    """Import scikit-learn's probe modules on a thread while the main thread embeds images:
-    the import (~2 s) is mostly waiting on files and the embedding releases the GIL."""
-    import threading
-
-    def work():
-        try:
-            import sklearn.linear_model  # noqa: F401
-            import sklearn.metrics  # noqa: F401
-            import sklearn.model_selection  # noqa: F401
-            import sklearn.neighbors  # noqa: F401
-        except Exception:  # noqa: BLE001 - the main thread's own import will report it
-            pass
-
-    threading.Thread(target=work, name="preload-sklearn", daemon=True).start()
+    opened = open_model(checkpoint, dataset, "test", data_dir)
+    return opened.model, opened.card, opened.dataset, opened.data
 
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .evaluation import evaluate_model
+    from .evaluation import evaluate_model, preload_probe_modules
 
-    _preload_sklearn()
+    preload_probe_modules()
     model, card, name, test_set = _load_for_eval(args.checkpoint, args.dataset, args.data_dir)
     train_set = load_dataset(name, "train", args.data_dir, allow_gallery=False) if args.protocol == "standard" else None
     r = evaluate_model(model, test_set, args.protocol, train_set, seed=args.seed)
@@ -368,6 +304,7 @@ def cmd_neighbors(args) -> int:
 
 def cmd_grid(args) -> int:
     from .training import TrainConfig
+    from .workflow import make_model
 
     out = Path(args.out)
     try:
@@ -383,9 +320,7 @@ def cmd_grid(args) -> int:
         if not args.json:
             print(f"[{i}/{len(scenarios)}] {name} ...", file=sys.stderr, flush=True)
         cfg = TrainConfig(dataset=dataset, recipe="paper", augmentation=aug, loss=loss, seed=args.seed, epochs=args.epochs)
-        command = (f"python -m cl train --dataset {dataset} --recipe paper --augmentation {aug} --loss {loss} "
-                   f"--seed {args.seed}" + (f" --epochs {args.epochs}" if args.epochs else "") + f" --out {name}.safetensors")
-        card = train_and_save(cfg, str(out / f"{name}.safetensors"), args.data_dir, command=command)
+        card = make_model(cfg, out / f"{name}.safetensors", data_dir=args.data_dir).card
         m = card["metrics"]["paper"]
         paper = PAPER_TABLE[(dataset, aug, loss)]
         rows.append({"scenario": name, "dataset": dataset, "augmentation": aug, "loss": loss,
@@ -413,7 +348,7 @@ def _grid_outlook(args, out: Path) -> int:
     """The outlook models (cl.study.OUTLOOK): each is exactly one ``python -m cl train`` command."""
     from .reference import OUTLOOK, outlook_train_args
     from .study import outlook_markdown, outlook_rows
-    from .training import TrainConfig
+    from .workflow import config_from_args, make_model
 
     jobs = [(d, suffix) for d in args.datasets for suffix, *_ in OUTLOOK]
     for i, (dataset, suffix) in enumerate(jobs, 1):
@@ -424,10 +359,7 @@ def _grid_outlook(args, out: Path) -> int:
         if not args.json:
             print(f"[{i}/{len(jobs)}] {name} ...", file=sys.stderr, flush=True)
         t = build_parser().parse_args(["train", *words, "--out", str(out / f"{name}.safetensors")])
-        cfg = TrainConfig(dataset=t.dataset, recipe=t.recipe, augmentation=t.augmentation, loss=t.loss,
-                          epochs=t.epochs, lr=t.lr, seed=t.seed, negatives=t.negatives, mining=t.mining)
-        command = "python -m cl train " + " ".join(words) + f" --out {name}.safetensors"
-        train_and_save(cfg, str(out / f"{name}.safetensors"), args.data_dir, command=command)
+        make_model(config_from_args(t), out / f"{name}.safetensors", data_dir=args.data_dir)
     rows = outlook_rows(out)
     text = outlook_markdown(rows)
     (out / "results.md").write_text(
@@ -459,17 +391,13 @@ def cmd_study(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .checkpoints import check_compatible, load_checkpoint
-    from .data import load_dataset, portable_provenance
+    from .data import portable_provenance
     from .evaluation import embed
     from .export import export_embeddings
+    from .workflow import open_model
 
-    model, card = load_checkpoint(args.checkpoint)
-    name = args.dataset or card.get("data", {}).get("dataset")
-    if not name:
-        raise ConfigError(f"{args.checkpoint}: the card names no data set; pass --dataset")
-    data = load_dataset(name, args.split, args.data_dir, allow_gallery=(args.split == "test"))
-    check_compatible(card, data.channels, data.size, name, args.checkpoint)
+    opened = open_model(args.checkpoint, args.dataset, args.split, args.data_dir)
+    model, card, data = opened.model, opened.card, opened.data
     result = export_embeddings(embed(model, data.images), data, args.format, args.out, card=card,
                                checkpoint=args.checkpoint, provenance=portable_provenance(data.provenance(), args.data_dir))
     text = (f"{result['n_images']:,} embeddings ({result['dim']} dimensions) of {data.describe()} -> "

@@ -59,6 +59,23 @@ def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> f
     return hits / (n * k)
 
 
+def preload_probe_modules() -> None:
+    """Import scikit-learn's probe modules on a thread while the caller embeds or trains: the
+    import (~2 s) is mostly waiting on files, and embedding and training release the GIL."""
+    import threading
+
+    def work():
+        try:
+            import sklearn.linear_model  # noqa: F401
+            import sklearn.metrics  # noqa: F401
+            import sklearn.model_selection  # noqa: F401
+            import sklearn.neighbors  # noqa: F401
+        except Exception:  # noqa: BLE001 - the caller's own import will report it
+            pass
+
+    threading.Thread(target=work, name="preload-sklearn", daemon=True).start()
+
+
 def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
     # scikit-learn is imported here, not at module level: `train --no-eval` never needs it
     # and it costs about a second to import.

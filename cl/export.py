@@ -171,13 +171,12 @@ def export_zip(checkpoint: str | os.PathLike, dataset: str, split: str, fmt: str
     import shutil
     import tempfile
 
-    from .checkpoints import check_compatible, load_checkpoint
-    from .data import load_dataset, portable_provenance
+    from .data import portable_provenance
     from .evaluation import embed
+    from .workflow import open_model
 
-    model, card = load_checkpoint(checkpoint)
-    data = load_dataset(dataset, split, data_dir, download=False, allow_gallery=(split == "test"))
-    check_compatible(card, data.channels, data.size, dataset, Path(checkpoint).name)
+    opened = open_model(checkpoint, dataset, split, data_dir, download=False)
+    model, card, data = opened.model, opened.card, opened.data
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export.", dir=work_dir)
     try:

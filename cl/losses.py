@@ -8,11 +8,13 @@ mean over their terms.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .catalog import LOSSES  # noqa: E402,F401  (re-exported)
+from .catalog import LOSSES  # noqa: F401  (re-exported)
 
 
 class PairwiseCosineLoss(nn.Module):
@@ -133,17 +135,26 @@ class SupConLoss(nn.Module):
         return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
 
 
+# One entry per loss name; each class holds its own defaults, so the registry only maps names.
+LOSS_CLASSES: dict[str, type[nn.Module]] = {
+    "pairwise": PairwiseCosineLoss,
+    "triplet": TripletLoss,
+    "contrastive": ContrastiveMarginLoss,
+    "ntxent": NTXentLoss,
+    "supcon": SupConLoss,
+}
+assert tuple(LOSS_CLASSES) == LOSSES, "cl.catalog.LOSSES and the registry must list the same names"
+
+
 def build_loss(name: str, margin: float | None = None, temperature: float | None = None) -> nn.Module:
+    """The loss called ``name``; ``margin``/``temperature`` override the class's default when given
+    (each is passed only to the losses that take it)."""
     from .errors import ConfigError
 
-    if name == "pairwise":
-        return PairwiseCosineLoss(0.0 if margin is None else margin)
-    if name == "triplet":
-        return TripletLoss(1.0 if margin is None else margin)
-    if name == "contrastive":
-        return ContrastiveMarginLoss(1.0 if margin is None else margin)
-    if name == "ntxent":
-        return NTXentLoss(0.5 if temperature is None else temperature)
-    if name == "supcon":
-        return SupConLoss(0.1 if temperature is None else temperature)
-    raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    try:
+        cls = LOSS_CLASSES[name]
+    except KeyError:
+        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+    given = {"margin": margin, "temperature": temperature}
+    params = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in given.items() if v is not None and k in params})

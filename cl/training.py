@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .augmentations import AUGMENTATIONS, augment_uint8, get_augmentation
+from .augmentations import AUGMENTATIONS, augment_to_uint8, augment_uint8, get_augmentation
 from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
 from .errors import ConfigError
@@ -37,27 +37,19 @@ PAIR_LOSSES = ("pairwise", "contrastive")
 VIEW_LOSSES = ("ntxent", "supcon")
 PRECISIONS = ("auto", "fp32", "bf16")  # "auto" is resolved to one of the other two
 
-# Our recipe's per-data-set choices (issue 13: live training on 2 cores; see README "Results"):
-# SupCon over one augmented view per image, positives the batch's images of the same class.
+# Our recipe's per-data-set choices, made for live training on 2 cores; the trials behind each
+# are in docs/recipes.md. SupCon throughout; "views" 1 takes an image's positives from its class.
 DEFAULT_RECIPE = {
-    # digits keeps two views: one view (15 epochs, batch 64, lr 5e-3) gave 0.9815 with one torch
-    # thread but 0.954 with two (paper protocol, 108 images). Two views of batch 128 with bf16:
-    # 14 epochs gave 0.9815-0.9907 over seeds 0-2, 16 epochs 0.972 with seed 4; 18 epochs give
-    # 0.9907 with seeds 0-4 and 0.9815 with seed 5, in 7.2-8.8 s per whole command.
+    # two views: one view's accuracy depended on the thread count (0.98 vs 0.95 on 108 test images)
     "digits": dict(augmentation="affine", epochs=18, batch_size=128, lr=3e-3, encoder_width=16, views=2),
-    # MNIST, one view: 6 epochs gave 0.9905 (seed 0) but 0.9865 (seed 1); 8 epochs give 0.991 /
-    # 0.991 / 0.992 with seeds 0 / 1 / 2 in 25-29 s per whole command (17,387 train images).
+    # one view: 8 epochs reach 0.991-0.992 over three seeds in under 30 s
     "mnist": dict(augmentation="affine", epochs=8, batch_size=64, lr=5e-3, encoder_width=16, views=1),
-    # Fashion-MNIST: one view and no augmentation. In a budget of a few epochs augmentation only
-    # slows learning here: one affine view for 5 epochs reached 0.8735 (paper protocol), two views
-    # 0.8885 in 6 epochs and 0.9095 in 12 (967 s); one plain view 0.922 in 5 epochs (65 s, bf16).
+    # no augmentation: within a few epochs it only slowed learning (0.874 with affine, 0.922 without)
     "fashion-mnist": dict(augmentation="none", epochs=5, batch_size=128, lr=5e-3, encoder_width=24, views=1),
-    # CIFAR-10 keeps two views: one view with the batch's class positives did not learn in 8
-    # epochs at lr 5e-3 or 5 at 2e-3 (SupCon loss 4.4, chance 4.8), where two views do. With bf16
-    # and cl.allocator an epoch of the 5,085-image subset takes ~3 s: 60 epochs reached 0.652
-    # (paper protocol, 204 images) in 176 s of training, 80 epochs 0.686 in 236 s.
+    # two views: with one, SupCon did not learn in 8 epochs (loss stayed near chance)
     "cifar10": dict(augmentation="crop", epochs=75, batch_size=256, lr=3e-3, encoder_width=32, views=2),
 }
+# an unknown image set: the CIFAR-10 choice with fewer epochs
 DEFAULT_RECIPE_OTHER = dict(augmentation="crop", epochs=30, batch_size=256, lr=3e-3, encoder_width=32, views=2)
 
 
@@ -156,6 +148,8 @@ def _validate(c: TrainConfig) -> None:
         (isinstance(c.epochs, int) and c.epochs >= 1, f"epochs must be a positive integer, got {c.epochs}"),
         (isinstance(c.batch_size, int) and c.batch_size >= 2, f"batch size must be at least 2, got {c.batch_size}"),
         (c.lr is not None and math.isfinite(c.lr) and c.lr > 0, f"learning rate must be positive, got {c.lr}"),
+        (c.weight_decay is not None and math.isfinite(c.weight_decay) and c.weight_decay >= 0,
+         f"weight decay must be 0 or more, got {c.weight_decay}"),
         (c.max_per_class >= 1, f"max per class must be positive, got {c.max_per_class}"),
         (c.time_budget is None or c.time_budget > 0, f"time budget must be positive, got {c.time_budget}"),
         (c.threads is None or c.threads >= 1, f"threads must be positive, got {c.threads}"),
@@ -267,7 +261,7 @@ def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
         negatives = draw_negatives(labels_np, anchors, rng, c.negatives)
         chosen = train_set.images[torch.from_numpy(anchors)]
         # "none" leaves every image as it is (uint8 -> [0, 1] -> uint8 is exact): skip the round trip
-        positives = chosen if c.augmentation == "none" else _augment_to_uint8(chosen, run.aug, gen)
+        positives = chosen if c.augmentation == "none" else augment_to_uint8(chosen, run.aug, gen)
         run.fixed = (anchors, negatives, positives)
     return run
 
@@ -486,15 +480,6 @@ def forward_triplet(model: torch.nn.Module, x_a: torch.Tensor, x_p: torch.Tensor
         for m, momentum in zip(norms, saved):
             m.momentum = momentum
     return z_a, z_a, encode(x_n)
-
-
-def _augment_to_uint8(images: torch.Tensor, aug, gen, chunk: int = 4096) -> torch.Tensor:
-    """Augment once and keep the result as uint8, as the study's PIL pipeline produced."""
-    out = torch.empty_like(images)
-    for s in range(0, len(images), chunk):
-        x = aug(images[s:s + chunk].float().div_(255.0), gen)
-        out[s:s + chunk] = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-    return out
 
 
 def _steps_per_epoch(c: TrainConfig, labels_np: np.ndarray, uses_pairs: bool) -> int:

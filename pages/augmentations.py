@@ -4,7 +4,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS, get_augmentation
+from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS, augment_to_uint8, get_augmentation
+from cl.samplers import draw_negatives
 from ui import cache, common, state
 from ui import images as ui_images
 from ui.sidebar import AUG_HELP
@@ -30,13 +31,12 @@ rng = np.random.default_rng(seed)
 labels = data.labels.numpy()
 anchors = rng.choice(len(data), size=min(n, len(data)), replace=False)
 # label-aware negatives, as in the study: an image of a different class
-negatives = np.array([rng.choice(np.flatnonzero(labels != labels[a])) for a in anchors])
+negatives = draw_negatives(labels, anchors, rng, "label-aware")
 
 
 def augmented(name: str, idx: np.ndarray, seed_: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed_)
-    x = get_augmentation(name)(data.images[torch.from_numpy(idx)].float().div(255.0), gen)
-    return x.mul(255.0).round().clamp(0, 255).to(torch.uint8)
+    return augment_to_uint8(data.images[torch.from_numpy(idx)], get_augmentation(name),
+                            torch.Generator().manual_seed(seed_))
 
 
 anchor_imgs = data.images[torch.from_numpy(anchors)]

@@ -35,14 +35,12 @@ def shipped_dir() -> Path:
     global _CHECKPOINT_DIR
     with _LOCK:
         if _CHECKPOINT_DIR is None:
-            from cl.cli import train_and_save
             from cl.training import TrainConfig
+            from cl.workflow import make_model
 
             folder = Path(tempfile.mkdtemp(prefix="cl-app-shipped-"))
             config = TrainConfig(dataset="digits", recipe="paper", augmentation="fer", loss="triplet", epochs=1, seed=0)
-            train_and_save(config, str(folder / "digits-fer-triplet.safetensors"),
-                           command="python -m cl train --dataset digits --recipe paper --augmentation fer "
-                                   "--loss triplet --epochs 1")
+            make_model(config, folder / "digits-fer-triplet.safetensors")
             _CHECKPOINT_DIR = folder
         return _CHECKPOINT_DIR
 

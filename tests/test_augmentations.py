@@ -11,7 +11,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from cl.augmentations import (AUGMENTATIONS, Augmentation, _hsv_to_rgb, _rgb_to_hsv, augment_uint8, color_jitter,
+from cl.augmentations import (AUGMENTATIONS, Augmentation, _hsv_to_rgb, _rgb_to_hsv, augment_to_uint8, augment_uint8, color_jitter,
                               gaussian_blur3, get_augmentation, random_grayscale, random_resized_crop_theta)
 from cl.errors import ConfigError
 
@@ -286,3 +286,17 @@ def test_jitter_adjustments_are_torchvisions(op):
         assert 1 - strength - 1e-4 <= f <= 1 + strength + 1e-4
         factors.append(f)
     assert max(factors) - min(factors) > 0.2  # per-image factors
+
+
+def test_augment_to_uint8_matches_a_direct_round_trip_in_any_chunking():
+    gen_images = torch.Generator().manual_seed(3)
+    u8 = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8, generator=gen_images)
+    aug = get_augmentation("affine")
+    whole = augment_to_uint8(u8, aug, torch.Generator().manual_seed(5), chunk=4096)
+    # written out: float in [0, 1], augment with the same generator, back to rounded uint8
+    x = aug(u8.float() / 255.0, torch.Generator().manual_seed(5))
+    expected = torch.clamp(torch.round(x * 255.0), 0, 255).to(torch.uint8)
+    assert whole.dtype == torch.uint8 and torch.equal(whole, expected)
+    assert not torch.equal(whole, u8)  # it did augment
+    none = augment_to_uint8(u8, get_augmentation("none"), torch.Generator().manual_seed(5), chunk=10)
+    assert torch.equal(none, u8)  # the identity survives the round trip exactly

@@ -116,3 +116,16 @@ def test_the_library_imports_neither_the_app_nor_the_tools_nor_streamlit():
 def test_nothing_imports_the_command_line():
     importers = sorted(m for m, targets in import_graph().items() if "cl.cli" in targets and m != "cl.__main__")
     assert importers == []
+
+
+def test_public_api_names_resolve_and_import_cl_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, cl; assert 'torch' not in sys.modules, 'import cl pulled in torch'; "
+            "missing = [n for n in cl.__all__ if getattr(cl, n, None) is None]; "
+            "assert not missing, missing; "
+            "from cl.losses import SupConLoss; assert cl.SupConLoss is SupConLoss; print(len(cl.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) >= 30

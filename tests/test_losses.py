@@ -233,3 +233,19 @@ def test_build_loss_names_and_defaults():
     assert set(LOSSES) == {"pairwise", "triplet", "contrastive", "ntxent", "supcon"}
     with pytest.raises(ConfigError):
         build_loss("hinge")
+
+
+def test_build_loss_takes_its_defaults_from_the_classes():
+    import inspect
+
+    from cl.losses import LOSS_CLASSES
+
+    assert tuple(LOSS_CLASSES) == tuple(LOSSES)
+    for name, cls in LOSS_CLASSES.items():
+        built = build_loss(name)
+        assert type(built) is cls
+        for param in inspect.signature(cls).parameters.values():
+            assert getattr(built, param.name) == param.default, (name, param.name)
+    # an override reaches only the losses that take it
+    assert build_loss("supcon", margin=3.0).temperature == 0.1
+    assert build_loss("triplet", temperature=3.0).margin == 1.0

@@ -15,9 +15,10 @@ import numpy as np
 import streamlit as st
 
 from cl import allocator
-from cl.checkpoints import check_compatible, load_checkpoint
+from cl.checkpoints import load_checkpoint
 from cl.data import ImageSet, dataset_status, load_dataset
 from cl.errors import ConfigError, DataUnavailableError
+from cl.workflow import data_for_card
 
 
 def load_data(name: str, split: str) -> ImageSet:
@@ -56,8 +57,7 @@ def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
         if warmed is not None:
             return warmed
     net, card = model(path, cid)
-    data = load_data(dataset, split)
-    check_compatible(card, data.channels, data.size, dataset, card.get("name", path))
+    _name, data = data_for_card(card, dataset, split, download=False, source=card.get("name", path))
     from cl.evaluation import embed
 
     out = embed(net, data.images)
@@ -94,8 +94,7 @@ def warm_test_embeddings(path: str, cid: str, dataset: str) -> bool:
             pass
         try:
             net, card = load_checkpoint(path)  # its own copy: the shared one belongs to script runs
-            data = load_data(dataset, "test")
-            check_compatible(card, data.channels, data.size, dataset, card.get("name", path))
+            _name, data = data_for_card(card, dataset, "test", download=False, source=card.get("name", path))
             from cl.evaluation import embed
 
             _keep_warm(key, embed(net, data.images))

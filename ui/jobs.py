@@ -192,17 +192,6 @@ def _check_writable(folder: Path) -> None:
                           f"writable folder") from None
 
 
-def cli_command(c) -> str:
-    parts = ["python -m cl train", f"--dataset {c.dataset}", f"--recipe {c.recipe}", f"--augmentation {c.augmentation}",
-             f"--loss {c.loss}", f"--epochs {c.epochs}", f"--batch-size {c.batch_size}", f"--lr {c.lr:g}",
-             f"--seed {c.seed}"]
-    if c.precision:
-        parts.append(f"--precision {c.precision}")  # replays the arithmetic this machine chose
-    if c.time_budget:
-        parts.append(f"--time-budget {c.time_budget:g}")
-    return " ".join(parts)
-
-
 def _lower_priority_in_demo() -> None:
     """In demo mode a training thread yields the CPU to visitors' pages: it raises its own nice
     value (Linux schedules threads as tasks, so this is this thread only; with one torch thread a
@@ -235,15 +224,12 @@ def _run(job: Job) -> None:
 
 
 def _train(job: Job) -> None:
-    from cl.checkpoints import read_card, save_checkpoint
-    from cl.data import load_dataset, portable_provenance
-    from cl.evaluation import embed, evaluate_embeddings, knn_accuracy, summary
-    from cl.training import train
+    from cl.evaluation import embed, knn_accuracy
+    from cl.workflow import load_training_data, make_model
 
     c = job.config
     job._set(status="loading", message=f"loading {c.dataset}")
-    train_set = load_dataset(c.dataset, "train", download=False, allow_gallery=False)
-    test_set = load_dataset(c.dataset, "test", download=False)
+    train_set, test_set = load_training_data(c.dataset, download=False)
     job._set(train_note=train_set.describe(), test_note=test_set.describe())
 
     snap_idx = None
@@ -281,45 +267,27 @@ def _train(job: Job) -> None:
             job.history.append({"epoch": epoch, **extra})
         return extra
 
-    job._set(status="training", message=f"training on {train_set.describe()}")
-    result = train(c, train_set, progress=progress, should_stop=job.cancel_event.is_set, on_epoch_end=on_epoch_end)
+    def on_stage(stage: str, message: str) -> None:
+        job._set(status=stage, message=message)
+
+    made = make_model(c, job.out, train_set=train_set, test_set=test_set, made_by="app", progress=progress,
+                      should_stop=job.cancel_event.is_set, on_epoch_end=on_epoch_end, on_stage=on_stage)
+    result = made.result
     with job.lock:
         # the library's per-epoch rows (loss, seconds, images/s) replace our partial ones
         job.history = [dict(h) for h in result.history]
-    if result.stopped == "cancelled":
+    if made.stopped == "cancelled":
         job._set(status="cancelled", finished=time.time(),
                  message=f"cancelled after {len(result.history)} of {c.epochs} epochs; nothing was saved "
                          f"and models saved earlier are untouched")
         return
-
-    job._set(status="evaluating", message=f"evaluating on {test_set.describe()}")
-    test_emb = embed(result.model, test_set.images)
-    train_emb = embed(result.model, train_set.images)
-    metrics = {p: summary(evaluate_embeddings(test_emb, test_set, p, train_emb, train_set, seed=0))
-               for p in ("paper", "standard")}
-    card = {
-        "name": job.out.stem,
-        "command": cli_command(c),
-        "config": c.to_dict(),
-        "data": portable_provenance(train_set.provenance()),
-        "test_data": portable_provenance(test_set.provenance()),
-        "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
-                     "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history},
-        "metrics": metrics,
-        "n_parameters": result.n_parameters,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "made_by": "app",
-    }
-    if job.cancel_event.is_set():
+    if made.stopped == "cancelled_before_save":
         job._set(status="cancelled", finished=time.time(),
                  message="cancelled before saving; nothing was saved and models saved earlier are untouched")
         return
-    job._set(status="saving", message=f"saving {job.out.name}")
-    save_checkpoint(job.out, result.model, card)  # atomic: temp file + rename
-    card = read_card(job.out)  # the card exactly as saved (with the encoder spec it adds)
     stopped = "" if result.stopped == "completed" else f" (stopped early: {result.stopped.replace('_', ' ')})"
     demo.enforce_quota(job.out.parent)  # a finished run may take the folder over: oldest ended runs go
-    job._set(status="done", card=card, finished=time.time(),
+    job._set(status="done", card=made.card, finished=time.time(),
              message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")
 
 

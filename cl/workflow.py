@@ -1,0 +1,194 @@
+"""The two workflows every front end shares: make a model, and open a model on data.
+
+:func:`make_model` is train -> evaluate -> card -> save, used by ``python -m cl train`` (and so by
+``grid`` and the scripts that build the shipped checkpoints) and by the app's Train page. The card's
+``command`` comes from :func:`train_command`, which writes every resolved setting as a flag, so a
+card replays to the same configuration even after a recipe's defaults change.
+
+:func:`open_model` is load checkpoint -> load data -> check that they fit, used by the commands
+that read a model (evaluate, neighbors, project, export) and by the app's export.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError
+
+# TrainConfig fields that describe this machine, not the model: a replay picks its own.
+MACHINE_FIELDS = ("device", "threads")
+
+# TrainConfig field -> command-line flag, for the fields that take a value.
+VALUE_FLAGS = {
+    "dataset": "--dataset", "recipe": "--recipe", "augmentation": "--augmentation", "loss": "--loss",
+    "encoder": "--encoder", "encoder_width": "--encoder-width", "views": "--views", "epochs": "--epochs",
+    "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
+    "temperature": "--temperature", "margin": "--margin", "negatives": "--negatives", "mining": "--mining",
+    "max_per_class": "--max-per-class", "seed": "--seed", "precision": "--precision",
+    "time_budget": "--time-budget", "device": "--device", "threads": "--threads",
+}
+# Boolean fields: (flag when True, flag when False).
+SWITCH_FLAGS = {
+    "augment_once": ("--augment-once", "--fresh-augment"),
+    "augment_anchor": ("--augment-anchor", "--no-augment-anchor"),
+}
+
+
+def _value_text(value) -> str:
+    # repr keeps every digit of a float (3e-3 stays 0.003, never a rounded "%g")
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def train_command(config, out: str | None = None) -> str:
+    """The ``python -m cl train`` line that reproduces ``config`` (resolved first).
+
+    Every setting is written out, not only those that differ from the recipe, so the line means the
+    same thing whatever later versions choose as defaults. The machine's own choices (device,
+    threads) are left to whoever replays it.
+    """
+    from .training import resolve_config
+
+    c = resolve_config(config)
+    words = ["python", "-m", "cl", "train"]
+    for f in fields(c):
+        name, value = f.name, getattr(c, f.name)
+        if name in MACHINE_FIELDS or value is None:
+            continue
+        if name == "encoder_width" and c.encoder == "paper":
+            continue  # the study's encoder has no width to choose
+        if name in SWITCH_FLAGS:
+            words.append(SWITCH_FLAGS[name][0 if value else 1])
+        else:
+            words += [VALUE_FLAGS[name], _value_text(value)]
+    if out is not None:
+        words += ["--out", str(out)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def config_from_args(args):
+    """A :class:`~cl.training.TrainConfig` from ``python -m cl train``'s parsed arguments."""
+    from .training import TrainConfig
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def load_training_data(dataset: str, data_dir=None, evaluate: bool = True, download: bool = True):
+    """``(train_set, test_set)`` for training on ``dataset``; ``test_set`` is None without evaluation.
+    The train split never falls back to the shipped gallery (that is test images)."""
+    from .data import load_dataset
+
+    train_set = load_dataset(dataset, "train", data_dir, download=download, allow_gallery=False)
+    test_set = load_dataset(dataset, "test", data_dir, download=download) if evaluate else None
+    return train_set, test_set
+
+
+def evaluate_for_card(model, train_set, test_set) -> dict:
+    """Both protocols' summaries, as a card stores them (probe seed 0)."""
+    from .evaluation import embed, evaluate_embeddings, summary
+
+    test_emb = embed(model, test_set.images)
+    train_emb = embed(model, train_set.images)
+    return {p: summary(evaluate_embeddings(test_emb, test_set, p, train_emb, train_set, seed=0))
+            for p in ("paper", "standard")}
+
+
+@dataclass
+class MadeModel:
+    card: dict  # as saved (read back from the file) when ``saved``, else as it would have been
+    saved: bool
+    result: object  # cl.training.TrainResult
+    stopped: str  # "completed", "time_budget", "cancelled" (during training) or "cancelled_before_save"
+
+
+def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_dir=None, evaluate: bool = True,
+               made_by: str = "cli", progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+               on_epoch_end: Callable | None = None, on_stage: Callable[[str, str], None] | None = None) -> MadeModel:
+    """Train ``config``, evaluate it under both protocols, build its card and save it atomically.
+
+    Pass ``train_set``/``test_set`` when already loaded (the app shows them before training starts);
+    ``on_stage(stage, message)`` hears "training", "evaluating" and "saving". A cancel (``should_stop``)
+    during training or before the save writes nothing, so earlier files are never touched.
+    """
+    from .checkpoints import read_card, save_checkpoint
+    from .data import portable_provenance
+    from .training import resolve_config, train
+
+    def stage(name: str, message: str) -> None:
+        if on_stage is not None:
+            on_stage(name, message)
+
+    resolved = resolve_config(config)
+    if train_set is None:
+        train_set, test_set = load_training_data(resolved.dataset, data_dir, evaluate)
+    elif evaluate and test_set is None:
+        raise ConfigError("make_model: evaluating needs the test set")
+    out = Path(out)
+    if evaluate:
+        from .evaluation import preload_probe_modules
+
+        preload_probe_modules()  # scikit-learn's import overlaps the training, not the evaluation
+    stage("training", f"training on {train_set.describe()}")
+    result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end)
+    metrics = {}
+    if evaluate and result.stopped != "cancelled":
+        stage("evaluating", f"evaluating on {test_set.describe()}")
+        metrics = evaluate_for_card(result.model, train_set, test_set)
+    card = {
+        "name": out.stem,
+        "command": train_command(resolved, out=out.name),
+        "config": resolved.to_dict(),
+        "data": portable_provenance(train_set.provenance(), data_dir),
+        "test_data": portable_provenance(test_set.provenance(), data_dir) if test_set is not None else None,
+        "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
+                     "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history},
+        "metrics": metrics,
+        "n_parameters": result.n_parameters,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "made_by": made_by,
+    }
+    if result.stopped == "cancelled":
+        return MadeModel(card, False, result, "cancelled")
+    if should_stop is not None and should_stop():
+        return MadeModel(card, False, result, "cancelled_before_save")
+    stage("saving", f"saving {out.name}")
+    save_checkpoint(out, result.model, card)  # atomic: temp file + rename
+    return MadeModel(read_card(out), True, result, result.stopped)
+
+
+@dataclass
+class OpenedModel:
+    model: object  # torch.nn.Module in eval mode
+    card: dict
+    dataset: str
+    data: object  # cl.data.ImageSet
+
+
+def data_for_card(card: dict, dataset: str | None = None, split: str = "test", data_dir=None,
+                  download: bool = True, source: str = "") -> tuple[str, object]:
+    """``(name, images)``: one split of the card's data set (or ``dataset``), checked to fit the model.
+    A missing test split falls back to the shipped gallery."""
+    from .checkpoints import check_compatible
+    from .data import load_dataset
+
+    source = source or card.get("name") or "checkpoint"
+    name = dataset or (card.get("data") or {}).get("dataset")
+    if not name:
+        raise ConfigError(f"{source}: the card names no data set; pass --dataset")
+    data = load_dataset(name, split, data_dir, download=download, allow_gallery=(split == "test"))
+    check_compatible(card, data.channels, data.size, name, source)
+    return name, data
+
+
+def open_model(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir=None,
+               download: bool = True) -> OpenedModel:
+    """Load a checkpoint (no unpickling) and the data it is to run on, and check that they fit."""
+    from .checkpoints import load_checkpoint
+
+    model, card = load_checkpoint(checkpoint)
+    name, data = data_for_card(card, dataset, split, data_dir, download, source=Path(checkpoint).name)
+    return OpenedModel(model, card, name, data)
