@@ -1,9 +1,9 @@
-"""Rebuild every shipped checkpoint, test gallery and README figure from scratch.
+"""Rebuild every shipped checkpoint, test gallery and docs figure from scratch.
 
     python scripts/build_checkpoints.py --data-dir ../shared/data            # everything
     python scripts/build_checkpoints.py --only mnist-best cifar10-best       # a few
     python scripts/build_checkpoints.py --list                               # the commands
-    python scripts/build_checkpoints.py --tables                             # README tables from the cards
+    python scripts/build_checkpoints.py --tables                             # docs/results.md tables from the cards
     python scripts/build_checkpoints.py --layouts [NAME ...]                 # t-SNE/UMAP/PCA layouts only
 
 Each model is made by one ``python -m cl train`` command (recorded in its card), so a single
@@ -113,8 +113,8 @@ def _acc_top3_knn(m: dict) -> str:
 
 
 def readme_tables() -> str:
-    """The README's two results tables (paper scenarios next to the study; best models), from
-    the shipped cards: nothing is re-computed, so the README says what the files say."""
+    """The two results tables of docs/results.md (paper scenarios next to the study; best models),
+    from the shipped cards: nothing is re-computed, so the docs say what the files say."""
     sys.path.insert(0, str(ROOT))
     from cl.checkpoints import read_card
     from cl.reference import PAPER_TABLE
@@ -181,7 +181,7 @@ def main() -> int:
     p.add_argument("--data-dir")
     p.add_argument("--only", nargs="+", help="checkpoint names to rebuild")
     p.add_argument("--list", action="store_true")
-    p.add_argument("--tables", action="store_true", help="print the README's results tables from the cards")
+    p.add_argument("--tables", action="store_true", help="print docs/results.md's results tables from the cards")
     p.add_argument("--skip-galleries", action="store_true")
     p.add_argument("--skip-figures", action="store_true")
     p.add_argument("--layouts", nargs="*", metavar="NAME",
