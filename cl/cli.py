@@ -167,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write a PNG scatter here")
     pr.add_argument("--json", action="store_true")
 
+    pl = sub.add_parser("place", help="where K augmented views of one test image land on the model's 2-D layout")
+    pl.add_argument("checkpoint")
+    pl.add_argument("--index", type=int, required=True, help="which test-gallery image (0-based)")
+    pl.add_argument("--k", type=_positive_int, default=16, help="number of augmented views (default 16)")
+    pl.add_argument("--augmentation", help="default: the model's own training augmentation")
+    pl.add_argument("--method", choices=("tsne", "umap", "pca"), default="tsne")
+    pl.add_argument("--seed", type=_seed, default=0)
+    pl.add_argument("--data-dir")
+    pl.add_argument("--json", action="store_true")
+
     return p
 
 
@@ -436,6 +446,18 @@ def cmd_project(args) -> int:
     return 0
 
 
+def cmd_place(args) -> int:
+    from .placement import place_in_checkpoint
+
+    r = place_in_checkpoint(args.checkpoint, args.index, args.k, args.augmentation, args.method, args.seed,
+                            args.data_dir)
+    _emit(args, r, f"{r['k']} '{r['augmentation']}' views of {r['dataset']} test-gallery image #{r['index']} "
+                   f"({r['class']}) on the {r['layout']} {r['method']} layout of {r['n_points']:,} images, "
+                   f"placed in {r['seconds']['place']:.2f} s:\n  original {r['original'][0]:.3f} {r['original'][1]:.3f}\n"
+                   + "\n".join(f"  view {i:2d}  {x:.3f} {y:.3f}" for i, (x, y) in enumerate(r["views"])))
+    return 0
+
+
 def _scatter_png(xy, labels, classes, out, title):
     import matplotlib
 
@@ -456,12 +478,13 @@ def _scatter_png(xy, labels, classes, out, title):
 
 
 COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
-            "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project}
+            "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project,
+            "place": cmd_place}
 
 
 # Commands that train or embed: one job then exit, so glibc may keep freed memory for reuse
 # (cl.allocator.keep_freed_memory: 1.7x faster CIFAR-10 training steps on 2 cores).
-HEAVY_COMMANDS = ("train", "evaluate", "neighbors", "grid", "study", "export", "project")
+HEAVY_COMMANDS = ("train", "evaluate", "neighbors", "grid", "study", "export", "project", "place")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,19 +188,21 @@ def project(embeddings: np.ndarray, method: str = "tsne", seed: int = 0, perplex
     return out
 
 
-def _pca(x: np.ndarray, seed: int) -> np.ndarray:
-    """The first two principal components, signs as scikit-learn's ``PCA`` chooses them.
+def pca_fit(x: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, components)`` of the principal components of ``x`` (float64, components as rows,
+    largest variance first), signs as scikit-learn's ``PCA`` chooses them. The projection of a
+    point ``z`` is ``(z - mean) @ components.T``.
 
-    Done in NumPy (eigen-decomposition of the d x d covariance, exact and deterministic, so
-    ``seed`` is unused) because importing scikit-learn's PCA costs ~150 MB of resident memory
-    in the app for a 2-column projection of at most a few hundred dimensions.
+    Done in NumPy (eigen-decomposition of the d x d covariance, exact and deterministic)
+    because importing scikit-learn's PCA costs ~150 MB of resident memory in the app for a
+    2-column projection of at most a few hundred dimensions.
     """
-    out = np.zeros((len(x), 2), dtype=np.float32)
-    n_comp = min(2, x.shape[1], len(x))
-    if not n_comp:
-        return out
     x64 = np.asarray(x, dtype=np.float64)
-    centred = x64 - x64.mean(axis=0)
+    mean = x64.mean(axis=0)
+    n_comp = min(n_components, x.shape[1], len(x))
+    if not n_comp:
+        return mean, np.zeros((0, x.shape[1]))
+    centred = x64 - mean
     cov = centred.T @ centred / max(1, len(x) - 1)
     values, vectors = np.linalg.eigh(cov)
     components = vectors[:, ::-1][:, :n_comp].T  # largest variance first
@@ -208,7 +210,15 @@ def _pca(x: np.ndarray, seed: int) -> np.ndarray:
     # magnitude in each component is positive, so the picture does not flip between runs
     biggest = components[np.arange(n_comp), np.abs(components).argmax(axis=1)]
     components *= np.where(biggest < 0, -1.0, 1.0)[:, None]
-    out[:, :n_comp] = centred @ components.T
+    return mean, components
+
+
+def _pca(x: np.ndarray, seed: int) -> np.ndarray:
+    """The first two principal components (:func:`pca_fit`); ``seed`` is unused (exact)."""
+    out = np.zeros((len(x), 2), dtype=np.float32)
+    mean, components = pca_fit(x)
+    if len(components):
+        out[:, :len(components)] = (np.asarray(x, dtype=np.float64) - mean) @ components.T
     return out
 
 
