@@ -93,8 +93,9 @@ def gallery_rows(n_shown: int, n_layout: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(0).permutation(n_shown)[:n_layout])
 
 
-def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=print) -> Path:
-    """Embed the checkpoint's test gallery and write its t-SNE, UMAP and PCA layouts."""
+def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=print,
+                  methods: tuple[str, ...] = METHODS) -> Path:
+    """Embed the checkpoint's test gallery and write its layouts (t-SNE, UMAP and PCA by default)."""
     from cl.checkpoints import load_checkpoint
     from cl.errors import DataUnavailableError
     from cl.evaluation import embed
@@ -108,7 +109,7 @@ def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=pr
         raise DataUnavailableError(f"no test gallery for {dataset}: run scripts/build_checkpoints.py first")
     emb = embed(model, gallery.images)
     out = {}
-    for method in METHODS:
+    for method in methods:
         out[method] = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
                               n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"]).astype(np.float32)
     labels = gallery.labels.numpy()
@@ -123,7 +124,7 @@ def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=pr
     os.replace(tmp, path)  # atomic: a reader sees the old layout or the new one
     _read.cache_clear()
     if progress:
-        progress(f"layouts {path.name}: t-SNE, UMAP, PCA of {len(labels):,} {dataset} test-gallery images")
+        progress(f"layouts {path.name}: {', '.join(methods)} of {len(labels):,} {dataset} test-gallery images")
     return path
 
 

@@ -20,7 +20,13 @@ split = "train" if ctx.train_available else "test"
 with common.user_errors():
     data = cache.load_data(ctx.dataset, split)
 
-c1, c2, c3 = st.columns([2, 1, 1])
+aug_names = list(AUGMENTATIONS)
+c0, c1, c2, c3 = st.columns([2, 2, 1, 1])
+# Opens on the active model's own augmentation; any other can be looked at here.
+chosen_aug = c0.selectbox("Augmentation", aug_names, key=f"aug_name_{ctx.model.path if ctx.model else ''}",
+                          index=aug_names.index(ctx.augmentation) if ctx.augmentation in aug_names else 0,
+                          format_func=lambda a: AUG_HELP.get(a, a),
+                          help="The active model's augmentation is selected first.")
 n = c1.slider("Anchors", 4, 16, 8, key="aug_n")
 scale = c2.select_slider("Zoom", [2, 3, 4], value=3, key="aug_scale")
 c3.button("Re-roll", icon=":material/casino:", on_click=state.reroll_augmentations, key="aug_reroll",
@@ -40,16 +46,16 @@ def augmented(name: str, idx: np.ndarray, seed_: int) -> torch.Tensor:
 
 
 anchor_imgs = data.images[torch.from_numpy(anchors)]
-positive_imgs = augmented(ctx.augmentation, anchors, seed)
+positive_imgs = augmented(chosen_aug, anchors, seed)
 negative_imgs = data.images[torch.from_numpy(negatives)]
 
-st.subheader(f"Pairs with {AUG_HELP.get(ctx.augmentation, ctx.augmentation)}")
+st.subheader(f"Pairs with {AUG_HELP.get(chosen_aug, chosen_aug)}")
 st.caption(f"{len(anchors)} anchors drawn at random from {data.describe()} (draw {seed}). In the study only the "
            "positive is augmented and the anchor is just normalised; the default recipe augments both views.")
 names = [data.classes[labels[a]] for a in anchors]
 for title, imgs, caps in (
     ("Anchor", anchor_imgs, names),
-    (f"Positive: the anchor after {ctx.augmentation}", positive_imgs, names),
+    (f"Positive: the anchor after {chosen_aug}", positive_imgs, names),
     ("Negative: an image of another class", negative_imgs, [data.classes[labels[i]] for i in negatives]),
 ):
     st.markdown(f"**{title}** · " + ", ".join(caps))

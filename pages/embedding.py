@@ -19,7 +19,7 @@ n_total = int(ctx.status.get("n_test", 0))
 # its default view is that t-SNE, drawn at once without PyTorch, and any other setting is
 # computed (which loads the images and the model) and cached for everyone.
 shipped = (cache.shipped_layouts(m.path, ctx.dataset, n_total)
-           if m.source == "shipped" and m.dataset == ctx.dataset else None)
+           if m.dataset == ctx.dataset else None)  # a model trained here gets its map when training ends
 test = None
 
 
@@ -43,7 +43,7 @@ if req["method"] not in METHOD_NAMES:
     req["method"] = default["method"]
 req["n"] = min(int(req["n"]), n_total) if req.get("n") else n_total  # None: every test image
 
-shipped_view = bool(shipped) and cache.is_shipped_view(req, n_default)
+shipped_view = bool(shipped) and req["method"] in shipped and cache.is_shipped_view(req, n_default)
 with st.expander("Projection settings" + (": the shipped view" if shipped_view else ""),
                  expanded=not shipped_view), st.form("projection_form", border=False):
     c1, c2, c3 = st.columns([1, 1, 1])
@@ -61,7 +61,7 @@ with st.expander("Projection settings" + (": the shipped view" if shipped_view e
                "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
         state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
 links.set_view(method=req["method"])
-shipped_view = bool(shipped) and cache.is_shipped_view(req, n_default)
+shipped_view = bool(shipped) and req["method"] in shipped and cache.is_shipped_view(req, n_default)
 if n_total > 3000 and req["method"] != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
@@ -70,7 +70,7 @@ label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.dataset} test image
 if shipped_view:
     idx, xy = shipped["rows"], shipped[req["method"]]
     labels, thumbs = shipped["labels"], shipped["thumbs"]
-    st.caption(f"{label} (seed 0): shipped with the model, computed by `scripts/build_checkpoints.py` on its "
+    st.caption(f"{label} (seed 0): computed once for this model on its "
                "test gallery; open the projection settings to compute another view.")
 else:
     test_split()

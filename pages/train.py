@@ -4,12 +4,16 @@ import streamlit as st
 
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
+from cl.catalog import AUGMENTATIONS, LOSSES
 from ui import cache, charts, demo, jobs, models, state
+from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
+
+ENCODER_WORDS = {"paper": "study's encoder", "convnet": "small ConvNet encoder"}
 
 ctx = state.context()
 st.title("Train")
-st.caption(f"Data set **{ctx.dataset}**, augmentation **{ctx.augmentation}**, loss **{ctx.loss}** "
-           "(change them in the sidebar). The run trains in the background: every other page keeps working.")
+st.caption(f"Trains a new model on **{dataset_label(ctx.dataset)}** (change the data set in the sidebar). It runs in the "
+           "background: every other page keeps working, and the model becomes the active one when it is done.")
 
 # ------------------------------------------------------------------ data availability / download
 def download_panel(name: str, live: bool = False) -> None:
@@ -32,9 +36,12 @@ def download_panel(name: str, live: bool = False) -> None:
 
 if ctx.requested != ctx.dataset or not ctx.train_available:
     missing = ctx.requested
-    st.warning(f"The {missing} train split is not on this machine, so it cannot be trained here yet. With internet "
-               f"access it can be downloaded into the data folder; offline, copy the files there (see the message "
-               f"in the sidebar) or use digits, which needs no file.", icon=":material/cloud_off:")
+    st.warning(f"The {dataset_label(missing)} train split is not on this server, so it cannot be trained here yet. "
+               + ("This demo trains on the data sets it has: digits always works."
+                  if demo.enabled() else
+                  "With internet access it can be downloaded below; offline, copy its files into the data folder "
+                  "(`python -m cl datasets` on the command line lists where each data set is expected), or use "
+                  "digits, which needs no file."), icon=":material/cloud_off:")
     running = jobs.download(missing)
     if missing in jobs.DOWNLOAD_FILES and not demo.enabled():  # a demo trains on what the server has
         st.button(f"Download {missing} (needs internet)", key="tr_download", icon=":material/download:",
@@ -61,21 +68,29 @@ with left:
                            "default: a small ConvNet, SupCon (positives: the batch's images of the same class; "
                            "one or two views per image, by data set), AdamW with warm-up and cosine decay, bf16 "
                            "where the CPU computes it natively.")
-    own = st.checkbox("Use the recipe's own augmentation and loss instead of the sidebar's", True, key="tr_own",
-                      help="The default recipe's own choice is SupCon with an augmentation per data set: affine for "
-                           "digits and MNIST, none for Fashion-MNIST, crops for CIFAR-10.")
+    # The recipe decides unless the visitor picks: one place says what will be trained ("Will train").
+    aug_choice = st.selectbox("Augmentation", [None, *AUGMENTATIONS], key=f"tr_aug_{recipe}",
+                              format_func=lambda a: "the recipe's choice" if a is None else AUG_HELP.get(a, a),
+                              help="What makes a positive: an augmented copy of the image. The study compared "
+                                   "none, fer and simclr.")
+    loss_choice = st.selectbox("Loss", [None, *LOSSES], key=f"tr_loss_{recipe}",
+                               format_func=lambda x: "the recipe's choice" if x is None else LOSS_HELP.get(x, x),
+                               help="What pulls positives together and pushes the rest apart. The study compared "
+                                    "pairwise (cosine) and triplet.")
 try:
-    base = TrainConfig(dataset=ctx.dataset, recipe=recipe,
-                       augmentation=None if own else ctx.augmentation, loss=None if own else ctx.loss)
+    base = TrainConfig(dataset=ctx.dataset, recipe=recipe, augmentation=aug_choice, loss=loss_choice)
     defaults = resolve_config(base)
 except UserError as err:
     st.error(str(err))
     st.stop()
 with right:
-    st.markdown(f"**Will train:** {defaults.encoder} encoder, loss **{defaults.loss}**, augmentation "
-                f"**{defaults.augmentation}**, optimiser {defaults.optimizer}, "
-                f"{ctx.status['n_train']:,} {ctx.dataset} train images"
-                + ("" if ctx.status.get("train_complete", True) else " (partial split)"))
+    st.markdown(f"**Will train:** the {ENCODER_WORDS.get(defaults.encoder, defaults.encoder)}, loss "
+                f"**{LOSS_HELP.get(defaults.loss, defaults.loss)}**, augmentation "
+                f"**{AUG_HELP.get(defaults.augmentation, defaults.augmentation)}**, "
+                f"{'one view' if defaults.views == 1 else 'two views'} per image, optimiser {defaults.optimizer}, on "
+                f"{ctx.status['n_train']:,} {dataset_label(ctx.dataset)} train images"
+                + ("" if ctx.status.get("train_complete", True) else " (partial split)")
+                + ". Change the augmentation and loss on the left, the rest in the form below.")
 
 sig = f"{ctx.dataset}-{recipe}-{defaults.loss}-{defaults.augmentation}"
 with st.form("train_form", border=True):
@@ -135,7 +150,7 @@ def monitor() -> None:
     else:
         st.progress(0.0, text=v["message"] or v["status"])
     label = {"queued": "Starting", "loading": "Loading data", "training": "Training", "evaluating": "Evaluating",
-             "saving": "Saving", "done": "Finished", "cancelled": "Cancelled", "failed": "Failed"}[v["status"]]
+             "saving": "Saving", "mapping": "Drawing its map", "done": "Finished", "cancelled": "Cancelled", "failed": "Failed"}[v["status"]]
     msg = f"**{label}**: {v['message']}" if v["message"] else f"**{label}**"
     if v["status"] == "failed":
         st.error(msg, icon=":material/error:")

@@ -54,16 +54,16 @@ def test_a_link_opens_that_models_shipped_tsne():
     assert sidebar_value(at, "Data set") == "mnist"
     assert sidebar_value(at, "Model").endswith("mnist-best.safetensors")
     assert next(w for w in at.selectbox if w.label == "Method").value == "tsne"
-    assert "shipped with the model" in text_of(at)
+    assert "computed once for this model" in text_of(at)
     assert at.query_params["dataset"] == "mnist" and at.query_params["model"] == "mnist-best"
     assert at.query_params["method"] == "tsne"
 
 
-def test_a_link_to_a_paper_model_sets_its_augmentation_and_loss():
-    at = open_link("metrics", model="cifar10-simclr-pairwise")
+def test_a_link_to_a_paper_model_opens_it_on_its_data_set():
+    at = open_link("augmentations", model="cifar10-simclr-pairwise")
     assert sidebar_value(at, "Data set") == "cifar10"  # taken from the model when the link has none
-    assert sidebar_value(at, "Augmentation") == "simclr"
-    assert sidebar_value(at, "Loss") == "pairwise"
+    # the Augmentations page opens on the model's own augmentation
+    assert next(w for w in at.selectbox if w.label == "Augmentation").value == "simclr"
     assert sidebar_value(at, "Model").endswith("cifar10-simclr-pairwise.safetensors")
     assert at.query_params["model"] == "cifar10-simclr-pairwise"
 
@@ -96,7 +96,7 @@ def test_the_embedding_form_writes_its_method():
     next(b for b in at.button if "Compute" in str(b.label)).click().run()
     assert not at.exception, at.exception
     assert at.query_params["method"] == "pca"
-    assert "shipped with the model" in text_of(at)  # PCA, seed 0, all 540 points: shipped too
+    assert "computed once for this model" in text_of(at)  # PCA, seed 0, all 540 points: shipped too
 
 
 def test_a_changed_setting_computes_instead_of_using_the_shipped_layout():
@@ -104,4 +104,4 @@ def test_a_changed_setting_computes_instead_of_using_the_shipped_layout():
     at.number_input(key="emb_seed").set_value(1)
     next(b for b in at.button if "Compute" in str(b.label)).click().run()
     assert not at.exception, at.exception
-    assert "shipped with the model" not in text_of(at)
+    assert "computed once for this model" not in text_of(at)

@@ -17,6 +17,7 @@ This module holds no Streamlit state; the quota's choice of files is a pure func
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +79,18 @@ def scrub(text: str) -> str:
 
     folders = ((cache_dir(), "<cache>"), (resolve_data_dir(), "<data-dir>"), (runs_dir(), "<runs>"),
                (APP_ROOT, "<app>"))
-    forms = {(form, name) for folder, name in folders for form in (str(folder), str(Path(folder).resolve()))
-             if form not in (".", "")}
-    # longest first: one folder may lie inside another (./runs in the app, the cache under $HOME)
-    for form, name in sorted(forms, key=lambda f: -len(f[0])):
-        text = text.replace(form, name)
-    return text
+    # Absolute forms only: a relative folder such as "data" is also a word ("data set", "--data-dir").
+    names: dict[str, str] = {}
+    for folder, name in folders:
+        for form in (str(folder), str(Path(folder).resolve())):
+            if os.path.isabs(form) and len(form) > 1:
+                names.setdefault(form, name)
+    if not names:
+        return text
+    # One pass, longest first (one folder may lie inside another), so a replacement is never
+    # scanned again; a path ends at a separator, a quote, a space or the end of the text.
+    pattern = re.compile("(" + "|".join(re.escape(f) for f in sorted(names, key=len, reverse=True)) + r")(?=$|[/\\\s'\",:;)\]]|\.(?:\s|$))")
+    return pattern.sub(lambda m: names[m.group(1)], text)
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,12 @@ def run_files(folder: Path) -> list[RunFile]:
             st = p.stat()
         except OSError:
             continue
-        out.append(RunFile(str(p), st.st_size, st.st_mtime, SESSIONS.owner(p)))
+        size = st.st_size
+        try:  # a run's map (layouts/NAME.npz) counts with it and goes with it
+            size += (p.parent / "layouts" / f"{p.stem}.npz").stat().st_size
+        except OSError:
+            pass
+        out.append(RunFile(str(p), size, st.st_mtime, SESSIONS.owner(p)))
     return out
 
 
@@ -167,6 +179,10 @@ def enforce_quota(folder: Path, incoming: int = 0) -> tuple[list[str], bool]:
         try:
             os.remove(path)
             deleted.append(path)
+        except OSError:
+            continue
+        try:
+            os.remove(Path(path).parent / "layouts" / f"{Path(path).stem}.npz")
         except OSError:
             pass
     return deleted, fits

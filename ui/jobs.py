@@ -62,7 +62,7 @@ class Job:
     out: Path
     knn_per_epoch: bool = True
     snapshots: bool = True
-    status: str = "queued"  # queued, loading, training, evaluating, saving, done, cancelled, failed
+    status: str = "queued"  # queued, loading, training, evaluating, saving, mapping, done, cancelled, failed
     message: str = ""
     created: float = field(default_factory=time.time)
     finished: float | None = None
@@ -81,7 +81,7 @@ class Job:
 
     @property
     def alive(self) -> bool:
-        return self.status in ("queued", "loading", "training", "evaluating", "saving")
+        return self.status in ("queued", "loading", "training", "evaluating", "saving", "mapping")
 
     def view(self) -> dict:
         """A consistent copy for rendering (the thread keeps writing)."""
@@ -285,10 +285,31 @@ def _train(job: Job) -> None:
         job._set(status="cancelled", finished=time.time(),
                  message="cancelled before saving; nothing was saved and models saved earlier are untouched")
         return
+    if not job.cancel_event.is_set():
+        _map(job)
     stopped = "" if result.stopped == "completed" else f" (stopped early: {result.stopped.replace('_', ' ')})"
     demo.enforce_quota(job.out.parent)  # a finished run may take the folder over: oldest ended runs go
     job._set(status="done", card=made.card, finished=time.time(),
              message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")
+
+
+# What a new model's Embedding page opens on: the t-SNE of its test gallery (a few seconds for
+# 2,000 images), and PCA; UMAP stays a click away (its first run compiles for tens of seconds).
+MAP_METHODS = ("tsne", "pca")
+
+
+def _map(job: Job) -> None:
+    """Compute the saved model's map of its test gallery next to it (``layouts/NAME.npz``), as the
+    shipped models have theirs. A failure here costs the map, never the model."""
+    from cl.layouts import build_layouts
+
+    job._set(status="mapping", message=f"computing the t-SNE map of its test images ({job.test_note})")
+    try:
+        build_layouts(job.out, progress=None, methods=MAP_METHODS)
+    except UserError as err:
+        log.info("no map for %s: %s", job.out.name, err)
+    except Exception:  # noqa: BLE001
+        log.error("map of %s failed:\n%s", job.out.name, traceback.format_exc())
 
 
 def wait(job: Job, timeout: float) -> bool:

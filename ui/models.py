@@ -11,6 +11,7 @@ here (cheap); weights are loaded through :mod:`ui.cache`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +27,15 @@ MAX_UPLOADED_MODELS = 200  # files kept in the uploads folder; the least recentl
 
 
 def list_runs_enabled() -> bool:
-    """Whether earlier runs in the runs folder are offered (off by default: on a shared demo
-    server they would belong to other people)."""
-    return os.environ.get("CL_APP_LIST_RUNS", "").lower() in ("1", "true", "yes")
+    """Whether earlier runs in the runs folder are listed: on a laptop yes (they are the user's own),
+    in demo mode no (they belong to other visitors, who reach theirs by link). ``CL_APP_LIST_RUNS``
+    (1/0) overrides."""
+    value = os.environ.get("CL_APP_LIST_RUNS", "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    return not demo.enabled()
 
 
 @dataclass
@@ -110,6 +117,49 @@ def session_entry(record: dict) -> ModelEntry | None:
         return ModelEntry(str(path), "session", record["card"], checkpoint_id(path), record.get("snapshots"),
                           uploaded=bool(record.get("uploaded")))
     except OSError:
+        return None
+
+
+# A model's id in a link: a shipped checkpoint by its file stem, one trained in the app as
+# "run:STEM" (a file in the runs folder), one uploaded as "upload:STEM" (its content hash). Stems are
+# file names the app made, so an id never names a path outside those folders.
+_LINK_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+def link_id(entry: ModelEntry) -> str | None:
+    """The model's id in a link (``None`` for a file outside the app's folders)."""
+    path = Path(entry.path)
+    if entry.source == "shipped":
+        return path.stem
+    for prefix, folder in (("run", runs_dir()), ("upload", uploads_dir())):
+        try:
+            if path.resolve().parent == folder.resolve():
+                return f"{prefix}:{path.stem}"
+        except OSError:
+            pass
+    return None
+
+
+def entry_for_link(model_id: str) -> ModelEntry | None:
+    """The model a link names, while its file exists; ``None`` otherwise."""
+    prefix, _, stem = model_id.rpartition(":")
+    if not _LINK_STEM.fullmatch(stem) or stem.endswith(".part"):
+        return None
+    if prefix == "":
+        return next((e for e in shipped_models()[0] if Path(e.path).stem == stem), None)
+    folder = {"run": runs_dir(), "upload": uploads_dir()}.get(prefix)
+    if folder is None:
+        return None
+    path = folder / f"{stem}.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        card = read_card(path)
+        if prefix == "upload":
+            card = dict(card)
+            card.setdefault("name", stem)
+        return ModelEntry(str(path.resolve()), "session", card, checkpoint_id(path), uploaded=prefix == "upload")
+    except (CheckpointError, OSError):
         return None
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from cl.catalog import AUGMENTATIONS, LOSSES
 from cl.data import SPECS, dataset_spec
 from cl.errors import UserError
 
@@ -44,8 +43,8 @@ METHODS = ("tsne", "umap", "pca")
 class Context:
     dataset: str  # the data set in use (may differ from the requested one: see notes)
     requested: str
-    augmentation: str
-    loss: str
+    augmentation: str  # the active model's (its card's config); "none" without a model
+    loss: str  # the active model's; "" without a model
     status: dict
     model: models.ModelEntry | None
     models: list = field(default_factory=list)
@@ -89,30 +88,54 @@ def _select(label: str, key: str, options: list, default, **kw):
     return st.selectbox(label, options, key=key, **kw)
 
 
-def _model_options(ctx_dataset: str, aug: str, loss: str, channels: int, size: int):
+# Shipped models of a data set in the order the app lists them: its best model, the study's six
+# scenarios in the study's table order, then the outlook models by name.
+STUDY_ORDER = tuple(f"{a}-{l}" for a in ("none", "fer", "simclr") for l in ("pairwise", "triplet"))
+SOURCE_ORDER = {"session": 0, "shipped": 1, "runs": 2}
+
+
+def model_order(entry: models.ModelEntry, dataset: str) -> tuple:
+    """Sort key of the model list: models of the data set in use first; then this session's models
+    (newest first: the caller lists them so), the shipped ones (best, the study's scenarios, the
+    outlook), earlier runs."""
+    within: tuple = (0, 0, "")
+    if entry.source == "shipped":
+        stem = Path(entry.path).stem
+        suffix = stem[len(entry.dataset) + 1:] if stem.startswith(entry.dataset + "-") else stem
+        if suffix == "best":
+            within = (0, 0, "")
+        elif suffix in STUDY_ORDER:
+            within = (1, STUDY_ORDER.index(suffix), "")
+        else:
+            within = (2, 0, suffix)
+    return (entry.dataset != dataset, SOURCE_ORDER[entry.source], within)
+
+
+def _mtime(entry: models.ModelEntry) -> float:
+    try:
+        return Path(entry.path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _model_options(ctx_dataset: str, channels: int, size: int):
     shipped, problems = models.shipped_models()
     session = [e for e in (models.session_entry(r) for r in reversed(state.session_models())) if e is not None]
     runs = []
     if models.list_runs_enabled():
-        known = {e.path for e in session}
+        known = {str(Path(e.path).resolve()) for e in session}
         runs, more = models.runs_models()
-        runs = [e for e in runs if e.path not in known]
+        runs = sorted((e for e in runs if e.path not in known), key=_mtime, reverse=True)  # newest first
         problems += more
     everything = session + shipped + runs
     usable = [e for e in everything if models.compatible(e, channels, size)]
-
-    def rank(e: models.ModelEntry):
-        c = e.config
-        return (e.dataset != ctx_dataset, e.source != "session",
-                c.get("augmentation") != aug or c.get("loss") != loss, e.source == "runs", e.name)
-
-    usable.sort(key=rank)
+    usable.sort(key=lambda e: model_order(e, ctx_dataset))  # stable: keeps newest-first within a group
     return usable, problems
 
 
 def _apply_link(params: dict[str, str]) -> None:
     """Preset the sidebar from a deep link (before its widgets are drawn). Unknown names get a
-    short message and leave the default view."""
+    short message and leave the data set's default view (its best model)."""
     dataset, name = params.get("dataset"), params.get("model")
     if dataset is not None and dataset not in SPECS:
         state.push_flash("info", f"The link names an unknown data set {dataset!r}; showing the default view "
@@ -121,31 +144,31 @@ def _apply_link(params: dict[str, str]) -> None:
         name = None  # the model was chosen for that data set
     entry = None
     if name is not None:
-        shipped = {Path(e.path).stem: e for e in models.shipped_models()[0]}
-        entry = shipped.get(name)
+        entry = models.entry_for_link(name)
         if entry is None:
-            state.push_flash("info", f"The link names an unknown model {name!r}; showing "
-                                     f"{dataset or FALLBACK_DATASET} with its default model.")
+            state.push_flash("info", f"The link names an unknown model {name!r}: it is not on this server (a model trained "
+                                     f"or uploaded elsewhere, or removed since); showing "
+                                     f"{dataset or FALLBACK_DATASET} with its best model.")
+        elif entry.source != "shipped":
+            # a model trained or uploaded in the app: this session lists it from now on
+            state.add_session_model({"path": entry.path, "card": entry.card, "snapshots": None,
+                                     "uploaded": entry.uploaded})
     if dataset is None and entry is not None:
         dataset = entry.dataset if entry.dataset in SPECS else None
     if dataset is not None:
         state.set_widget(state.K_DATASET, dataset)
+        if entry is None:
+            state.set_active_model(None)  # the data set's default model, not the previous choice
     if entry is not None:
-        c = entry.config
-        if c.get("augmentation") in AUGMENTATIONS:
-            state.set_widget(state.K_AUGMENTATION, c["augmentation"])
-        if c.get("loss") in LOSSES:
-            state.set_widget(state.K_LOSS, c["loss"])
         state.set_active_model(entry.path)
     if "method" in params:
         state.set_projection_request({"method": params["method"]} if params["method"] in METHODS else {})
 
 
 def _link_params(ctx: "Context") -> dict[str, str | None]:
-    m = ctx.model
-    shipped = m is not None and m.source == "shipped"
     # An uploaded image set is this session's only: a link to it would mean nothing elsewhere.
-    return {"dataset": ctx.dataset if ctx.dataset in SPECS else None, "model": Path(m.path).stem if shipped else None}
+    return {"dataset": ctx.dataset if ctx.dataset in SPECS else None,
+            "model": models.link_id(ctx.model) if ctx.model is not None else None}
 
 
 # ----------------------------------------------------------------- bring your own
@@ -310,29 +333,22 @@ def render() -> Context:
         status = cache.status(requested)
         dataset = requested
         if status.get("n_train", 0) == 0 and status.get("n_test", 0) == 0:
-            st.error(f"{requested} is not available here. {status.get('test_error') or status.get('train_error', '')}",
+            st.error(f"{dataset_label(requested)} is not on this server; showing {FALLBACK_DATASET} instead.",
                      icon=":material/cloud_off:")
-            st.caption(f"Showing {FALLBACK_DATASET} instead. The Train page can try a download when online.")
             dataset = FALLBACK_DATASET
             status = cache.status(dataset)
             notes.append(f"{requested} unavailable; using {dataset}")
         elif status.get("n_train", 0) == 0:
-            st.warning(f"{requested}: only a test gallery is here ({status['n_test']:,} images), so training "
-                       f"and the standard protocol are unavailable. {demo.scrub(status.get('train_error', ''))}",
-                       icon=":material/warning:")
+            # What the visitor can do; where the files go is the Train page's and the CLI's business.
+            st.caption(f"{dataset_label(dataset)}: a gallery of {status['n_test']:,} test images is here, enough to "
+                       f"explore the shipped models on every page. Training needs the train split (see the Train page).")
         else:
             partial = "" if status.get("train_complete", True) else " (partial)"
             st.caption(f"{dataset_label(dataset)}: {status['n_train']:,} train{partial} / {status['n_test']:,} test "
                        f"images here")
 
-        aug = _select("Augmentation", state.K_AUGMENTATION, list(AUGMENTATIONS), "fer",
-                      format_func=lambda a: AUG_HELP.get(a, a),
-                      help="Makes the positive of each anchor. The study compared none, fer and simclr.")
-        loss = _select("Loss", state.K_LOSS, list(LOSSES), "triplet", format_func=lambda l: LOSS_HELP.get(l, l),
-                       help="The study compared pairwise (cosine) and triplet.")
-
         spec = dataset_spec(dataset)
-        usable, problems = _model_options(dataset, aug, loss, spec.channels, spec.size)
+        usable, problems = _model_options(dataset, spec.channels, spec.size)
         model = None
         if usable:
             by_path = {e.path: e for e in usable}
@@ -345,8 +361,10 @@ def render() -> Context:
                     default = paths[0]
                 state.set_widget(state.K_MODEL, default)
             chosen = _select("Model", state.K_MODEL, paths, default, format_func=lambda p: by_path[p].label,
-                             help="Shipped checkpoints, models trained in this session; only models whose "
-                                  f"input shape fits {dataset} are listed.")
+                             help="Every page shows this model. Listed: models trained or uploaded in this session, "
+                                  "then the shipped ones (each data set's best model first, then the study's six "
+                                  f"models and the outlook models); only models whose input shape fits {dataset} "
+                                  "are offered.")
             model = by_path[chosen]
             state.remember_active_model(chosen)
             cross = "" if model.dataset == dataset else f"; used here on {dataset_label(dataset)}"
@@ -369,7 +387,9 @@ def render() -> Context:
             st.info(f"Training {v['config'].dataset} in the background: {where}.", icon=":material/hourglass_top:")
 
     state.set_last_dataset(dataset)
-    ctx = Context(dataset, requested, aug, loss, status, model, usable, notes)
+    mc = model.config if model is not None else {}
+    ctx = Context(dataset, requested, str(mc.get("augmentation") or "none"), str(mc.get("loss") or ""), status,
+                  model, usable, notes)
     state.set_context(ctx)
     links.write(_link_params(ctx))
     return ctx
