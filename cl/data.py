@@ -85,6 +85,7 @@ class ImageSet:
     source: str
     n_full: int | None = None  # size of the complete split, when known
     notes: list[str] = field(default_factory=list)
+    label: str | None = None  # how a person names it (an uploaded archive: its file name); default ``name``
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -111,11 +112,12 @@ class ImageSet:
             "complete": self.complete,
             "source": self.source,
             "notes": list(self.notes),
+            **({"label": self.label} if self.label else {}),
         }
 
     def describe(self) -> str:
         """One human line, e.g. ``mnist train, 17,387 of 60,000 images (partial)``."""
-        text = f"{self.name} {self.split}, {len(self):,}"
+        text = f"{self.label or self.name} {self.split}, {len(self):,}"
         if self.n_full and not self.complete:
             text += f" of {self.n_full:,} images (partial)"
         else:
@@ -411,11 +413,13 @@ def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
     notes = [f"{skipped} archive entries skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(manifest.skipped.items()))] if skipped else []
     if manifest.layout == "train-test":
         images, labels, _ = _read_class_folders(root / split, folders, 3, 32)
-        return ImageSet(name, split, images, labels, list(manifest.classes), source, notes=notes)
+        return ImageSet(name, split, images, labels, list(manifest.classes), source, notes=notes,
+                        label=manifest.archive_name)
     images, labels, _ = _read_class_folders(root, folders, 3, 32)
     keep = _split_keep(_split_mask(labels.numpy(), len(folders)), split)
     return ImageSet(name, split, images[keep], labels[keep], list(manifest.classes), source,
-                    notes=notes + ["seeded stratified 80/20 split of an archive without train/test"])
+                    notes=notes + ["seeded stratified 80/20 split of an archive without train/test"],
+                    label=manifest.archive_name)
 
 
 def _split_mask(labels: np.ndarray, n_classes: int) -> np.ndarray:

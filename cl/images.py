@@ -74,7 +74,7 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
         raise ImageInputError(f"{name}: the image is too large: it declares more pixels than the limit ({max_pixels // 1_000_000} MP); "
                               "this looks like a decompression bomb") from None
     except UnidentifiedImageError as err:
-        raise ImageInputError(f"{name}: not a readable image ({type(err).__name__})") from None
+        raise ImageInputError(f"{name}: not an image file this app can read (PNG, JPEG, GIF, BMP, TIFF or WebP)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise ImageInputError(f"{name}: the image is truncated or corrupt ({err})") from None
     except Exception as err:  # noqa: BLE001 - PIL raises others on hostile files (TypeError, KeyError, ...)
@@ -118,6 +118,19 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1, RGBX...
 
 
+# What a mode change means, in words (the app shows these steps to visitors).
+_MODE_STEP = {
+    ("RGBA", "RGB"): "put the transparent parts on white",
+    ("LA", "RGB"): "put the transparent parts on white",
+    ("P", "RGB"): "turned the palette image into colours, transparent parts on white",
+    ("CMYK", "RGB"): "turned the print colours (CMYK) into screen colours",
+    ("1", "RGB"): "turned the black-and-white image into colours",
+    ("I;16", "L"): "scaled the 16-bit grey levels to 0-255",
+    ("I", "L"): "scaled the 32-bit grey levels to 0-255",
+    ("F", "L"): "scaled the floating-point grey levels to 0-255",
+}
+
+
 def _flatten_alpha(img: Image.Image) -> Image.Image:
     if img.mode != "RGBA":
         return img
@@ -144,14 +157,14 @@ def prepare_image(img: Image.Image, channels: int, size: int, mode: str = "resiz
     steps = prepared.steps
     img8 = _flatten_alpha(_to_8bit(img))
     if img8.mode != img.mode:
-        steps.append(f"converted {img.mode} to {img8.mode}")
+        steps.append(_MODE_STEP.get((img.mode, img8.mode), f"converted the {img.mode} pixels to {img8.mode}"))
     if channels == 1:
         if img8.mode != "L":
             img8 = img8.convert("L")
             steps.append("converted to greyscale")
     elif img8.mode != "RGB":
         img8 = img8.convert("RGB")
-        steps.append("converted to RGB")
+        steps.append("turned the grey image into colour (3 equal channels)")
 
     arr = np.asarray(img8)
     if invert == "auto":

@@ -5,6 +5,7 @@ import streamlit as st
 
 from cl.data import SPECS
 from ui import cache, demo, jobs, models, state
+from ui.words import GLOSSARY, glossary_markdown
 
 ctx = state.context()
 
@@ -35,11 +36,15 @@ for name, spec in SPECS.items():
         "test images here": s.get("n_test", 0),
         "of (full test)": spec.n_test_full,
         "available": "yes" if s.get("available") else ("test gallery only" if s.get("n_test") else "no"),
-        "note": demo.scrub(s.get("train_error") or "") or ("" if s.get("train_complete", True) else "partial train split"),
+        # What the visitor can do; where the files go is for the command line (`python -m cl datasets`).
+        "note": ("train split not here: explore only" if s.get("n_test") and not s.get("n_train") else
+                 "not here" if not s.get("n_test") else
+                 "" if s.get("train_complete", True) else "partial train split"),
     })
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-st.caption("Counts are what this machine holds (CL_DATA_DIR or ./data); a partial split is always named as such. "
-           "digits ships with scikit-learn and works offline.")
+# A static table: four rows need no grid, and a grid's toolbar covers the heading on a phone.
+st.table(pd.DataFrame(rows).set_index("data set"))
+st.caption("Counts are what this server holds; a partial split is always named as such. "
+           + GLOSSARY["1x28x28"] + " digits ships with scikit-learn and works offline.")
 
 st.subheader("Models")
 shipped, problems = models.shipped_models()
@@ -51,3 +56,6 @@ if ctx.model is not None:
     st.success(f"Active model: **{ctx.model.name}**, {ctx.model.train_note()}.", icon=":material/check_circle:")
 else:
     st.info("No model yet for the chosen data set: start on the Train page.", icon=":material/info:")
+
+with st.expander("Words used in this app", icon=":material/menu_book:"):
+    st.markdown(glossary_markdown())

@@ -7,6 +7,7 @@ import torch
 
 from cl.errors import DataUnavailableError
 from ui import cache, charts, common, demo, state
+from ui.words import explain
 
 ctx = state.context()
 st.title("Metrics")
@@ -26,11 +27,11 @@ def headline(r: dict, where: str) -> None:
     st.subheader("Headline figures")
     cols = st.columns(4)
     line = summary_line(r, "test")
-    cols[0].metric("Linear probe accuracy", f"{r['linear_acc']:.3f}", help=line)
-    cols[1].metric("Top-3 accuracy", f"{r['top3_acc']:.3f}", help=line)
-    cols[2].metric("kNN-30 accuracy", f"{r['knn_acc']:.3f}", help=line)
-    cols[3].metric("Precision@10", f"{r.get('precision_at_10', float('nan')):.3f}",
-                   help="share of each image's 10 nearest test neighbours with its class")
+    # each help says what the number measures; the data sentence is said once, in the caption below
+    cols[0].metric("Linear probe accuracy", f"{r['linear_acc']:.3f}", help=explain("linear probe"))
+    cols[1].metric("Top-3 accuracy", f"{r['top3_acc']:.3f}", help=explain("top-3"))
+    cols[2].metric("kNN-30 accuracy", f"{r['knn_acc']:.3f}", help=explain("kNN-30"))
+    cols[3].metric("Precision@10", f"{r.get('precision_at_10', float('nan')):.3f}", help=explain("Precision@10"))
     st.caption(f"Paper protocol (the study's), {where}: {line}; the test embeddings are split 80/20, seeded and "
                "stratified.")
 
@@ -116,9 +117,17 @@ with right:
     else:
         st.caption("No confusions: every scored image was classified correctly.")
     options = [(test.classes[t], test.classes[q]) for _, t, q in off]
-    fallback = st.selectbox("Or show a pair", options, index=0 if options else None, key=f"met_pair_{protocol}",
+    # Whichever was used last wins, a click in the matrix or a choice in the list, and the list
+    # shows what the page shows: the clicked pair, or nothing for a diagonal cell (correct
+    # predictions are not a confused pair), never the previous choice.
+    pair_key, clicked_key = f"met_pair_{protocol}", f"met_pair_{protocol}_clicked"
+    if picked != state.widget(clicked_key):
+        state.set_widget(clicked_key, picked)
+        if options:
+            state.set_widget(pair_key, picked if picked in options else (None if picked else options[0]))
+    fallback = st.selectbox("Or show a pair", options, index=0, key=pair_key, placeholder="the clicked cell",
                             format_func=lambda o: f"true {o[0]}, predicted {o[1]}") if options else None
-cell = picked or fallback
+cell = fallback if fallback is not None else picked
 if cell:
     t, q = test.classes.index(cell[0]), test.classes.index(cell[1])
     scored = np.asarray(r["scored_indices"])

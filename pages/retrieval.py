@@ -7,12 +7,12 @@ import numpy as np
 import streamlit as st
 import torch
 
+from cl.images import MAX_BYTES as MAX_IMAGE_BYTES
 from cl.retrieval import NeighborIndex, embed_one, prepare_query
 from cl.errors import UserError
 from ui import cache, common, state
 from ui import images as ui_images
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
 ctx = state.context()
 st.title("Retrieval")
@@ -67,15 +67,14 @@ def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
     the neighbours of ``what`` ("your image", "your drawing", "your photo")."""
     prepared = None
     try:
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise UserError(f"{name}: {len(data) / 2**20:.1f} MB is over the 10 MB limit")
+        if len(data) > MAX_IMAGE_BYTES:
+            raise UserError(f"{name}: {len(data) / 2**20:.1f} MB is over the {MAX_IMAGE_BYTES // 2**20} MB limit for an image")
         prepared = prepare_query(data, test.channels, test.size, ctx.dataset,
                                  invert={"auto": "auto", "yes": True, "no": False}[invert])
     except UserError as err:
         st.error(f"Cannot use this file: {err}", icon=":material/broken_image:")
     except Exception as err:  # noqa: BLE001 - hostile files must never surface as a traceback
-        st.error(f"Cannot use this file: {name} could not be read as an image "
-                 f"({type(err).__name__}).", icon=":material/broken_image:")
+        st.error(f"Cannot use this file: {name} could not be read as an image.", icon=":material/broken_image:")
     if prepared is None:
         return
     u1, u2, u3 = st.columns([1, 1, 2])
@@ -103,8 +102,9 @@ FORMAT_NOTE = (f"it is converted to the {ctx.dataset} format ({test.channels} ch
                f"{test.size}x{test.size}) and searched against the test images")
 
 with tab_upload:
-    st.markdown(f"Upload a photo or drawing; {FORMAT_NOTE}. Any image type; at most 10 MB.")
-    upload = st.file_uploader("Image file", key="ret_upload",
+    image_limit_mb = common.upload_limit_mb(MAX_IMAGE_BYTES)  # stated and enforced by the widget
+    st.markdown(f"Upload a photo or drawing; {FORMAT_NOTE}. Any image type; at most {image_limit_mb} MB.")
+    upload = st.file_uploader("Image file", key="ret_upload", max_upload_size=image_limit_mb,
                               help="PNG, JPEG, GIF (first frame), BMP, TIFF, WebP; SVG and other vector formats "
                                    "are not supported.")
     invert = st.radio("Invert colours", ["auto", "yes", "no"], horizontal=True, key="ret_invert", help=INVERT_HELP)
@@ -116,8 +116,8 @@ with tab_draw:
                 "the pen; the canvas's toolbar undoes and clears.")
     try:
         from streamlit_drawable_canvas import st_canvas
-    except Exception as err:  # noqa: BLE001 - missing or failing to register: the page still works
-        st.info(f"Drawing needs the streamlit-drawable-canvas package ({type(err).__name__}); "
+    except Exception:  # noqa: BLE001 - missing or failing to register: the page still works
+        st.info("Drawing is not available on this server (the streamlit-drawable-canvas package is missing); "
                 "upload an image instead.", icon=":material/draw:")
     else:
         d1, d2 = st.columns([1, 2])

@@ -40,23 +40,37 @@ def user_errors(prefix: str = ""):
 
 def model_line(ctx) -> str:
     m = ctx.model
-    cross = "" if m.dataset == ctx.dataset else f" (trained on {m.dataset}, applied to {ctx.dataset})"
+    from . import state
+
+    cross = ("" if m.dataset == ctx.dataset else
+             f" (trained on {state.dataset_label(m.dataset)}, applied to {state.dataset_label(ctx.dataset)})")
     return f"Model **{m.name}**{cross}: {m.train_note()}."
 
 
 def image_gallery(images: torch.Tensor, captions: list[str], ncol: int = 10, scale: int = 3) -> None:
-    """A grid of small images with captions (Streamlit columns, wrapping every ``ncol``)."""
+    """Small images with captions in rows that wrap to the screen: at most ``ncol`` on a wide page,
+    as many as fit on a phone (fixed-size images in one flowing list, not columns, which a phone
+    stacks one per row at full width)."""
     from . import images as ui_images  # imports torch: pages that show no images start without it
 
-    n = len(captions)
-    for start in range(0, n, ncol):
-        cols = st.columns(ncol)
-        for j, i in enumerate(range(start, min(start + ncol, n))):
-            with cols[j]:
-                st.image(ui_images.to_array(images[i], scale), caption=captions[i], width="stretch")
+    if not len(captions):
+        return
+    side = int(images.shape[-1]) * scale
+    st.image([ui_images.to_array(images[i], scale) for i in range(len(captions))], caption=list(captions),
+             width=max(side, 56))
+    del ncol  # the page's width decides how many fit in a row
 
 
 def fmt(x, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "n/a"
     return f"{x:.{digits}f}"
+
+
+def upload_limit_mb(own_limit_bytes: int) -> int:
+    """The size limit an uploader states and enforces: its own limit, but never more than the
+    server accepts (``server.maxUploadSize``; a larger file would fail with HTTP 413)."""
+    from streamlit import config
+
+    server_mb = int(config.get_option("server.maxUploadSize"))
+    return max(1, min(own_limit_bytes // 2**20, server_mb))

@@ -77,7 +77,8 @@ class ModelEntry:
         d = self.card.get("data", {})
         n = d.get("n_images")
         full = d.get("n_full")
-        text = f"trained on {n:,} {d.get('dataset', '?')} {d.get('split', 'train')} images" if n else "training data unknown"
+        text = (f"trained on {n:,} {d.get('label') or d.get('dataset', '?')} {d.get('split', 'train')} images"
+                if n else "training data unknown")
         if n and full and n < full:
             text += f" (partial: {n:,} of {full:,})"
         epochs = self.card.get("training", {}).get("epochs_completed")

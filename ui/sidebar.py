@@ -19,7 +19,7 @@ import streamlit as st
 from cl.data import SPECS, dataset_spec
 from cl.errors import UserError
 
-from . import cache, demo, jobs, links, models, state
+from . import cache, common, demo, jobs, links, models, state
 
 AUG_HELP = {
     "none": "none: the positive is the image itself (paper)",
@@ -172,12 +172,7 @@ def _link_params(ctx: "Context") -> dict[str, str | None]:
 
 
 # ----------------------------------------------------------------- bring your own
-def dataset_label(name: str) -> str:
-    """How a data set is named to the visitor: an uploaded archive by its file name."""
-    for d in state.session_datasets():
-        if d["name"] == name:
-            return f"{d['label']} (your image set)"
-    return name
+dataset_label = state.dataset_label  # the pages name it through the sidebar too
 
 
 def _shape_of(name: str) -> tuple[int, int] | None:
@@ -201,8 +196,8 @@ def _on_model_upload() -> None:
         state.set_byo_note("model", "error", demo.scrub(f"Cannot use this model: {err}"))
         return
     except Exception as err:  # noqa: BLE001 - a hostile file must never surface as a traceback
-        state.set_byo_note("model", "error", f"Cannot use this model: {upload.name} could not be read "
-                                             f"({type(err).__name__}).")
+        state.set_byo_note("model", "error", f"Cannot use this model: {upload.name} could not be read as a "
+                                             f"checkpoint.")
         return
     state.add_session_model({"path": path, "card": card, "snapshots": None, "uploaded": True})
     spec = card["encoder_spec"]
@@ -215,7 +210,7 @@ def _on_model_upload() -> None:
         return
     fits = [n for n in [*SPECS, *(d["name"] for d in state.session_datasets())] if _shape_of(n) == shape]
     have = _shape_of(current)
-    state.set_byo_note("model", "warning", (
+    state.set_byo_note("model", "warning", about=path, text=(
         f"{name} is loaded, but it takes {shape[0]}x{shape[1]}x{shape[1]} images (trained on "
         f"{card.get('data', {}).get('dataset', '?')}) and {dataset_label(current)} has "
         + (f"{have[0]}x{have[1]}x{have[1]}" if have else "another shape")
@@ -238,8 +233,8 @@ def _on_archive_upload() -> None:
         state.set_byo_note("archive", "error", demo.scrub(f"Cannot use this archive: {err}"))
         return
     except Exception as err:  # noqa: BLE001
-        state.set_byo_note("archive", "error", f"Cannot use this archive: {upload.name} could not be read "
-                                               f"({type(err).__name__}).")
+        state.set_byo_note("archive", "error", f"Cannot use this archive: {upload.name} could not be read as a "
+                                               f"zip file.")
         return
     m = extracted.manifest
     state.add_session_dataset({"name": extracted.dataset, "label": m.archive_name, "summary": m.describe()})
@@ -264,17 +259,19 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
     # an upload redraws the sidebar.
     if st.toggle("Bring your own, take it with you", key=state.K_BYO_OPEN,
                  help="Upload a model or an image set; download the active model and its embeddings."):
-        # Per-widget upload limits: the server's 10 MB (config.toml) is meant for query images;
-        # a model or an image set is bounded by its own limits, checked again on the bytes.
+        # Each uploader states and enforces its own limit (never above the server's, which would
+        # answer a larger file with HTTP 413); the bytes are checked again when they arrive.
+        model_mb = common.upload_limit_mb(models.max_upload_model_bytes())
+        archive_mb = common.upload_limit_mb(limits.max_archive_bytes)
         st.file_uploader("A model (.safetensors from `python -m cl train`)", key=state.K_UPLOAD_MODEL,
-                         on_change=_on_model_upload, max_upload_size=max(1, models.max_upload_model_bytes() // 2**20),
-                         help=f"Checked like the command line loads it; at most "
-                              f"{models.max_upload_model_bytes() / 2**20:.0f} MB. Pickles are never loaded.")
+                         on_change=_on_model_upload, max_upload_size=model_mb,
+                         help=f"Checked like the command line loads it; at most {model_mb} MB. "
+                              f"Pickles are never loaded.")
         st.file_uploader("An image set (.zip)", key=state.K_UPLOAD_ARCHIVE, on_change=_on_archive_upload,
-                         max_upload_size=max(1, limits.max_archive_bytes // 2**20),
+                         max_upload_size=archive_mb,
                          help=f"One folder per class, or train/ and test/ each with class folders; at least "
                               f"{limits.min_classes} classes, {limits.min_per_class()} images each (5 train and 5 "
-                              f"test each with train/ and test/). At most {limits.max_archive_bytes / 2**20:.0f} MB, "
+                              f"test each with train/ and test/). At most {archive_mb} MB, "
                               f"{limits.max_images:,} images; other files are skipped.")
         _downloads(dataset, model, test_available)
     # Below the panel, shown even when it is closed: what became of an upload stays in sight.
@@ -367,6 +364,8 @@ def render() -> Context:
                                   "are offered.")
             model = by_path[chosen]
             state.remember_active_model(chosen)
+            if state.byo_note_about("model") == chosen:
+                state.clear_byo_note("model")  # "choose another data set to use it": done, the advice is stale
             cross = "" if model.dataset == dataset else f"; used here on {dataset_label(dataset)}"
             st.caption(f"{model.train_note()}{cross}")
         else:

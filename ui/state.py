@@ -36,6 +36,7 @@ _LAST_DATASET = "last_dataset"
 _URL_WRITTEN = "url_written"  # the view parameters this session last put in the URL
 _SESSION_DATASETS = "session_datasets"  # list of dicts: name (archive:ID), label, summary
 _BYO_NOTES = "byo_notes"  # what became of the last upload of each kind: kind -> (level, text)
+_BARE_RERUN = "bare_rerun"  # this session once reran a page that started without app.py
 
 MAX_SESSION_MODELS = 20
 MAX_SESSION_DATASETS = 5
@@ -121,13 +122,28 @@ def add_session_dataset(entry: dict) -> None:
     _set(_SESSION_DATASETS, items[-MAX_SESSION_DATASETS:])
 
 
+def dataset_label(name: str) -> str:
+    """How a data set is named to the visitor: an uploaded archive by its file name."""
+    for d in _get(_SESSION_DATASETS, []):
+        if d["name"] == name:
+            return f"{d['label']} (your image set)"
+    return name
+
+
 def drop_session_dataset(name: str) -> None:
     _set(_SESSION_DATASETS, [d for d in _get(_SESSION_DATASETS, []) if d["name"] != name])
 
 
 def byo_note(kind: str) -> tuple[str, str] | None:
     """The message about this session's last upload of ``kind`` (``model`` or ``archive``)."""
-    return (_get(_BYO_NOTES) or {}).get(kind)
+    note = (_get(_BYO_NOTES) or {}).get(kind)
+    return None if note is None else (note[0], note[1])
+
+
+def byo_note_about(kind: str) -> str | None:
+    """What the note of ``kind`` is about (the uploaded model's path), when it said so."""
+    note = (_get(_BYO_NOTES) or {}).get(kind)
+    return note[2] if note is not None and len(note) > 2 else None
 
 
 def clear_byo_note(kind: str) -> None:
@@ -136,9 +152,9 @@ def clear_byo_note(kind: str) -> None:
     _set(_BYO_NOTES, notes)
 
 
-def set_byo_note(kind: str, level: str, text: str) -> None:
+def set_byo_note(kind: str, level: str, text: str, about: str | None = None) -> None:
     notes = dict(_get(_BYO_NOTES) or {})
-    notes[kind] = (level, text)
+    notes[kind] = (level, text, about)
     _set(_BYO_NOTES, notes)
 
 
@@ -160,6 +176,11 @@ def context():
     """The sidebar's choices for this run (pages call this first)."""
     _through_app()
     ctx = _get(_CONTEXT)
+    if ctx is None and not _get(_BARE_RERUN):
+        # This run began bare while another session's first run was clearing the v1 flag
+        # (several visitors' deep links at once on a fresh server): once, rerun through app.py.
+        _set(_BARE_RERUN, True)
+        st.rerun()
     if ctx is None:
         raise RuntimeError("the sidebar has not run yet (start the app with `streamlit run app.py`)")
     return ctx
