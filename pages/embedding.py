@@ -94,9 +94,22 @@ if color_by != "class":
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
 
+as_images = st.toggle("Images as points", key="emb_images",
+                      help="Draw each test image itself at its position instead of a dot. The browser fetches the "
+                           "thumbnails once and keeps them.")
 classes = list(test.classes) if test is not None else list(SPECS[ctx.dataset].classes)
 df = charts.scatter_frame(xy, idx, labels, classes, pred, thumbs)
-chart = charts.scatter(df, color_by, classes, METHOD_NAMES[req["method"]])
+if as_images:  # every point's image in the chart itself (one message, not a request per point)
+    from ui import images as ui_images
+
+    if shipped_view:
+        from cl.layouts import gallery_images
+
+        pictures = gallery_images(ctx.dataset)[:len(idx)]  # the layout's points, in its order
+    else:
+        pictures = test.images.numpy()[np.asarray(idx)]
+    df = charts.with_point_images(df, ui_images.point_images(pictures))
+chart = charts.scatter(df, color_by, classes, METHOD_NAMES[req["method"]], as_images=as_images)
 event = st.altair_chart(chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                         width="stretch")
 where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
@@ -120,6 +133,62 @@ if len(chosen):
     common.image_gallery(test.images[torch.from_numpy(shown)], caps, ncol=10, scale=2)
     counts = np.bincount(labels[chosen], minlength=len(test.classes))
     st.caption("Classes in the selection: " + ", ".join(f"{test.classes[k]} {c}" for k, c in enumerate(counts) if c))
+
+
+def augmented_views_section() -> None:
+    """One image's K fresh augmented views, embedded and placed on this map by the method's own
+    out-of-sample rule (cl.placement), drawn as thumbnails joined to the original."""
+    from cl.catalog import AUGMENTATIONS
+    from cl.placement import exact_query, place_views
+    from ui import images as ui_images
+
+    test_split()
+    clicked = int(chosen[0]) if len(chosen) else None
+    if clicked is not None and st.session_state.get("emb_views_clicked") != clicked:
+        st.session_state["emb_views_clicked"] = clicked  # a new click picks that image
+        st.session_state["emb_views_index"] = clicked
+    st.session_state.setdefault("emb_views_index", int(idx[0]))
+    own = m.config.get("augmentation") if m.config.get("augmentation") in AUGMENTATIONS else "none"
+    c1, c2, c3, c4 = st.columns([1, 1.3, 1, 1])
+    index = int(c1.number_input(f"Test image (0-{len(test) - 1:,})", 0, len(test) - 1, key="emb_views_index",
+                                help="Or click a point on the map."))
+    aug = c2.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(own), key=f"emb_views_aug_{m.cid}",
+                       format_func=lambda a: f"{a} (the model's own)" if a == own else a)
+    k = int(c3.slider("Views", 4, 32, 16, key="emb_views_k"))
+    seed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="emb_views_seed"))
+    with st.spinner("Embedding the views and placing them on the map ..."), common.user_errors():
+        net, _card = cache.model(m.path, m.cid)
+        emb = cache.embeddings(m.path, m.cid, ctx.dataset, "test")
+        placer = cache.placer(m.path, m.cid, ctx.dataset, req["method"], len(idx), req["seed"], req["perplexity"],
+                              req["n_neighbors"], req["min_dist"], shipped_view, _reference=emb[idx], _coords=xy)
+        placed = place_views(net, placer, test.images[index], k, aug, seed)
+    where_in = np.flatnonzero(np.asarray(idx) == index)
+    original = xy[where_in[0]] if len(where_in) else placer.place(emb[index:index + 1])[0]
+    lab = int(test.labels[index])
+    # which class each view's 10 nearest map points mostly belong to
+    near, _d = exact_query(emb[idx], placed.embeddings, min(10, len(idx)))
+    point_labels = np.asarray(test.labels.numpy())[np.asarray(idx)]
+    majority = np.array([np.bincount(point_labels[r], minlength=len(classes)).argmax() for r in near])
+    moved = int((majority != lab).sum())
+    scale = 2 if test.size <= 32 else 1
+    title = f"{k} '{aug}' views of test image #{index} ({classes[lab]}) on the {METHOD_NAMES[req['method']]} map"
+    st.altair_chart(charts.views_map(df, original, placed.xy, ui_images.data_urls(placed.views, scale),
+                                     ui_images.data_url(test.images[index], scale), classes,
+                                     METHOD_NAMES[req["method"]], title), width="stretch")
+    how = {"tsne": "openTSNE's transform (each view optimised against the fixed map)",
+           "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[req["method"]]
+    st.caption(f"Red frame: the original{'' if len(where_in) else ' (not among the map points: placed the same way)'}. "
+               f"Views embedded by {m.name} and placed by {how} in {placed.seconds:.2f} s. "
+               f"{moved} of {k} views land among another class (the majority of their 10 nearest map points).")
+    common.image_gallery(placed.views, [f"view {i}: near {classes[c]}" for i, c in enumerate(majority)],
+                         ncol=8, scale=2)
+
+
+st.subheader("Where an image's augmentations land")
+if st.toggle("Show an image's augmented views on the map", key="emb_views",
+             help="Fresh augmented views of one image, embedded by the model and placed on this map. Pick the image "
+                  "by clicking a point or by its number."):
+    augmented_views_section()
 
 snap = m.snapshots
 if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:

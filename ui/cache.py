@@ -197,6 +197,18 @@ def projection(path: str, cid: str, dataset: str, method: str, n: int, seed: int
     return idx, xy
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def placer(path: str, cid: str, dataset: str, method: str, n: int, seed: int, perplexity: float, n_neighbors: int,
+           min_dist: float, shipped: bool, _reference: np.ndarray, _coords: np.ndarray):
+    """The fitted layout (:func:`cl.placement.fit_placer`) of the Embedding page's view: the
+    arguments name the view, ``_reference`` and ``_coords`` are its points' embeddings and
+    positions. Shared read-only by every session (placing is serialised inside)."""
+    from cl.placement import fit_placer
+
+    return fit_placer(_reference, _coords, method, seed=seed, perplexity=perplexity, n_neighbors=n_neighbors,
+                      min_dist=min_dist)
+
+
 def shipped_layouts(path: str, dataset: str, n_test: int) -> dict | None:
     """The model's shipped layouts placed on the test split shown here (``n_test`` images), or
     ``None`` (none shipped, stale, or another split). Needs no PyTorch: a cold server draws the
@@ -236,28 +248,26 @@ def gallery_n_full(dataset: str) -> int | None:
         return None
 
 
-@st.cache_data(max_entries=6, show_spinner=False)
 def gallery_thumbnails(dataset: str, n: int) -> list[str]:
-    """PNG data URLs of a layout's test-gallery images, in order, made with NumPy and Pillow only."""
-    import base64
-    import io
+    """Thumbnail URLs (:func:`ui.images.thumbnail_urls`) of a layout's test-gallery images, in
+    order, made with NumPy and Pillow only."""
+    from .images import thumbnails_present
 
-    from PIL import Image
+    urls = _gallery_thumbnails(dataset, n)
+    if not thumbnails_present(urls):  # pruned from the static folder since: write them again
+        _gallery_thumbnails.clear(dataset, n)
+        urls = _gallery_thumbnails(dataset, n)
+    return urls
 
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def _gallery_thumbnails(dataset: str, n: int) -> list[str]:
     from cl.layouts import gallery_images
 
+    from .images import thumbnail_urls
+
     images = gallery_images(dataset)
-    scale = 2 if images.shape[-1] <= 32 else 1
-    out = []
-    for img in images[:n]:
-        arr = img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
-        pil = Image.fromarray(arr)
-        if scale > 1:
-            pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
-        buf = io.BytesIO()
-        pil.save(buf, format="PNG", compress_level=6)
-        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
-    return out
+    return thumbnail_urls(images[:n], scale=2 if images.shape[-1] <= 32 else 1)
 
 
 def is_shipped_view(req: dict, n_layout: int) -> bool:
@@ -270,14 +280,24 @@ def is_shipped_view(req: dict, n_layout: int) -> bool:
             and float(req["min_dist"]) == DEFAULTS["min_dist"])
 
 
-@st.cache_data(max_entries=6, show_spinner=False)
 def thumbnails(dataset: str, split: str) -> list[str]:
-    """PNG data URLs of every image of a split (for the scatter tooltips)."""
-    from . import images as ui_images  # imports torch: not needed to draw the first page
+    """Thumbnail URLs of every image of a split (for the scatter tooltips), as
+    :func:`gallery_thumbnails`; an uploaded image set's the same way."""
+    from .images import thumbnails_present
+
+    urls = _thumbnails(dataset, split)
+    if not thumbnails_present(urls):
+        _thumbnails.clear(dataset, split)
+        urls = _thumbnails(dataset, split)
+    return urls
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def _thumbnails(dataset: str, split: str) -> list[str]:
+    from .images import thumbnail_urls
 
     data = load_data(dataset, split)
-    scale = 2 if data.size <= 32 else 1
-    return ui_images.data_urls(data.images, scale=scale)
+    return thumbnail_urls(data.images, scale=2 if data.size <= 32 else 1)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

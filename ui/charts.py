@@ -1,6 +1,10 @@
-"""Altair charts: the embedding scatter with image tooltips, the confusion matrix, curves."""
+"""Altair charts: the embedding scatter with image tooltips (or images as points), where an
+image's augmented views land, the confusion matrix, curves."""
 
 from __future__ import annotations
+
+import math
+import re
 
 import altair as alt
 import numpy as np
@@ -8,50 +12,132 @@ import pandas as pd
 
 CORRECT_DOMAIN = ["correct", "wrong", "no prediction"]
 CORRECT_RANGE = ["#2ca02c", "#d62728", "#bbbbbb"]
+_THUMB_URL = re.compile(r"^(.*/)(\d+)\.png$")
+
+
+def _rounded(v: np.ndarray) -> np.ndarray:
+    """Coordinates to ~1/10,000 of their span: the chart cannot show more, and the spec's text
+    (what every visitor downloads) is a third shorter."""
+    span = float(np.ptp(v)) if len(v) else 0.0
+    decimals = max(0, 4 - math.floor(math.log10(span))) if span > 0 else 4
+    return np.round(v.astype(float), decimals)
 
 
 def scatter_frame(xy: np.ndarray, indices: np.ndarray, labels: np.ndarray, classes: list[str],
                   pred: np.ndarray | None, thumbs: list[str] | None) -> pd.DataFrame:
-    """One row per point: x, y, test index, class, predicted, correct, image (data URL)."""
+    """One row per point: x, y, test index, class, predicted, correct, and its thumbnail.
+
+    Thumbnails served as files of one folder (:func:`ui.images.thumbnail_urls`) become a
+    ``thumb`` number and the folder's URL in ``df.attrs["thumb_base"]``; the chart builds each
+    URL in the browser, so the spec carries a few digits per point instead of a URL. Any other
+    URL (a data URL) is kept in an ``image`` column."""
     idx = np.asarray(indices, dtype=np.int64)
     lab = np.asarray(labels)[idx]
-    df = pd.DataFrame({"x": xy[:, 0].astype(float), "y": xy[:, 1].astype(float), "index": idx,
+    df = pd.DataFrame({"x": _rounded(xy[:, 0]), "y": _rounded(xy[:, 1]), "index": idx,
                        "class": [classes[k] for k in lab]})
     if pred is not None:
         p = np.asarray(pred)[idx]
         df["predicted"] = [classes[k] if k >= 0 else "none" for k in p]
         df["correct"] = np.where(p < 0, "no prediction", np.where(p == lab, "correct", "wrong"))
     if thumbs is not None:
-        df["image"] = [thumbs[i] for i in idx]
+        urls = [thumbs[i] for i in idx]
+        matches = [_THUMB_URL.match(u) if isinstance(u, str) else None for u in urls]
+        bases = {m.group(1) for m in matches if m}
+        if len(urls) and all(matches) and len(bases) == 1:
+            df["thumb"] = [int(m.group(2)) for m in matches]
+            df.attrs["thumb_base"] = bases.pop()
+        else:
+            df["image"] = urls
     return df
 
 
+def with_point_images(df: pd.DataFrame, urls: list[str]) -> pd.DataFrame:
+    """The frame with each row's image given inline (``urls`` in row order), as the points'
+    image marks and tooltips use it."""
+    out = df.drop(columns=[c for c in ("thumb", "image") if c in df.columns])
+    out.attrs = {}
+    out["image"] = list(urls)
+    return out
+
+
+def _with_image_field(chart: alt.Chart, df: pd.DataFrame) -> alt.Chart:
+    base = df.attrs.get("thumb_base")
+    if base and "thumb" in df.columns:
+        return chart.transform_calculate(image=f"{base!r} + datum.thumb + '.png'")
+    return chart
+
+
+def _color(color_by: str, classes: list[str]) -> alt.Color:
+    if color_by == "correct":
+        return alt.Color("correct:N", scale=alt.Scale(domain=CORRECT_DOMAIN, range=CORRECT_RANGE),
+                         legend=alt.Legend(title="probe prediction"))
+    domain = list(classes) + (["none"] if color_by == "predicted" else [])
+    return alt.Color(f"{color_by}:N", scale=alt.Scale(domain=domain, scheme="tableau10"),
+                     legend=alt.Legend(title="predicted class" if color_by == "predicted" else "class",
+                                       columns=1, symbolLimit=0))
+
+
+def image_side(n: int) -> int:
+    """Pixel side of each thumbnail when images are the points: large for a few hundred, small
+    enough at 2,000+ that the map stays readable."""
+    return 28 if n <= 300 else 20 if n <= 1000 else 15 if n <= 3000 else 10
+
+
 def scatter(df: pd.DataFrame, color_by: str, classes: list[str], axis_title: str, height: int = 520,
-            point_size: float | None = None, selectable: bool = True, title: str | None = None) -> alt.Chart:
+            point_size: float | None = None, selectable: bool = True, title: str | None = None,
+            as_images: bool = False) -> alt.Chart:
+    """The map. ``as_images``: each point drawn as its thumbnail (a Vega image mark) instead of
+    a dot; needs thumbnails in ``df``."""
     n = len(df)
     size = point_size or (60 if n <= 600 else 30 if n <= 3000 else 14)
-    if color_by == "correct":
-        color = alt.Color("correct:N", scale=alt.Scale(domain=CORRECT_DOMAIN, range=CORRECT_RANGE),
-                          legend=alt.Legend(title="probe prediction"))
+    has_image = "image" in df.columns or "thumb" in df.columns
+    tooltip = [c for c in ("image", "class", "predicted", "correct", "index")
+               if c in df.columns or (c == "image" and has_image)]
+    tooltip = [alt.Tooltip(f"{c}:{'Q' if c == 'index' else 'N'}") for c in tooltip]
+    base = alt.Chart(df, title=title) if title else alt.Chart(df)
+    base = _with_image_field(base, df)
+    xenc = alt.X("x:Q", axis=alt.Axis(title=f"{axis_title} 1", labels=False, ticks=False, grid=False))
+    yenc = alt.Y("y:Q", axis=alt.Axis(title=f"{axis_title} 2", labels=False, ticks=False, grid=False))
+    if as_images and has_image:
+        side = image_side(n)
+        chart = base.mark_image(width=side, height=side).encode(x=xenc, y=yenc, url="image:N", tooltip=tooltip)
     else:
-        domain = list(classes) + (["none"] if color_by == "predicted" else [])
-        color = alt.Color(f"{color_by}:N", scale=alt.Scale(domain=domain, scheme="tableau10"),
-                          legend=alt.Legend(title="predicted class" if color_by == "predicted" else "class",
-                                            columns=1, symbolLimit=0))
-    tooltip = [c for c in ("image", "class", "predicted", "correct", "index") if c in df.columns]
-    chart = (alt.Chart(df, title=title) if title else alt.Chart(df)).mark_circle(size=size, opacity=0.8, stroke=None).encode(
-        x=alt.X("x:Q", axis=alt.Axis(title=f"{axis_title} 1", labels=False, ticks=False, grid=False)),
-        y=alt.Y("y:Q", axis=alt.Axis(title=f"{axis_title} 2", labels=False, ticks=False, grid=False)),
-        color=color,
-        tooltip=tooltip,
-    ).properties(height=height)
+        chart = base.mark_circle(size=size, opacity=0.8, stroke=None).encode(
+            x=xenc, y=yenc, color=_color(color_by, classes), tooltip=tooltip)
+    chart = chart.properties(height=height)
     if selectable:
         brush = alt.selection_interval(name="brush", encodings=["x", "y"])
         pick = alt.selection_point(name="pick", fields=["index"], on="click", empty=False)
-        chart = chart.add_params(brush, pick).encode(
-            opacity=alt.condition(brush, alt.value(0.85), alt.value(0.2)),
-            size=alt.condition(pick, alt.value(size * 4), alt.value(size)))
+        chart = chart.add_params(brush, pick).encode(opacity=alt.condition(brush, alt.value(0.85), alt.value(0.2)))
+        if not (as_images and has_image):
+            chart = chart.encode(size=alt.condition(pick, alt.value(size * 4), alt.value(size)))
     return chart
+
+
+def views_map(df: pd.DataFrame, original: tuple[float, float], views_xy: np.ndarray, view_urls: list[str],
+              original_url: str, classes: list[str], axis_title: str, title: str, height: int = 520) -> alt.LayerChart:
+    """The map faded, and one image's augmented views drawn as thumbnails at their positions,
+    each joined to the original by a line."""
+    ox, oy = float(original[0]), float(original[1])
+    views = pd.DataFrame({"x": views_xy[:, 0].astype(float), "y": views_xy[:, 1].astype(float),
+                          "x0": ox, "y0": oy, "view": np.arange(len(views_xy)), "image": view_urls})
+    orig = pd.DataFrame({"x": [ox], "y": [oy], "image": [original_url]})
+    xenc = alt.X("x:Q", axis=alt.Axis(title=f"{axis_title} 1", labels=False, ticks=False, grid=False))
+    yenc = alt.Y("y:Q", axis=alt.Axis(title=f"{axis_title} 2", labels=False, ticks=False, grid=False))
+    points = alt.Chart(df, title=title).mark_circle(size=18, opacity=0.35, stroke=None).encode(
+        x=xenc, y=yenc, color=_color("class", classes), tooltip=["class:N", "index:Q"])
+    lines = alt.Chart(views).mark_rule(color="#1d2433", strokeWidth=1.2, opacity=0.7).encode(
+        x="x0:Q", y="y0:Q", x2="x:Q", y2="y:Q")
+    side = 30
+    frames = alt.Chart(views).mark_square(size=(side + 4) ** 2, color="white", stroke="#1d2433", strokeWidth=1,
+                                          opacity=1).encode(x="x:Q", y="y:Q")
+    thumbs = alt.Chart(views).mark_image(width=side, height=side).encode(
+        x="x:Q", y="y:Q", url="image:N", tooltip=[alt.Tooltip("image:N"), alt.Tooltip("view:Q", title="view")])
+    oframe = alt.Chart(orig).mark_square(size=(side + 14) ** 2, color="white", stroke="#d62728", strokeWidth=3,
+                                         opacity=1).encode(x="x:Q", y="y:Q")
+    othumb = alt.Chart(orig).mark_image(width=side + 8, height=side + 8).encode(
+        x="x:Q", y="y:Q", url="image:N", tooltip=[alt.Tooltip("image:N")])
+    return alt.layer(points, lines, frames, thumbs, oframe, othumb).properties(height=height)
 
 
 def selected_indices(event, df: pd.DataFrame) -> np.ndarray:
