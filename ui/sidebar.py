@@ -296,14 +296,16 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
                "arrays) or csv (one row per image); the model's card and the data's provenance come along as "
                "export.json.")
     safe = dataset.replace(":", "-")
-    for fmt, col in zip(("projector", "npz", "csv"), st.columns(3)):
+    # A row that wraps (not three columns): on a phone's narrow sidebar each button keeps its whole label.
+    row = st.container(horizontal=True, wrap=True, gap="small")
+    for fmt, col in zip(("projector", "npz", "csv"), (row, row, row)):
         def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
             from cl.export import export_zip
 
             return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
 
         col.download_button(fmt, data=build, file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
-                            key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="stretch",
+                            key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="content",
                             help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
 
 
