@@ -167,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write a PNG scatter here")
     pr.add_argument("--json", action="store_true")
 
+    me = sub.add_parser("measures", help="alignment, uniformity, RankMe and cosine histograms of a checkpoint's "
+                                          "test embeddings")
+    me.add_argument("checkpoint")
+    me.add_argument("--dataset", help="measure on this data set instead of the one in the card")
+    me.add_argument("--limit", type=_positive_int, help="a seeded random sample of this many test images")
+    me.add_argument("--augmentation", choices=AUGMENTATIONS, help="default: the model's own training augmentation")
+    me.add_argument("--seed", type=_seed, default=0, help="seeds the sample and the augmented views")
+    me.add_argument("--data-dir")
+    me.add_argument("--json", action="store_true")
+
     pl = sub.add_parser("place", help="where K augmented views of one test image land on the model's 2-D layout")
     pl.add_argument("checkpoint")
     pl.add_argument("--index", type=int, required=True, help="which test-gallery image (0-based)")
@@ -458,6 +468,32 @@ def cmd_place(args) -> int:
     return 0
 
 
+def cmd_measures(args) -> int:
+    from .measures import measure
+    from .workflow import open_model
+
+    opened = open_model(args.checkpoint, args.dataset, "test", args.data_dir)
+    aug = args.augmentation or (opened.card.get("config") or {}).get("augmentation") or "none"
+    m = measure(opened.model, opened.data, aug, seed=args.seed, limit=args.limit)
+    d = m["data"]
+
+    def f(v, spec):  # a single image has no pairs: no uniformity
+        return "-" if v is None else format(v, spec)
+
+    top = " ".join(f"{v:.3g}" for v in m["singular_values"][:8])
+    text = (f"{Path(args.checkpoint).stem}: {d['n_images']:,} {d['dataset']} {d['split']} images "
+            f"({d['sample']}), two views each by augmentation {aug}, seed {args.seed}\n"
+            f"alignment   {f(m['alignment'], '.4f')}  (mean squared distance of the two views: 0 = they coincide, 4 = opposite)\n"
+            f"uniformity  {f(m['uniformity'], '.4f')}  (0 = all on one point; points uniform on the "
+            f"{m['embedding_dim']}-d sphere: {f(m['sphere_uniformity'], '.4f')})\n"
+            f"RankMe      {f(m['rankme'], '.2f')} of {m['embedding_dim']}  (directions used: 1 = collapsed)\n"
+            f"singular values (largest 8 of {len(m['singular_values'])}): {top}\n"
+            f"mean cosine of the two views {f(m['positive_cosine_mean'], '.3f')}; pairs of images: "
+            f"{m['n_same_class_pairs']:,} same class, {m['n_other_pairs']:,} other")
+    _emit(args, {"checkpoint": args.checkpoint, **m}, text)
+    return 0
+
+
 def _scatter_png(xy, labels, classes, out, title):
     import matplotlib
 
@@ -479,12 +515,12 @@ def _scatter_png(xy, labels, classes, out, title):
 
 COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
             "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project,
-            "place": cmd_place}
+            "place": cmd_place, "measures": cmd_measures}
 
 
 # Commands that train or embed: one job then exit, so glibc may keep freed memory for reuse
 # (cl.allocator.keep_freed_memory: 1.7x faster CIFAR-10 training steps on 2 cores).
-HEAVY_COMMANDS = ("train", "evaluate", "neighbors", "grid", "study", "export", "project", "place")
+HEAVY_COMMANDS = ("train", "evaluate", "neighbors", "grid", "study", "export", "project", "place", "measures")
 
 
 def main(argv: list[str] | None = None) -> int:

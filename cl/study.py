@@ -193,6 +193,34 @@ def grid_figures(ckpt_dir=None) -> dict[str, dict]:
     return out
 
 
+def scenario_table(cards: dict[str, dict]) -> list[dict]:
+    """The study's 12 scenarios (:data:`PAPER_TABLE`), each beside the checkpoint named after it
+    (:func:`scenario_name`), from ``cards`` (checkpoint name -> card). Matched by name, never by
+    config: the outlook models (``mnist-simclr-triplet-batch-hard``, ...) share a scenario's data
+    set, augmentation and loss but are other models. ``checkpoint`` is None where none is here."""
+    def fig(card: dict, key: str):
+        v = ((card.get("metrics") or {}).get("paper") or {}).get(key)
+        return round(float(v), 3) if v is not None else None
+
+    rows = []
+    for (data, aug, loss), (acc, top3, knn) in PAPER_TABLE.items():
+        row = {"data set": data, "augmentation": aug, "loss": loss, "paper acc": acc, "paper top-3": top3,
+               "paper kNN": knn, "ours acc": None, "ours top-3": None, "ours kNN": None, "ours test images": None,
+               "ours train images": None, "checkpoint": None}
+        name = scenario_name(data, aug, loss)
+        card = cards.get(name)
+        if card is not None:
+            d = card.get("data") or {}
+            row.update({"ours acc": fig(card, "linear_acc"), "ours top-3": fig(card, "top3_acc"),
+                        "ours kNN": fig(card, "knn_acc"),
+                        "ours test images": ((card.get("metrics") or {}).get("paper") or {}).get("n_test"),
+                        "ours train images": f"{d.get('n_images', 0):,}"
+                                             + ("" if d.get("complete", True) else f" of {d.get('n_full', 0):,}"),
+                        "checkpoint": name})
+        rows.append(row)
+    return rows
+
+
 def observations(figures: dict[str, dict], structure: dict) -> dict:
     """The study's three observations as numbers computed from our checkpoints (and, beside
     them, the study's own figures).

@@ -134,10 +134,15 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
         preload_probe_modules()  # scikit-learn's import overlaps the training, not the evaluation
     stage("training", f"training on {train_set.describe()}")
     result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end)
-    metrics = {}
+    metrics, measures = {}, None
     if evaluate and result.stopped != "cancelled":
         stage("evaluating", f"evaluating on {test_set.describe()}")
         metrics = evaluate_for_card(result.model, train_set, test_set)
+        from .measures import CARD_LIMIT, measures_for_card
+
+        stage("evaluating", f"alignment, uniformity and RankMe on {min(CARD_LIMIT, len(test_set)):,} "
+                            f"{test_set.name} test images")
+        measures = measures_for_card(result.model, test_set, resolved.augmentation)
     card = {
         "name": out.stem,
         "command": train_command(resolved, out=out.name),
@@ -147,6 +152,7 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
         "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
                      "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history},
         "metrics": metrics,
+        "measures": measures,  # cl.measures on a sample of the test split; it names its data
         "n_parameters": result.n_parameters,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "made_by": made_by,

@@ -1,12 +1,14 @@
-"""Compare: the study's 12 scenarios beside the shipped checkpoints; two embeddings side by side."""
+"""Compare: every model in the alignment-uniformity plane; the study's 12 scenarios beside the checkpoints
+named after them; two models side by side (their maps and their measures)."""
 
 import pandas as pd
 import streamlit as st
 
-from cl.reference import PAPER_TABLE
 from cl.data import dataset_spec
+from cl.study import scenario_table
 from cl.errors import UserError
-from ui import cache, charts, models, state
+from ui import cache, charts, common, models, state
+from ui import measures as shape
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
@@ -26,29 +28,43 @@ def metric(card: dict, protocol: str, key: str):
     return round(float(v), 3) if v is not None else None
 
 
+def measure_columns(card: dict) -> dict:
+    m = card.get("measures") or {}
+    r = {k: (round(float(m[k]), 3) if m.get(k) is not None else None) for k in ("alignment", "uniformity")}
+    r["RankMe"] = round(float(m["rankme"]), 1) if m.get("rankme") is not None else None
+    d = m.get("data") or {}
+    r["measured on"] = f"{d['n_images']:,} {d.get('dataset')} test" if d.get("n_images") else None
+    return r
+
+
+# ------------------------------------------------------------------ the alignment-uniformity plane
+st.subheader("How each model shapes its space")
+# the two models chosen below (kept in the session from the last run) are ringed in the plane
+chosen = tuple(p for p in (st.session_state.get("cmp_a"), st.session_state.get("cmp_b")) if p)
+plane_df, unmeasured = shape.plane_frame(everything, highlight=chosen)
+if len(plane_df):
+    st.altair_chart(shape.plane(plane_df), width="stretch", key="cmp_plane")
+    collapsed = plane_df[plane_df["state"] == "collapsed"]["model"].tolist()
+    st.caption("Each point is one model (hover for its figures). Across: uniformity, how evenly its test images "
+               "spread (lower is better; 0 at the dashed line means every image lands on one point). Up: alignment, "
+               "how far apart two augmented views of one image land (lower is better; models trained without "
+               "augmentation see two identical views and sit at 0). Wang & Isola (2020) drew the same plane. "
+               "Each point was computed on its own model's test split, as its card records: "
+               + ", ".join(sorted({f"{n:,} {ds}" for n, ds in zip(plane_df["images"], plane_df["data set"])}))
+               + " test images."
+               + (f" Ringed and named: {', '.join(collapsed)}, collapsed." if collapsed else ""))
+if unmeasured:
+    st.caption(f"Not in the plane (their cards carry no measures): {', '.join(unmeasured)}. "
+               "`python -m cl measures CHECKPOINT` computes them.")
+
 # ------------------------------------------------------------------ the study's table
 st.subheader("The study's 12 scenarios and our checkpoints")
-by_scenario = {}
-for e in shipped + session:
-    c = e.config
-    if c.get("recipe") == "paper":
-        by_scenario.setdefault((e.dataset, c.get("augmentation"), c.get("loss")), []).append(e)
-rows = []
-for (data, aug, loss), (acc, top3, knn) in PAPER_TABLE.items():
-    row = {"data set": data, "augmentation": aug, "loss": loss, "paper acc": acc, "paper top-3": top3,
-           "paper kNN": knn, "ours acc": None, "ours top-3": None, "ours kNN": None, "ours test images": None,
-           "ours train images": None, "checkpoint": None}
-    found = by_scenario.get((data, aug, loss), [])
-    if found:
-        e = sorted(found, key=lambda x: x.source != "shipped")[0]
-        d = e.card.get("data", {})
-        row.update({"ours acc": metric(e.card, "paper", "linear_acc"), "ours top-3": metric(e.card, "paper", "top3_acc"),
-                    "ours kNN": metric(e.card, "paper", "knn_acc"),
-                    "ours test images": (e.card.get("metrics") or {}).get("paper", {}).get("n_test"),
-                    "ours train images": f"{d.get('n_images', 0):,}"
-                                         + ("" if d.get("complete", True) else f" of {d.get('n_full', 0):,}"),
-                    "checkpoint": e.name})
-    rows.append(row)
+# Each row comes from the checkpoint named after its scenario (shipped first, then this session's
+# and the runs folder's models of that name), never from another model with the same settings.
+cards = {e.name: e.card for e in runs}
+cards.update({e.name: e.card for e in session})
+cards.update({e.name: e.card for e in shipped})
+rows = scenario_table(cards)
 table = pd.DataFrame(rows)
 st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3,
              column_config={k: st.column_config.NumberColumn(format="%.2f") for k in
@@ -57,9 +73,9 @@ st.caption("Paper figures: the study's own report (MNIST 60k/10k, CIFAR-10 50k/1
            "kNN-30 on 20 % of the test embeddings (2,000 images). Ours: the same protocol on the test images "
            "named in 'ours test images', after training on the images named in 'ours train images' (a partial "
            "split here, so not a full-data-set result).")
-if not any(by_scenario.values()):
-    st.info("No checkpoint trained with the paper recipe is here yet: train one on the Train page with the "
-            "paper recipe, or ship the grid (`python -m cl grid`).", icon=":material/info:")
+if not any(r["checkpoint"] for r in rows):
+    st.info("None of the study's scenario checkpoints (named like mnist-fer-triplet) is here yet: train them with "
+            "`python -m cl grid --preset paper --out checkpoints`.", icon=":material/info:")
 
 # ------------------------------------------------------------------ all checkpoints
 if everything:
@@ -76,9 +92,11 @@ if everything:
                         "paper test images": (e.card.get("metrics") or {}).get("paper", {}).get("n_test"),
                         "standard acc": metric(e.card, "standard", "linear_acc"),
                         "standard kNN": metric(e.card, "standard", "knn_acc"),
-                        "standard test images": (e.card.get("metrics") or {}).get("standard", {}).get("n_test")})
+                        "standard test images": (e.card.get("metrics") or {}).get("standard", {}).get("n_test"),
+                        **measure_columns(e.card)})
     st.dataframe(pd.DataFrame(allrows), hide_index=True, width="stretch")
-    st.caption("Figures as recorded in each checkpoint's card when it was trained.")
+    st.caption("Figures as recorded in each checkpoint's card. Alignment, uniformity and RankMe: on the test images "
+               "named in 'measured on' (see the plane above).")
 if problems:
     with st.expander(f"{len(problems)} checkpoint file(s) could not be read"):
         for p in problems:
@@ -113,11 +131,11 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
                     f"{e.config.get('recipe')} recipe")
         n_test = int(cache.status(e.dataset).get("n_test", 0))
         n = int(min(limit, n_test))
-        shipped = cache.shipped_layouts(e.path, e.dataset, n_test) if e.source == "shipped" else None
+        layout = cache.shipped_layouts(e.path, e.dataset, n_test) if e.source == "shipped" else None
         classes = list(dataset_spec(e.dataset).classes)  # also an uploaded image set (archive:ID)
-        if shipped is not None and n == len(shipped["rows"]) and method in shipped:
+        if layout is not None and n == len(layout["rows"]) and method in layout:
             # the shipped view (seed 0, default parameters): drawn at once
-            idx, xy, labels, thumbs = shipped["rows"], shipped[method], shipped["labels"], shipped["thumbs"]
+            idx, xy, labels, thumbs = layout["rows"], layout[method], layout["labels"], layout["thumbs"]
             where = f"{e.dataset} test split ({n_test:,} images), layout shipped with the model"
         else:
             try:
@@ -133,3 +151,16 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
         st.altair_chart(charts.scatter(df, "class", classes, METHOD_NAMES[method], height=420, selectable=False),
                         width="stretch", key=f"cmp_chart_{side}")
         st.caption(f"{len(idx):,} points from {where}; model {e.train_note()}.")
+        try:
+            with st.spinner(f"Alignment and uniformity of {e.name} ..."):
+                ms = shape.for_model(e, e.dataset)
+        except UserError as err:
+            st.error(str(err), icon=":material/error:")
+            continue
+        st.markdown(f"Alignment **{common.fmt(ms.get('alignment'))}** · uniformity **{common.fmt(ms.get('uniformity'))}**"
+                    f" · RankMe **{ms.get('rankme', float('nan')):.1f}** of {ms.get('embedding_dim', '?')}"
+                    + (" · **collapsed**" if shape.is_collapsed(ms) else ""))
+        st.altair_chart(shape.histograms(ms, f"{e.name}: cosine similarity of pairs", height=200), width="stretch",
+                        key=f"cmp_hist_{side}")
+        st.caption(f"Two views of one image should be near 1, images of one class closer than images of different "
+                   f"classes. Computed on {shape.data_line(ms)}.")

@@ -1,4 +1,5 @@
-"""Metrics: linear probe, top-3, kNN-30 under both protocols, per-class accuracy, confusion matrix."""
+"""Metrics: linear probe, top-3, kNN-30 under both protocols, per-class accuracy, confusion matrix, and
+how the embedding space is shaped (alignment, uniformity, RankMe, spectrum, cosine histograms)."""
 
 import numpy as np
 import pandas as pd
@@ -7,6 +8,7 @@ import torch
 
 from cl.errors import DataUnavailableError
 from ui import cache, charts, common, demo, state
+from ui import measures as shape
 from ui.words import explain
 
 ctx = state.context()
@@ -139,3 +141,40 @@ if cell:
     if len(hits):
         shown = hits[:40]
         common.image_gallery(test.images[torch.from_numpy(shown)], [f"#{i}" for i in shown], ncol=10, scale=2)
+
+
+# ------------------------------------------------------------------ how the space is shaped
+st.subheader("How the embedding space is shaped")
+with common.user_errors():
+    with st.spinner(f"Alignment, uniformity and RankMe on {ctx.dataset} test images ..."):
+        ms = shape.for_model(m, ctx.dataset)
+where = shape.data_line(ms)
+d_emb = ms.get("embedding_dim", "?")
+cols = st.columns(3)
+cols[0].metric("Alignment", common.fmt(ms.get("alignment")),
+               help="Mean squared distance between the embeddings of two augmented views of one image: 0 = the views "
+                    f"land on the same point, 4 = on opposite points. {where}.")
+cols[1].metric("Uniformity", common.fmt(ms.get("uniformity")),
+               help="How evenly the test images spread over the sphere of directions: 0 = every image on one point "
+                    f"(a collapse), {common.fmt(ms.get('sphere_uniformity'))} = spread perfectly evenly over this "
+                    f"model's {d_emb} dimensions. {where}.")
+cols[2].metric("RankMe", f"{ms.get('rankme', float('nan')):.1f} of {d_emb}",
+               help="How many directions the embeddings really use (the effective rank of the embedding matrix): "
+                    f"1 = everything on one line, {d_emb} = every direction used equally. {where}.")
+if shape.is_collapsed(ms):
+    st.warning("This model has collapsed: its test images all land on (nearly) the same point, so no probe or "
+               "neighbour search can tell them apart.", icon=":material/warning:")
+st.caption(f"Alignment: the two views of an image should land close together (lower is better). Uniformity: the "
+           f"images should spread out instead of bunching up (lower is better). Computed on {where}"
+           + ("; stored in the model's card." if shape.from_card(m.card, ctx.dataset) is not None
+              else "; computed now for this model (cached)."))
+left, right = st.columns(2)
+with left:
+    st.altair_chart(shape.spectrum(ms, f"Singular values of {ms['data']['n_images']:,} embeddings"), width="stretch")
+    st.caption("Each bar is one direction's share of the embedding matrix's singular values; a few tall bars and the "
+               f"rest near zero mean the model uses only a few of its {d_emb} directions. From {where.split(';')[0]}.")
+with right:
+    st.altair_chart(shape.histograms(ms, "Cosine similarity of pairs"), width="stretch")
+    st.caption("How alike pairs of embeddings are: two views of one image should be near 1, two images of one class "
+               "closer than two of different classes; all three piled up at 1 is a collapse. "
+               f"From {where.split(';')[0]}: every pair of them, and one pair of views per image.")

@@ -1,0 +1,152 @@
+"""The shape measures (:mod:`cl.measures`) in the app: read from a card, or computed once per
+model on a sample of the test split; and their charts (the alignment-uniformity plane, the
+singular-value spectrum, the cosine histograms)."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cl.measures import histogram_edges
+
+COLLAPSED_UNIFORMITY = -0.05  # above this, (nearly) every image sits on one point
+KIND_NAMES = {"positive": "two views of one image", "same_class": "two images of one class",
+              "other": "two images of different classes"}
+KIND_COLORS = ["#2ca02c", "#1f77b4", "#d62728"]
+
+
+def from_card(card: dict, dataset: str) -> dict | None:
+    """The card's measures when they were computed on ``dataset``'s test split."""
+    m = card.get("measures")
+    if isinstance(m, dict) and (m.get("data") or {}).get("dataset") == dataset and "uniformity" in m:
+        return m
+    return None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def computed(path: str, cid: str, dataset: str, augmentation: str) -> dict:
+    """:func:`cl.measures.measure` on a seeded random 2,000 (at most) of ``dataset``'s test split,
+    once per model for every session."""
+    from cl.measures import measures_for_card
+
+    from . import cache
+
+    net, _card = cache.model(path, cid)
+    return measures_for_card(net, cache.load_data(dataset, "test"), augmentation)
+
+
+def for_model(entry, dataset: str) -> dict:
+    """The card's measures, else computed now (cached)."""
+    m = from_card(entry.card, dataset)
+    if m is not None:
+        return m
+    return computed(entry.path, entry.cid, dataset, entry.config.get("augmentation") or "none")
+
+
+def data_line(m: dict) -> str:
+    d = m.get("data") or {}
+    sample = "" if d.get("sample", "all") == "all" else f", {d['sample']}"
+    return (f"{d.get('n_images', 0):,} {d.get('dataset', '?')} {d.get('split', 'test')} images{sample}; "
+            f"two views of each by the {m.get('augmentation', '?')} augmentation, seed {m.get('seed', 0)}")
+
+
+def is_collapsed(m: dict) -> bool:
+    u = m.get("uniformity")
+    return u is not None and u > COLLAPSED_UNIFORMITY
+
+
+def loss_label(config: dict) -> str:
+    loss = config.get("loss", "?")
+    if config.get("mining") not in (None, "none"):
+        loss += f" ({config['mining']})"
+    if config.get("negatives") == "random":
+        loss += " (random negatives)"
+    return loss
+
+
+def plane_frame(entries: list, highlight: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """One row per model whose card carries measures (those whose path is in ``highlight`` marked
+    ``chosen``); and the names of those that do not."""
+    rows, missing = [], []
+    for e in entries:
+        m = e.card.get("measures")
+        if not isinstance(m, dict) or m.get("alignment") is None or m.get("uniformity") is None:
+            missing.append(e.name)
+            continue
+        d = m.get("data") or {}
+        rows.append({"model": e.name, "loss": loss_label(e.config), "data set": e.dataset,
+                     "augmentation": m.get("augmentation"), "alignment": float(m["alignment"]),
+                     "uniformity": float(m["uniformity"]), "RankMe": float(m.get("rankme") or 0.0),
+                     "d": m.get("embedding_dim"), "images": int(d.get("n_images", 0)),
+                     "state": "collapsed" if is_collapsed(m) else "spread",
+                     "label": (f"{e.name} (collapsed)" if is_collapsed(m) else e.name) if (is_collapsed(m) or e.path in highlight)
+                              else "",
+                     "chosen": e.path in highlight})
+    return pd.DataFrame(rows), missing
+
+
+def plane(df: pd.DataFrame, height: int = 440) -> alt.LayerChart:
+    """Wang & Isola's plane: uniformity across, alignment up; lower-left is better on both."""
+    x = alt.X("uniformity:Q", scale=alt.Scale(domain=[-4.0, 0.1], nice=False),
+              axis=alt.Axis(title="uniformity (lower = spread more evenly; 0 = collapsed)"))
+    y = alt.Y("alignment:Q", scale=alt.Scale(domainMin=0), axis=alt.Axis(title="alignment (lower = views closer)"))
+    tooltip = ["model:N", "data set:N", "loss:N", "augmentation:N", alt.Tooltip("alignment:Q", format=".3f"),
+               alt.Tooltip("uniformity:Q", format=".3f"), alt.Tooltip("RankMe:Q", format=".1f"), "d:Q",
+               alt.Tooltip("images:Q", title="test images measured", format=",")]
+    base = alt.Chart(df)
+    points = base.mark_point(filled=True, size=110, opacity=0.85).encode(
+        x=x, y=y, color=alt.Color("loss:N", legend=alt.Legend(title="loss", orient="bottom", columns=3)),
+        shape=alt.Shape("data set:N", legend=alt.Legend(title="data set", orient="bottom")), tooltip=tooltip)
+    rings = base.transform_filter("datum.state == 'collapsed' || datum.chosen").mark_point(
+        size=420, strokeWidth=2.5, color="#111111", filled=False).encode(x=x, y=y, tooltip=tooltip)
+    labels = base.transform_filter("datum.label != ''").mark_text(align="right", dx=-14, fontSize=11).encode(
+        x=x, y=y, text="label:N")
+    collapse = alt.Chart(pd.DataFrame({"uniformity": [0.0]})).mark_rule(strokeDash=[4, 3], color="#888").encode(x="uniformity:Q")
+    return alt.layer(collapse, points, rings, labels).properties(height=height)
+
+
+def spectrum(m: dict, title: str, height: int = 240) -> alt.Chart:
+    """Each direction's share of the singular values, s_k / sum(s), largest first."""
+    s = np.asarray(m.get("singular_values") or [], dtype=float)
+    share = s / s.sum() if s.sum() > 0 else s
+    df = pd.DataFrame({"direction": np.arange(1, len(s) + 1), "share": share, "singular value": s})
+    return alt.Chart(df, title=title).mark_bar(color="#4c78a8").encode(
+        x=alt.X("direction:O", axis=alt.Axis(title="direction k (largest singular value first)", labelAngle=0,
+                                             values=[k for k in range(1, len(s) + 1) if k == 1 or k % 8 == 0])),
+        y=alt.Y("share:Q", axis=alt.Axis(title="share s_k / sum(s)", format="%")),
+        tooltip=["direction:O", alt.Tooltip("share:Q", format=".2%"), alt.Tooltip("singular value:Q", format=".3g")],
+    ).properties(height=height)
+
+
+def histograms_frame(m: dict) -> pd.DataFrame:
+    h = m.get("histograms") or {}
+    bins = int(h.get("bins") or 0)
+    if not bins:
+        return pd.DataFrame(columns=["cosine", "kind", "share", "pairs"])
+    edges = histogram_edges(bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    rows = []
+    for kind in ("positive", "same_class", "other"):
+        counts = np.asarray(h.get(kind) or [], dtype=float)
+        if len(counts) != bins or counts.sum() == 0:
+            continue
+        share = counts / counts.sum()  # each kind as a share of its own pairs: their numbers differ 1,000-fold
+        rows += [{"cosine": float(c), "kind": KIND_NAMES[kind], "share": float(p), "pairs": int(n)}
+                 for c, p, n in zip(centres, share, counts)]
+    return pd.DataFrame(rows)
+
+
+def histograms(m: dict, title: str, height: int = 260) -> alt.Chart:
+    """The three cosine-similarity histograms, each normalised to its own number of pairs."""
+    df = histograms_frame(m)
+    return alt.Chart(df, title=title).mark_line(interpolate="step-after", strokeWidth=2).encode(
+        x=alt.X("cosine:Q", scale=alt.Scale(domain=[-1, 1]), axis=alt.Axis(title="cosine similarity")),
+        y=alt.Y("share:Q", axis=alt.Axis(title="share of its pairs", format="%")),
+        color=alt.Color("kind:N", scale=alt.Scale(domain=list(KIND_NAMES.values()), range=KIND_COLORS),
+                        legend=alt.Legend(title=None, orient="bottom", columns=1)),
+        tooltip=["kind:N", alt.Tooltip("cosine:Q", format=".2f"), alt.Tooltip("share:Q", format=".2%"),
+                 alt.Tooltip("pairs:Q", format=",")],
+    ).properties(height=height)
+
