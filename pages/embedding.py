@@ -177,7 +177,8 @@ def augmented_views_section() -> None:
                                      METHOD_NAMES[req["method"]], title), width="stretch")
     how = {"tsne": "openTSNE's transform (each view optimised against the fixed map)",
            "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[req["method"]]
-    st.caption(f"Red frame: the original{'' if len(where_in) else ' (not among the map points: placed the same way)'}. "
+    st.caption(f"Red frame: the original, test image #{index} ({classes[lab]})"
+               f"{'' if len(where_in) else ', not among the map points: placed the same way'}. "
                f"Views embedded by {m.name} and placed by {how} in {placed.seconds:.2f} s. "
                f"{moved} of {k} views land among another class (the majority of their 10 nearest map points).")
     common.image_gallery(placed.views, [f"view {i}: near {classes[c]}" for i, c in enumerate(majority)],

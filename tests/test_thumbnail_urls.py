@@ -120,6 +120,24 @@ def test_chart_spec_names_thumbnails_by_number(thumbs_dir):
     assert images["mark"]["type"] == "image" and images["encoding"]["url"]["field"] == "image"
 
 
+def test_views_map_joins_each_view_to_the_original(thumbs_dir):
+    classes = ["a", "b"]
+    xy = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.5]])
+    df = charts.scatter_frame(xy, np.arange(3), np.array([0, 1, 0]), classes, None,
+                              ui_images.thumbnail_urls(_images(n=3), 2, inline=False))
+    views = np.array([[0.5, 0.25], [1.5, 0.75]])
+    spec = charts.views_map(df, (0.0, 0.0), views, ["data:image/png;base64,AA", "data:image/png;base64,BB"],
+                            "data:image/png;base64,OO", classes, "PCA", "two views").to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["circle", "rule", "square", "image", "square", "image"]
+    rows = {len(v): v for v in spec["datasets"].values()}
+    assert [(r["x0"], r["y0"], r["x"], r["y"], r["image"]) for r in rows[2]] == [
+        (0.0, 0.0, 0.5, 0.25, "data:image/png;base64,AA"), (0.0, 0.0, 1.5, 0.75, "data:image/png;base64,BB")]
+    assert rows[1] == [{"x": 0.0, "y": 0.0, "image": "data:image/png;base64,OO"}]
+    assert set(rows[3][0]) == {"x", "y", "class", "index"}, "the map under the views carries no thumbnails"
+    rule = spec["layer"][1]["encoding"]
+    assert (rule["x"]["field"], rule["y"]["field"], rule["x2"]["field"], rule["y2"]["field"]) == ("x0", "y0", "x", "y")
+
+
 # ------------------------------------------------------------------------------------------ browser
 @pytest.fixture(scope="module")
 def server():
@@ -256,7 +274,13 @@ def test_augmented_views_are_placed_on_the_map(browser, server):
     wait_until_settled(page, 0.8, 180)
     assert page.locator("[data-testid=stException]").count() == 0
     page.get_by_text("land among another class").first.wait_for(timeout=60_000)
-    assert page.get_by_text("Red frame: the original").count() >= 1
+    assert page.get_by_text("Red frame: the original, test image #0 (").count() >= 1
+    # the index control (what a phone uses instead of clicking a point) picks another image
+    box = page.get_by_role("spinbutton", name="Test image (0-1,999)")
+    box.fill("1234")
+    box.press("Enter")
+    page.get_by_text("test image #1234 (").first.wait_for(timeout=60_000)
+    wait_until_settled(page, 0.8, 120)
     assert page.locator("[data-testid=stVegaLiteChart]").count() >= 2
     page.locator("[data-testid=stVegaLiteChart]").nth(1).scroll_into_view_if_needed()
     page.screenshot(path=str(_shots() / "embedding-augmented-views.png"))

@@ -124,6 +124,7 @@ def views_map(df: pd.DataFrame, original: tuple[float, float], views_xy: np.ndar
     orig = pd.DataFrame({"x": [ox], "y": [oy], "image": [original_url]})
     xenc = alt.X("x:Q", axis=alt.Axis(title=f"{axis_title} 1", labels=False, ticks=False, grid=False))
     yenc = alt.Y("y:Q", axis=alt.Axis(title=f"{axis_title} 2", labels=False, ticks=False, grid=False))
+    df = df[[c for c in ("x", "y", "class", "index") if c in df.columns]]  # no thumbnails: the map is only context
     points = alt.Chart(df, title=title).mark_circle(size=18, opacity=0.35, stroke=None).encode(
         x=xenc, y=yenc, color=_color("class", classes), tooltip=["class:N", "index:Q"])
     lines = alt.Chart(views).mark_rule(color="#1d2433", strokeWidth=1.2, opacity=0.7).encode(
