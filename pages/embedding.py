@@ -147,7 +147,8 @@ def augmented_views_section() -> None:
     if clicked is not None and st.session_state.get("emb_views_clicked") != clicked:
         st.session_state["emb_views_clicked"] = clicked  # a new click picks that image
         st.session_state["emb_views_index"] = clicked
-    st.session_state.setdefault("emb_views_index", int(idx[0]))
+    if not 0 <= int(st.session_state.get("emb_views_index", idx[0])) < len(test):  # another data set since
+        st.session_state["emb_views_index"] = int(idx[0])
     own = m.config.get("augmentation") if m.config.get("augmentation") in AUGMENTATIONS else "none"
     c1, c2, c3, c4 = st.columns([1, 1.3, 1, 1])
     index = int(c1.number_input(f"Test image (0-{len(test) - 1:,})", 0, len(test) - 1, key="emb_views_index",

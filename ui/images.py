@@ -138,12 +138,15 @@ def _touch(folder: Path) -> None:
 
 def _disk_bytes(folder: Path) -> int:
     total = 0
-    with os.scandir(folder) as it:
-        for entry in it:
-            try:
-                total += entry.stat().st_blocks * 512
-            except (OSError, AttributeError):
-                total += 4096
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                try:
+                    total += entry.stat().st_blocks * 512
+                except (OSError, AttributeError):
+                    total += 4096
+    except OSError:  # removed meanwhile by another process
+        pass
     return total
 
 
