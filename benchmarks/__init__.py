@@ -41,6 +41,11 @@ Parts (names for ``--only``):
     settles; then the Embedding space page on MNIST with the 10,000-point scatter, recording the
     peak RSS of the server's process tree throughout. Reports ``skipped: reason`` when the app,
     Chromium or Playwright is not usable.
+``distributed``
+    ``python -m cl train --dataset digits`` (default recipe, with its card's evaluation) as one process
+    against ``torchrun --standalone --nproc-per-node 2`` (DDP over gloo), one thread per process:
+    whole-command and training seconds, images per second, the ratios and both paper-protocol
+    accuracies (:mod:`benchmarks.distributed`).
 
 Everything goes to ``--out`` (default ``bench-results.json``) as one JSON object with the keys:
 
@@ -77,6 +82,9 @@ Everything goes to ``--out`` (default ``bench-results.json``) as one JSON object
   - ``recipes``: ``command``, ``baseline``, ``datasets``: ``{D: {train_complete, limit_s, min_linear_acc,
     ours: {command_s, train_seconds, linear_acc, knn_acc, epochs, n_train, views, encoder_width},
     baseline: {..., args} or null, speedup_commands}}``;
+  - ``distributed``: ``dataset``, ``n_train``, ``epochs``, ``one_process`` and ``two_processes`` (each
+    ``{command_s, train_seconds, images, images_per_s, world_size, backend, global_batch, linear_acc,
+    n_test_scored}``), ``speedup_train``, ``speedup_command``, ``accuracy_difference``;
 - ``targets``: list of ``{name, limit, unit, value, met}`` for the issues' targets (``met`` is
   null when the figure was not measured in this run).
 
@@ -93,6 +101,7 @@ import time
 from cl.errors import ConfigError, UserError
 from .app import _part_app
 from .common import _abs_data_dir, _Context, _Skip, _write_json
+from .distributed import _part_distributed
 from .load import _part_links, _part_room
 from .machine import _loadavg, machine_info
 from .neighbors import _part_neighbors
@@ -101,7 +110,8 @@ from .recipes import _part_recipes
 from .report import _format_part, _format_targets, targets
 from .training import _part_time_to_accuracy, _part_train
 
-PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room")
+PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room",
+         "distributed")
 
 
 # ------------------------------------------------------------------------------------ entry point
@@ -117,7 +127,8 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
     ctx.say(f"machine: {payload['machine']['cpu_model']}, {payload['machine']['usable_cpus']} CPUs, "
             f"load {payload['machine']['load_average_start']}")
     runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
-               "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room}
+               "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room,
+               "distributed": _part_distributed}
     for name in parts:
         ctx.say(f"--- {name}")
         t0 = time.perf_counter()

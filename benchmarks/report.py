@@ -151,6 +151,13 @@ def _format_part(name: str, r: dict) -> str:
                  (run["settle"].get("upload") or {}).get("p50_s"), run.get("peak_rss_mb")] for run in r.get("runs", [])]
         return (f"{head}: visitors at once (half on phones), deep links, an upload, two trainings; demo mode\n"
                 + _table(["torch", "visitors", "errors", "settled", "p50 s", "p95 s", "upload p50 s", "peak RSS MB"], rows))
+    if name == "distributed":
+        rows = [[key, d["world_size"], d["backend"], d["command_s"], d["train_seconds"], d["images_per_s"],
+                 d["linear_acc"]] for key, d in (("1 process", r["one_process"]), ("2 processes", r["two_processes"]))]
+        return (f"{head}: python -m cl train --dataset digits ({r['n_train']:,} train images, {r['epochs']} epochs), "
+                f"alone and under torchrun; accuracy: paper protocol, {r['one_process']['n_test_scored']} test images "
+                f"scored\n" + _table(["run", "processes", "backend", "cmd s", "train s", "img/s", "linear acc"], rows)
+                + f"\ntraining 1 process / 2 processes: x{r['speedup_train']}; whole command: x{r['speedup_command']}")
     return head
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import allocator
+from . import allocator, distributed
 from .errors import ConfigError, UserError
 from .reference import PAPER_TABLE
 
@@ -258,7 +258,13 @@ def cmd_train(args) -> int:
             print(f"epoch {ev['epoch']}/{ev['epochs']}: last batch loss {ev['loss']:.4f}, "
                   f"{ev['elapsed']:.1f} s of training", file=sys.stderr, flush=True)
 
-    made = make_model(config, args.out, data_dir=args.data_dir, evaluate=not args.no_eval, progress=progress)
+    from .training import pick_device
+
+    with distributed.session(pick_device(resolved.device)):  # torchrun: join the other processes; else nothing
+        made = make_model(config, args.out, data_dir=args.data_dir, evaluate=not args.no_eval,
+                          progress=progress if distributed.is_main() else None)
+        if not distributed.is_main():
+            return 0  # rank 0 alone reports and writes
     card = made.card
     bar = state["bar"]
     if bar is not None:
@@ -530,13 +536,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("python -m cl: choose a command: " + ", ".join(COMMANDS) + " (add --help for details)")
         if args.command in HEAVY_COMMANDS:
             allocator.keep_freed_memory()
+        if distributed.launched_rank() is not None and args.command != "train":
+            raise ConfigError(f"only `train` runs on several processes; run `{args.command}` as one process")
         return COMMANDS[args.command](args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.should_print(err):  # under torchrun: once for what every rank shares
+            print(f"error: {distributed.prefix(err)}{err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if distributed.should_print(distributed.on_every_rank(err)):  # Ctrl-C reaches every rank
+            print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     except MemoryError:
-        print("error: out of memory; use a smaller batch size or data set", file=sys.stderr)
+        print(f"error: {distributed.prefix()}out of memory; use a smaller batch size or data set", file=sys.stderr)
         return 2
+    except Exception as err:
+        if distributed.lost_peer(err):
+            return 1  # another rank failed mid-step and says why; torchrun ends the rest
+        raise

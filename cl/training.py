@@ -12,6 +12,14 @@ the recipe:
 The loop draws everything as index tensors into uint8 images held in memory, augments whole
 batches with :mod:`cl.augmentations`, runs the encoder in channels-last layout, and calls a
 progress callback and a cancel check every step.
+
+Under ``torchrun`` (:mod:`cl.distributed`) the same loop runs on every rank: each draws the same
+epoch order (same seed), takes its contiguous share of every global batch of ``batch_size``
+items, augments it with its own random stream, and DDP averages the gradients so that the
+optimiser steps once per global batch. NT-Xent, SupCon and the miners gather every rank's
+embeddings (with gradients) and compute the loss over the whole global batch; the per-item
+losses (pairwise, contrastive, the study's triplets) weight each rank's mean by its share, so
+the averaged gradient is the global batch's.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import distributed
 from .augmentations import AUGMENTATIONS, augment_to_uint8, augment_uint8, get_augmentation
 from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
@@ -191,6 +200,8 @@ class TrainResult:
     images_seen: int = 0
     stopped: str = "completed"  # or "cancelled", "time_budget"
     n_parameters: int = 0
+    world_size: int = 1  # processes that trained it together (torchrun), each on its share
+    backend: str | None = None  # torch.distributed backend (gloo, nccl) when world_size > 1
 
 
 class Cancelled(Exception):
@@ -219,7 +230,7 @@ class _Run:
 
     c: TrainConfig
     device: torch.device
-    model: torch.nn.Module
+    model: torch.nn.Module  # what the steps call: the encoder, or DDP around it
     opt: object
     loss_fn: torch.nn.Module
     aug: object
@@ -233,11 +244,12 @@ class _Run:
     total_steps: int
     warmup: int
     fixed: tuple | None = None  # (anchors, negatives, positive images): the study's "augment once"
+    module: torch.nn.Module | None = None  # the plain encoder (evaluated and saved)
 
 
 def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
     """Seed, build the model, loss, optimiser and augmentation; draw the study's fixed pairs."""
-    device = pick_device(c.device)
+    device = distributed.device_for(pick_device(c.device))
     if c.threads:
         torch.set_num_threads(c.threads)
     torch.manual_seed(c.seed)
@@ -245,6 +257,7 @@ def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
     gen = torch.Generator().manual_seed(c.seed)
     model = build_encoder(c.encoder, train_set.channels, train_set.size, width=c.encoder_width)
     model = model.to(device).to(memory_format=torch.channels_last)
+    module, model = model, distributed.wrap_model(model, device)
     labels_np = train_set.labels.numpy()
     uses_pairs = c.loss in PAIR_LOSSES or (c.loss == "triplet" and c.mining == "none")
     steps = _steps_per_epoch(c, labels_np, uses_pairs)
@@ -254,7 +267,7 @@ def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
                loss_fn=build_loss(c.loss, margin=c.margin, temperature=c.temperature),
                aug=get_augmentation(c.augmentation), rng=rng, gen=gen, images=train_set.images,
                labels=train_set.labels, labels_np=labels_np, uses_pairs=uses_pairs, steps_per_epoch=steps,
-               total_steps=total, warmup=max(1, min(total // 10, 3 * steps)))
+               total_steps=total, warmup=max(1, min(total // 10, 3 * steps)), module=module)
     if uses_pairs and c.augment_once:
         # The study's "augment once": positives drawn a single time and reused every epoch.
         anchors = paper_anchors(labels_np, c.max_per_class, rng)
@@ -263,6 +276,11 @@ def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
         # "none" leaves every image as it is (uint8 -> [0, 1] -> uint8 is exact): skip the round trip
         positives = chosen if c.augmentation == "none" else augment_to_uint8(chosen, run.aug, gen)
         run.fixed = (anchors, negatives, positives)
+    ctx = distributed.current()
+    if ctx is not None and ctx.rank > 0:
+        # Every rank drew the same fixed positives above; from here each augments its own share,
+        # so each needs its own stream (rank 0 keeps the single-process one).
+        gen.manual_seed(int(np.random.SeedSequence([c.seed, ctx.rank]).generate_state(1)[0]))
     return run
 
 
@@ -334,36 +352,53 @@ def _views_loss(run: _Run, items: np.ndarray, anchors: np.ndarray):
 
     One view (SupCon, mined triplets): the positives of an image are the other images of its
     class in the batch. Two views: each image's second view is a positive too (NT-Xent needs it).
-    Returns (loss, images)."""
+    ``items`` is the global batch: this rank encodes its share, and the loss (and the mining) sees
+    every rank's embeddings in the one-process order, ``[view 1 of items; view 2 of items]``.
+    Returns (loss, images of the global batch)."""
     c, aug, gen, dev = run.c, run.aug, run.gen, run.device
-    idx = torch.from_numpy(anchors[items])
-    batch_imgs = run.images[idx]
-    batch_labels = run.labels[idx].to(dev)
-    k = len(items)
+    share = distributed.my_share(items)
+    ctx = distributed.current()
+    sizes = distributed.share_sizes(len(items), ctx.world_size) if ctx is not None else [len(items)]
+    batch_imgs = run.images[torch.from_numpy(anchors[share])]
+    batch_labels = run.labels[torch.from_numpy(anchors[items])].to(dev)  # every rank knows all labels
+    k, n = len(share), len(items)
     if c.views == 1:
-        z = _encode(run, _prepare_batch(batch_imgs, aug, gen, dev, True))
+        z = distributed.gather_rows(_encode(run, _prepare_batch(batch_imgs, aug, gen, dev, True)), sizes)
         both = batch_labels
     else:
         v1 = _prepare_batch(batch_imgs, aug, gen, dev, c.augment_anchor)
         v2 = _prepare_batch(batch_imgs, aug, gen, dev, True)
-        z = _encode(run, torch.cat([v1, v2]))
+        z_local = _encode(run, torch.cat([v1, v2]))
+        z = torch.cat([distributed.gather_rows(z_local[:k], sizes), distributed.gather_rows(z_local[k:], sizes)])
         both = torch.cat([batch_labels, batch_labels])
     if c.loss == "ntxent":
-        loss = run.loss_fn(z[:k], z[k:])
+        loss = run.loss_fn(z[:n], z[n:])
     elif c.loss == "supcon":
         loss = run.loss_fn(z, both)
     else:
-        a, p, n = mine_triplets(z.detach(), both, c.mining, run.loss_fn.margin)
-        loss = run.loss_fn(z[a], z[p], z[n]) if len(a) else z.sum() * 0.0
-    return loss, c.views * k
+        a, p, neg = mine_triplets(z.detach(), both, c.mining, run.loss_fn.margin)
+        loss = run.loss_fn(z[a], z[p], z[neg]) if len(a) else z.sum() * 0.0
+    return loss, c.views * n
 
 
 def _batch_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray | None):
-    if run.c.loss in PAIR_LOSSES:
-        return _pairs_loss(run, items, anchors, negatives)
-    if run.uses_pairs:
-        return _triplets_loss(run, items, anchors, negatives)
-    return _views_loss(run, items, anchors)
+    """One global batch's ``(loss to back-propagate, images, loss value shared by every rank or None)``.
+
+    The per-item losses see only this rank's share ``S_r`` of the ``N`` items. DDP averages the
+    ``W`` ranks' gradients, so back-propagating ``mean_r * W * |S_r| / N`` makes that average the
+    gradient of the global mean ``sum_r |S_r| mean_r / N`` (shares may differ by one item)."""
+    if run.c.loss not in PAIR_LOSSES and not run.uses_pairs:
+        loss, n_images = _views_loss(run, items, anchors)
+        return loss, n_images, None  # the same on every rank: computed on the gathered batch
+    share = distributed.my_share(items)
+    per_item = _pairs_loss if run.c.loss in PAIR_LOSSES else _triplets_loss
+    loss, n_images = per_item(run, share, anchors, negatives)
+    n_images = n_images // len(share) * len(items)
+    ctx = distributed.current()
+    if ctx is None:
+        return loss, n_images, None
+    value = distributed.sum_over_ranks([float(loss.detach()) * len(share)])[0] / len(items)
+    return loss * (ctx.world_size * len(share) / len(items)), n_images, value
 
 
 def _optimise(run: _Run, loss: torch.Tensor, step: int) -> float:
@@ -393,19 +428,21 @@ def train(config: TrainConfig, train_set: ImageSet,
     if len(train_set) < 2 or len(torch.unique(train_set.labels)) < 2:
         raise ConfigError(f"{train_set.describe()}: need at least two images of two classes to train")
     run = _setup(c, train_set)
-    result = TrainResult(run.model, c, n_train=len(train_set), n_parameters=count_parameters(run.model))
+    ctx = distributed.current()
+    result = TrainResult(run.module, c, n_train=len(train_set), n_parameters=count_parameters(run.module),
+                         world_size=ctx.world_size if ctx else 1, backend=ctx.backend if ctx else None)
     clock = {"train_seconds": 0.0, "step": 0}
     stop_reason = None
     for epoch in range(1, c.epochs + 1):
         row, stop_reason = _train_epoch(run, epoch, result, clock, progress, should_stop)
         if row is not None:
             if on_epoch_end is not None and stop_reason is None:
-                run.model.eval()
-                row.update(on_epoch_end(run.model, epoch) or {})
+                run.module.eval()
+                row.update(on_epoch_end(run.module, epoch) or {})
             result.history.append(row)
         if stop_reason:
             break
-    run.model.eval()
+    run.module.eval()
     result.seconds = clock["train_seconds"]
     result.stopped = stop_reason or "completed"
     return result
@@ -419,21 +456,27 @@ def _train_epoch(run: _Run, epoch: int, result: TrainResult, clock: dict, progre
     epoch_loss, epoch_items, epoch_images = 0.0, 0, 0
     stop_reason = None
     anchors, negatives, order = _epoch_order(run)
+    ctx = distributed.current()
+    world = ctx.world_size if ctx is not None else 1
     for start in range(0, len(order), c.batch_size):
-        if should_stop is not None and should_stop():
-            stop_reason = "cancelled"
-            break
-        if c.time_budget is not None and clock["train_seconds"] + (time.perf_counter() - t_epoch) >= c.time_budget:
-            stop_reason = "time_budget"
+        cancel = should_stop is not None and should_stop()
+        spent = c.time_budget is not None and clock["train_seconds"] + (time.perf_counter() - t_epoch) >= c.time_budget
+        if ctx is not None:  # every rank must stop at the same step, or the others wait forever
+            cancel, spent = (v > 0 for v in distributed.sum_over_ranks([float(cancel), float(spent)]))
+        if cancel or spent:
+            stop_reason = "cancelled" if cancel else "time_budget"
             break
         t_step = time.perf_counter()
         items = order[start:start + c.batch_size]
-        if len(items) < 2:
+        if len(items) < 2 * world:  # each rank needs two items (BatchNorm, a loss with a positive)
             continue
-        loss, n_images = _batch_loss(run, items, anchors, negatives)
+        loss, n_images, shared_value = _batch_loss(run, items, anchors, negatives)
         loss_value = _optimise(run, loss, clock["step"])
+        if shared_value is not None:
+            loss_value = shared_value
         if not math.isfinite(loss_value):
-            raise ConfigError(f"training diverged (loss {loss_value}) at epoch {epoch}; lower the learning rate")
+            raise distributed.on_every_rank(
+                ConfigError(f"training diverged (loss {loss_value}) at epoch {epoch}; lower the learning rate"))
         clock["step"] += 1
         epoch_loss += loss_value * len(items)
         epoch_items += len(items)

@@ -114,6 +114,7 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
     ``on_stage(stage, message)`` hears "training", "evaluating" and "saving". A cancel (``should_stop``)
     during training or before the save writes nothing, so earlier files are never touched.
     """
+    from . import distributed
     from .checkpoints import read_card, save_checkpoint
     from .data import portable_provenance
     from .training import resolve_config, train
@@ -123,8 +124,9 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
             on_stage(name, message)
 
     resolved = resolve_config(config)
-    if train_set is None:
-        train_set, test_set = load_training_data(resolved.dataset, data_dir, evaluate)
+    if train_set is None:  # under torchrun one node may lack the data: agree() tells every rank
+        train_set, test_set = distributed.agree(
+            lambda: load_training_data(resolved.dataset, data_dir, evaluate and distributed.is_main()))
     elif evaluate and test_set is None:
         raise ConfigError("make_model: evaluating needs the test set")
     out = Path(out)
@@ -134,6 +136,8 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
         preload_probe_modules()  # scikit-learn's import overlaps the training, not the evaluation
     stage("training", f"training on {train_set.describe()}")
     result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end)
+    if not distributed.is_main():  # under torchrun rank 0 alone evaluates, builds the card and saves
+        return MadeModel({}, False, result, result.stopped)
     metrics, measures = {}, None
     if evaluate and result.stopped != "cancelled":
         stage("evaluating", f"evaluating on {test_set.describe()}")
@@ -150,7 +154,10 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
         "data": portable_provenance(train_set.provenance(), data_dir),
         "test_data": portable_provenance(test_set.provenance(), data_dir) if test_set is not None else None,
         "training": {"seconds": round(result.seconds, 2), "epochs_completed": len(result.history),
-                     "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history},
+                     "images_seen": result.images_seen, "stopped": result.stopped, "history": result.history,
+                     # processes that trained it together; batch_size is the global batch, split over them
+                     "world_size": result.world_size, "backend": result.backend,
+                     "global_batch": resolved.batch_size},
         "metrics": metrics,
         "measures": measures,  # cl.measures on a sample of the test split; it names its data
         "n_parameters": result.n_parameters,
