@@ -1,12 +1,15 @@
-# The hosted demo as a container (Hugging Face Spaces, Docker SDK; any Docker host).
+# The hosted demo as a container (Hugging Face Spaces, Docker SDK; any Docker host):
 #   docker build -t contrastive-explorer . && docker run -p 7860:7860 contrastive-explorer
-# CPU-only PyTorch, demo mode on (ui/demo.py): capped trainings, bounded runs folder, no paths shown.
+# Two Streamlit replicas (one per vCPU of a free Space) behind nginx with session affinity,
+# started and watched by `python -m deploy.local` (docs/hosting.md). CPU-only PyTorch, demo mode
+# on (ui/demo.py): capped trainings, bounded runs folder, no paths shown.
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \
     CL_DEMO=1 \
+    CL_REPLICAS=2 \
     CL_RUNS_DIR=/tmp/contrastive-explorer/runs \
     CL_DATA_DIR=/tmp/contrastive-explorer/data \
     CL_CACHE_DIR=/tmp/contrastive-explorer/cache \
@@ -14,14 +17,23 @@ ENV PIP_NO_CACHE_DIR=1 \
     MPLCONFIGDIR=/tmp/contrastive-explorer/mpl \
     HOME=/tmp/contrastive-explorer/home
 
+# nginx from Debian: the reverse proxy in front of the replicas (runs unprivileged, see deploy/)
+RUN apt-get update && apt-get install -y --no-install-recommends nginx \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY requirements-hosted.txt ./
 RUN pip install -r requirements-hosted.txt
 
 COPY . .
+# The frontend's files compressed once, at build time (nginx sends the .gz copies).
+RUN mkdir -p /tmp/contrastive-explorer/cache \
+    && python -c "from deploy.local import compressed_static; print(compressed_static())" \
+    && chmod -R a+rwX /tmp/contrastive-explorer
 # Spaces run the container as user 1000; everything the app writes goes under /tmp.
-RUN mkdir -p /tmp/contrastive-explorer && chmod -R a+rwX /tmp/contrastive-explorer
 USER 1000
 
 EXPOSE 7860
-CMD ["streamlit", "run", "app.py", "--server.port=7860", "--server.address=0.0.0.0"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/_stcore/health', timeout=4)"
+CMD ["sh", "-c", "exec python -m deploy.local --replicas ${CL_REPLICAS} --host 0.0.0.0 --port 7860 --demo --run-dir /tmp/contrastive-explorer/cluster"]

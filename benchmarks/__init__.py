@@ -41,6 +41,17 @@ Parts (names for ``--only``):
     settles; then the Embedding space page on MNIST with the 10,000-point scatter, recording the
     peak RSS of the server's process tree throughout. Reports ``skipped: reason`` when the app,
     Chromium or Playwright is not usable.
+
+``views``
+    What one page view costs the server in demo mode, per page (Study, Compare, Embedding,
+    Metrics, Train, Overview): CPU seconds per warm view of a new visitor (psutil, user + system),
+    script runs per view, bytes on the wire per view (websocket; HTTP too for browser visitors),
+    and for a few headless Chromium visitors the seconds until a Vega chart is drawn
+    (:mod:`benchmarks.views`).
+``wsroom``
+    A room of protocol-level visitors (:mod:`benchmarks.wsroom`: Streamlit's own websocket
+    protocol, no browser) while two trainings run: views per second, latency percentiles, errors;
+    on one server process, then on 2 replicas behind nginx (:mod:`deploy.local`).
 ``distributed``
     ``python -m cl train --dataset digits`` (default recipe, with its card's evaluation) as one process
     against ``torchrun --standalone --nproc-per-node 2`` (DDP over gloo), one thread per process:
@@ -109,8 +120,10 @@ from .projection import _part_projection
 from .recipes import _part_recipes
 from .report import _format_part, _format_targets, targets
 from .training import _part_time_to_accuracy, _part_train
+from .views import _part_views
+from .wsroom import _part_wsroom
 
-PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room",
+PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room", "views", "wsroom",
          "distributed")
 
 
@@ -128,7 +141,7 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
             f"load {payload['machine']['load_average_start']}")
     runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
                "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room,
-               "distributed": _part_distributed}
+               "views": _part_views, "wsroom": _part_wsroom, "distributed": _part_distributed}
     for name in parts:
         ctx.say(f"--- {name}")
         t0 = time.perf_counter()

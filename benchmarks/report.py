@@ -61,6 +61,16 @@ def targets(payload: dict) -> list[dict]:
             run.get("visits", 0) - run.get("settled", 0) if "settled" in run else None)
         add(f"room of {run.get('visitors')} + 2 trainings, torch {build}: server peak RSS (MB)",
             1024.0 if "+cpu" in build else 1536.0, "MB", run.get("peak_rss_mb"))
+    for page, rec in parts.get("views", {}).get("pages", {}).items():
+        proto = rec.get("protocol", {})
+        add(f"server CPU per warm view, {page} (s)", 0.15, "s", proto.get("cpu_s", {}).get("mean"))
+        add(f"script runs per view, {page}", 1, "", proto.get("runs", {}).get("max"))
+        add(f"websocket MB per view, {page}", 1.5 if page == "study" else 0.5, "MB", proto.get("wire_mb", {}).get("mean"))
+    for run in parts.get("wsroom", {}).get("runs", []):
+        label = f"protocol room {run.get('visitors')} x {len(run.get('links', []))} + 2 trainings, {run.get('servers')}"
+        add(f"{label}: errors", 0, "", run.get("errors"))
+        add(f"{label}: all views done after (s)", 30.0, "s", run.get("all_done_after_s"))
+        add(f"{label}: p95 (s)", 15.0, "s", (run.get("latency") or {}).get("p95_s"))
     return rows
 
 
@@ -151,6 +161,19 @@ def _format_part(name: str, r: dict) -> str:
                  (run["settle"].get("upload") or {}).get("p50_s"), run.get("peak_rss_mb")] for run in r.get("runs", [])]
         return (f"{head}: visitors at once (half on phones), deep links, an upload, two trainings; demo mode\n"
                 + _table(["torch", "visitors", "errors", "settled", "p50 s", "p95 s", "upload p50 s", "peak RSS MB"], rows))
+    if name == "views":
+        rows = [[p, v["protocol"]["cpu_s"].get("mean"), v["protocol"]["runs"].get("mean"), v["protocol"]["wire_mb"].get("mean"),
+                 (v.get("browser") or {}).get("cpu_s", {}).get("mean"), (v.get("browser") or {}).get("wire_mb", {}).get("mean"),
+                 (v.get("browser") or {}).get("chart_drawn_s", {}).get("median")] for p, v in r.get("pages", {}).items()]
+        return (f"{head}: per page, demo mode, a new visitor per view\n"
+                + _table(["page", "CPU s/view", "runs", "ws MB", "browser CPU s", "browser MB", "chart drawn s"], rows))
+    if name == "wsroom":
+        rows = [[run.get("servers"), run.get("visitors"), run.get("errors"), f"{run.get('views_ok')}/{run.get('views')}",
+                 run.get("all_done_after_s"), run.get("views_per_s"), (run.get("latency") or {}).get("p50_s"),
+                 (run.get("latency") or {}).get("p95_s"), run.get("server_cpu_s")] for run in r.get("runs", [])]
+        return (f"{head}: protocol visitors at once, deep links, two trainings; demo mode\n"
+                + _table(["servers", "visitors", "errors", "ok", "all done s", "views/s", "p50 s", "p95 s",
+                          "server CPU s"], rows))
     if name == "distributed":
         rows = [[key, d["world_size"], d["backend"], d["command_s"], d["train_seconds"], d["images_per_s"],
                  d["linear_acc"]] for key, d in (("1 process", r["one_process"]), ("2 processes", r["two_processes"]))]

@@ -5,7 +5,8 @@ Everything comes from what is shipped (cards, layouts, galleries, checkpoints/st
 no model runs when the page opens.
 """
 
-import altair as alt
+import os
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -23,16 +24,35 @@ except ImportError:  # an older tree: build the relative URL ourselves
     def page_link_url(page: str, **params) -> str:
         return f"{page}?{urlencode(params)}"
 
-# Points per panel: every point carries its thumbnail (~0.4 kB MNIST, ~2.5 kB CIFAR-10), so a
-# phone gets about 1 MB per data set instead of the full galleries.
+# Points per panel: the same seeded sample of the shipped test gallery in every panel.
 POINTS = {"mnist": 500, "cifar10": 250}
 COLOURS = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
            "#9d755d", "#bab0ac"]  # Vega's tableau10, the panels' colours
 
 ctx = state.context()
 ckpt_dir = study.checkpoints_dir()
-structure = study.load_structure(ckpt_dir)
-figures = study.grid_figures(ckpt_dir)
+
+
+def _stamp() -> tuple:
+    """What the page's figures depend on: the shipped files' names, sizes and times (a listing
+    per view; the cards and layouts themselves are read once per change, below)."""
+    out = []
+    with os.scandir(ckpt_dir) as it:
+        for e in it:
+            if e.name.endswith((".safetensors", ".json")):
+                s = e.stat()
+                out.append((e.name, s.st_size, s.st_mtime_ns))
+    return tuple(sorted(out))
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _shipped(stamp: tuple) -> tuple[dict, dict, list]:
+    structure = study.load_structure(ckpt_dir)
+    return structure, study.grid_figures(ckpt_dir), study.outlook_rows(ckpt_dir, structure)
+
+
+stamp = _stamp()
+structure, figures, outlook = _shipped(stamp)
 
 
 def panel_rows(dataset: str, n: int) -> np.ndarray:
@@ -42,61 +62,109 @@ def panel_rows(dataset: str, n: int) -> np.ndarray:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def thumbs(dataset: str, n: int) -> dict[int, str]:
-    """PNG data URLs of the shown gallery rows at their own size (NumPy and Pillow only): only
-    the sampled rows, so a cold server encodes 750 images for this page instead of 3,017."""
-    import base64
-    import io
-
-    from PIL import Image
-
+    """Thumbnail URLs of the shown gallery rows at their own size: files served by Streamlit's
+    static serving (ui.images.thumbnail_urls: the browser fetches a hovered one and caches it),
+    or PNG data URLs where that is off. Only the sampled rows are encoded (750 images, not 3,017)."""
     from cl.layouts import gallery_images
 
-    images = gallery_images(dataset)
-    out = {}
-    for i in panel_rows(dataset, n).tolist():
-        img = images[i]
-        arr = img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG")
-        out[i] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    return out
+    rows = panel_rows(dataset, n)
+    images = np.asarray(gallery_images(dataset))[rows]
+    try:
+        from ui.images import thumbnail_urls
+
+        urls = thumbnail_urls(images, scale=1)
+    except ImportError:  # an older tree: inline them
+        import base64
+        import io
+
+        from PIL import Image
+
+        urls = []
+        for img in images:
+            arr = img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="PNG")
+            urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return dict(zip(rows.tolist(), urls))
 
 
-def panel(name: str, title: str, dataset: str, paper: tuple | None, key: str) -> None:
-    """One t-SNE panel from the shipped layout, captioned with ours / the study's figures."""
-    path = ckpt_dir / f"{name}.safetensors"
-    f = study.card_figures(path)
-    layout = read_layouts(path) if f is not None else None
+def _figures_caption(name: str, title: str, dataset: str, paper: tuple | None) -> tuple[str, bool]:
+    """A panel's caption (ours / the study's figures, linearity, a deep link) and whether its
+    card exists."""
+    f = study.card_figures(ckpt_dir / f"{name}.safetensors")
     if f is None:
-        st.markdown(f"**{title}**")
-        st.info(f"`{name}` is not here yet (`python -m cl grid --preset "
-                f"{'outlook' if paper is None else 'paper'}`).", icon=":material/info:")
-        return
+        return (f"**{title}**: `{name}` is not here yet (`python -m cl grid --preset "
+                f"{'outlook' if paper is None else 'paper'}`)."), False
     lin = structure.get(name, {}).get("linearity")
     ours = study.fmt3((f["acc"], f["top3"], f["knn"]))
     study_txt = f" · study {study.fmt2(paper)}" if paper else ""
     url = page_link_url("embedding", dataset=dataset, model=name, method="tsne")
-    caption = (f"ours {ours}{study_txt}" + (f" · linearity {lin:.2f}" if lin is not None else "")
+    caption = (f"**{title}**: ours {ours}{study_txt}" + (f" · linearity {lin:.2f}" if lin is not None else "")
                + f" · [open in Embedding]({url})")
-    if layout is None:  # a model whose layouts are not shipped (yet): its figures, no picture
-        st.markdown(f"**{title}**")
-        st.caption(caption + " · no shipped t-SNE layout (`python scripts/build_checkpoints.py --layouts "
-                   f"{name}`)")
-        return
+    return caption, True
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _grid_data(dataset: str, items: tuple, stamp: tuple) -> tuple[list[str], pd.DataFrame | None, int]:
+    """Captions, the long-form points of every panel (panel, x, y, class, gallery row) and the
+    gallery size, read from the shipped cards and layouts once per ``stamp``."""
+    captions, frames, n_gallery = [], [], 0
     classes = list(SPECS[dataset].classes)
-    labels = layout["labels"].astype(int)
-    n = len(labels)
-    rows = panel_rows(dataset, n)
-    images = thumbs(dataset, n)
-    xy = layout["tsne"][rows]
-    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "class": [classes[k] for k in labels[rows]],
-                       "image": [images[i] for i in rows]})
-    chart = alt.Chart(df, title=title).mark_circle(size=18, opacity=0.8).encode(
-        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
-        color=alt.Color("class:N", scale=alt.Scale(domain=classes, range=COLOURS[:len(classes)]), legend=None),
-        tooltip=["image", "class"]).properties(height=240)
-    st.altair_chart(chart, width="stretch", key=key)
-    st.caption(caption)
+    for k, (name, title, paper) in enumerate(items):
+        caption, ok = _figures_caption(name, title, dataset, paper)
+        layout = read_layouts(ckpt_dir / f"{name}.safetensors") if ok else None
+        if ok and layout is None:
+            caption += (" · no shipped t-SNE layout (`python scripts/build_checkpoints.py --layouts "
+                        f"{name}`)")
+        captions.append(caption)
+        if layout is None:
+            continue
+        labels = layout["labels"].astype(int)
+        n_gallery = len(labels)
+        rows = panel_rows(dataset, n_gallery)
+        xy = np.round(layout["tsne"][rows].astype(float), 2)
+        frames.append(pd.DataFrame({"panel": f"{k + 1}. {title}", "x": xy[:, 0], "y": xy[:, 1],
+                                    "class": [classes[c] for c in labels[rows]], "row": rows}))
+    return captions, (pd.concat(frames, ignore_index=True) if frames else None), n_gallery
+
+
+def grid_spec(df: pd.DataFrame, classes: list[str], images: dict[int, str]) -> dict:
+    """Vega-Lite: one faceted chart, two panels a row, the thumbnails joined by gallery row.
+
+    One chart, not one per panel: every panel shows the same gallery rows, so their thumbnails
+    travel once, as a lookup table joined in the browser (6 inline panels of 500 MNIST
+    thumbnails were ~1.4 MB; CIFAR-10's ~3.8 MB). Written as a dict, not with Altair: a view
+    then costs no schema validation."""
+    order = sorted(df["panel"].unique(), key=lambda t: int(t.split(".")[0]))
+    return {
+        "transform": [{"lookup": "row", "from": {"data": {"values": [{"row": r, "image": u} for r, u in images.items()]},
+                                                 "key": "row", "fields": ["image"]}}],
+        "facet": {"field": "panel", "type": "nominal", "sort": order, "title": None,
+                  "header": {"labelFontSize": 13, "labelFontWeight": "bold"}},
+        "columns": 2,
+        "spec": {"width": 330, "height": 240, "mark": {"type": "circle", "size": 18, "opacity": 0.8},
+                 "encoding": {"x": {"field": "x", "type": "quantitative", "axis": None, "scale": {"zero": False}},
+                              "y": {"field": "y", "type": "quantitative", "axis": None, "scale": {"zero": False}},
+                              "color": {"field": "class", "type": "nominal", "legend": None,
+                                        "scale": {"domain": classes, "range": COLOURS[:len(classes)]}},
+                              "tooltip": [{"field": "image", "type": "nominal"},
+                                          {"field": "class", "type": "nominal"}]}},
+        "resolve": {"scale": {"x": "independent", "y": "independent"}},
+    }
+
+
+def grid(dataset: str, items: list[tuple[str, str, tuple | None]], key: str, draw: bool = True) -> None:
+    """Panels ``items`` = [(model name, title, the study's figures or None)] of one data set as
+    one chart (:func:`grid_spec`), then one caption per panel. ``draw=False`` sends the captions
+    only (a tab that is not open)."""
+    captions, df, n_gallery = _grid_data(dataset, tuple(items), stamp)
+    if df is not None and draw:
+        classes = list(SPECS[dataset].classes)
+        st.vega_lite_chart(df, grid_spec(df, classes, thumbs(dataset, n_gallery)), key=key)
+    for k in range(0, len(captions), 2):
+        cols = st.columns(2)
+        for col, text in zip(cols, captions[k:k + 2]):
+            col.caption(text)
 
 
 def legend(dataset: str) -> None:
@@ -118,17 +186,15 @@ st.markdown(
     "(paper protocol), **ours** beside the **study**'s, and the *linearity* of the embedding (observation 3). "
     "Hover a point to see its image; a panel's link opens that model on the Embedding page.")
 
-tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS])
+# Lazy tabs: only the open tab's pictures run and travel (a tab switch reruns the page).
+tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS], key="study_tab", on_change="rerun")
 for tab, d in zip(tabs, study.DATASETS):
     with tab:
         n_test, n_train = n_test_of(d)
         legend(d)
-        for a in study.ROWS:
-            cols = st.columns(2)
-            for col, l in zip(cols, study.COLS):
-                with col:
-                    panel(study.scenario_name(d, a, l), f"{study.AUG_TITLES[a]} / {l}", d,
-                          study.paper_figures(d, a, l), key=f"study_{d}_{a}_{l}")
+        items = [(study.scenario_name(d, a, l), f"{study.AUG_TITLES[a]} / {l}", study.paper_figures(d, a, l))
+                 for a in study.ROWS for l in study.COLS]
+        grid(d, items, key=f"study_grid_{d}", draw=tab.open is not False)
         st.caption(f"Points: {POINTS[d]} of the {d} test gallery shipped with the app (t-SNE of all of it, seed 0). "
                    f"Accuracies: paper protocol, {n_test:,} {d} test images scored; ours trained on {n_train} "
                    f"train images, the study on the full training split.")
@@ -192,7 +258,7 @@ st.markdown(
     "*the method needs labels to choose negatives*. Each model below uses the study's encoder and the triplet "
     "scenarios' budget (SGD lr 0.15, 10 epochs, batch 1,024) with SimCLR augmentation. **NT-Xent** and "
     "**random negatives** use no labels at all (evaluation aside).")
-rows = study.outlook_rows(ckpt_dir, structure)
+rows = outlook
 if rows:
     table = pd.DataFrame([{"model": r["model"], "labels": "yes" if r["uses_labels"] else "none",
                            "linear": r["acc"], "top-3": r["top3"], "kNN": r["knn"], "images scored": r["n_test"],
@@ -217,11 +283,7 @@ else:
 pick = st.segmented_control("Outlook grid", list(study.DATASETS), format_func=study.DATASET_TITLES.get,
                             default=ctx.dataset if ctx.dataset in study.DATASETS else "mnist") or "mnist"
 legend(pick)
-for k in range(0, len(study.OUTLOOK), 2):
-    cols = st.columns(2)
-    for col, (suffix, title, labels_text, _) in zip(cols, study.OUTLOOK[k:k + 2]):
-        with col:
-            panel(f"{pick}-simclr-{suffix}", title + (" (no labels)" if suffix in study.NO_LABELS else ""), pick,
-                  None, key=f"outlook_{pick}_{suffix}")
+grid(pick, [(f"{pick}-simclr-{suffix}", title + (" (no labels)" if suffix in study.NO_LABELS else ""), None)
+            for suffix, title, _labels_text, _ in study.OUTLOOK], key=f"outlook_grid_{pick}")
 best_name, best_paper = study.study_best(pick)
 st.caption(f"The study's best {pick} scenario, {best_name}: {study.fmt2(best_paper)} (study).")
