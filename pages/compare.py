@@ -160,7 +160,7 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
         st.markdown(f"Alignment **{common.fmt(ms.get('alignment'))}** · uniformity **{common.fmt(ms.get('uniformity'))}**"
                     f" · RankMe **{ms.get('rankme', float('nan')):.1f}** of {ms.get('embedding_dim', '?')}"
                     + (" · **collapsed**" if shape.is_collapsed(ms) else ""))
-        st.altair_chart(shape.histograms(ms, f"{e.name}: cosine similarity of pairs", height=200), width="stretch",
+        st.altair_chart(shape.histograms(ms, f"{e.name}: cosine similarity of pairs", height=260), width="stretch",
                         key=f"cmp_hist_{side}")
         st.caption(f"Two views of one image should be near 1, images of one class closer than images of different "
                    f"classes. Computed on {shape.data_line(ms)}.")

@@ -162,8 +162,9 @@ cols[2].metric("RankMe", f"{ms.get('rankme', float('nan')):.1f} of {d_emb}",
                help="How many directions the embeddings really use (the effective rank of the embedding matrix): "
                     f"1 = everything on one line, {d_emb} = every direction used equally. {where}.")
 if shape.is_collapsed(ms):
-    st.warning("This model has collapsed: its test images all land on (nearly) the same point, so no probe or "
-               "neighbour search can tell them apart.", icon=":material/warning:")
+    st.warning(f"This model has collapsed: its test images land on (nearly) one point (uniformity "
+               f"{ms['uniformity']:.3f}, where 0 is a single point), so distances between its embeddings say little "
+               "about the images.", icon=":material/warning:")
 st.caption(f"Alignment: the two views of an image should land close together (lower is better). Uniformity: the "
            f"images should spread out instead of bunching up (lower is better). Computed on {where}"
            + ("; stored in the model's card." if shape.from_card(m.card, ctx.dataset) is not None
@@ -175,6 +176,7 @@ with left:
                f"rest near zero mean the model uses only a few of its {d_emb} directions. From {where.split(';')[0]}.")
 with right:
     st.altair_chart(shape.histograms(ms, "Cosine similarity of pairs"), width="stretch")
-    st.caption("How alike pairs of embeddings are: two views of one image should be near 1, two images of one class "
-               "closer than two of different classes; all three piled up at 1 is a collapse. "
+    st.caption("How alike pairs of embeddings are (cosine similarity, 1 = same direction): two views of one image "
+               "should be near 1, two images of one class closer than two of different classes; all three piled up "
+               "at 1 is a collapse. "
                f"From {where.split(';')[0]}: every pair of them, and one pair of views per image.")

@@ -202,3 +202,23 @@ def test_measures_on_sample_leaves_the_training_rng_and_mode_alone():
     assert abs(m["uniformity"]) < 1e-6 and m["rankme"] == pytest.approx(1.0, abs=1e-3)
     assert m["n_images"] == 40 and m["augmentation"] == "simclr"
     assert "alignment" in M.describe(m) and "40 images" in M.describe(m)
+
+
+def test_a_new_models_card_carries_its_measures(tmp_path):
+    from cl.checkpoints import load_checkpoint, read_card
+    from cl.data import load_dataset
+    from cl.training import TrainConfig
+    from cl.workflow import make_model
+
+    config = TrainConfig(dataset="digits", recipe="paper", augmentation="fer", loss="triplet", epochs=1, seed=0)
+    made = make_model(config, tmp_path / "m.safetensors")
+    card = read_card(tmp_path / "m.safetensors")
+    m = card["measures"]
+    assert m["data"]["dataset"] == "digits" and m["data"]["split"] == "test"
+    assert m["data"]["n_images"] == min(M.CARD_LIMIT, m["data"]["n_split"]) == 540
+    assert m["augmentation"] == "fer" and m["seed"] == 0
+    model, _ = load_checkpoint(tmp_path / "m.safetensors")
+    again = M.measures_for_card(model, load_dataset("digits", "test"), "fer")
+    for key in ("alignment", "uniformity", "rankme"):
+        assert again[key] == pytest.approx(m[key], abs=1e-4), key
+    assert made.card["measures"] == m

@@ -124,3 +124,23 @@ def test_metrics_page_shows_the_measures(monkeypatch, tmp_path, stored):
     assert "540 digits test images; two views of each by the affine augmentation, seed 0" in captions
     assert ("stored in the model's card" in captions) == stored
     assert not [w for w in at.warning if "collapsed" in str(w.value)]
+
+
+def test_metrics_page_says_when_a_model_has_collapsed(monkeypatch, tmp_path):
+    import torch
+
+    from cl.checkpoints import save_checkpoint
+    from cl.encoder import PaperEncoder
+
+    folder = tmp_path / "ckpt"
+    model = PaperEncoder(1, 28)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # every image -> sigmoid(0) = 0.5 in all 32 outputs: one point
+    card = {k: v for k, v in CARDS["digits-best"].items() if k not in ("measures", "encoder_spec", "format", "versions")}
+    card["name"] = "digits-collapsed"
+    save_checkpoint(folder / "digits-collapsed.safetensors", model, card)
+    at = open_page(monkeypatch, tmp_path, "metrics", folder)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["RankMe"] == "1.0 of 32" and shown["Uniformity"] in ("0.000", "-0.000")
+    assert [w for w in at.warning if "collapsed" in str(w.value)]

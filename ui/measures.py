@@ -12,8 +12,7 @@ import streamlit as st
 from cl.measures import histogram_edges
 
 COLLAPSED_UNIFORMITY = -0.05  # above this, (nearly) every image sits on one point
-KIND_NAMES = {"positive": "two views of one image", "same_class": "two images of one class",
-              "other": "two images of different classes"}
+KIND_NAMES = {"positive": "views of one image", "same_class": "same class", "other": "different classes"}
 KIND_COLORS = ["#2ca02c", "#1f77b4", "#d62728"]
 
 
@@ -89,19 +88,26 @@ def plane_frame(entries: list, highlight: tuple[str, ...] = ()) -> tuple[pd.Data
 
 def plane(df: pd.DataFrame, height: int = 440) -> alt.LayerChart:
     """Wang & Isola's plane: uniformity across, alignment up; lower-left is better on both."""
-    x = alt.X("uniformity:Q", scale=alt.Scale(domain=[-4.0, 0.1], nice=False),
-              axis=alt.Axis(title="uniformity (lower = spread more evenly; 0 = collapsed)"))
     y = alt.Y("alignment:Q", scale=alt.Scale(domainMin=0), axis=alt.Axis(title="alignment (lower = views closer)"))
     tooltip = ["model:N", "data set:N", "loss:N", "augmentation:N", alt.Tooltip("alignment:Q", format=".3f"),
                alt.Tooltip("uniformity:Q", format=".3f"), alt.Tooltip("RankMe:Q", format=".1f"), "d:Q",
                alt.Tooltip("images:Q", title="test images measured", format=",")]
+    lo = min(-2.6, float(df["uniformity"].min()) - 0.2) if len(df) else -4.0
+    x = alt.X("uniformity:Q", scale=alt.Scale(domain=[lo, 0.1], nice=False),
+              axis=alt.Axis(title="uniformity (lower = spread more evenly; 0 = collapsed)"))
+    # names of models that sit on (nearly) one spot are stacked upwards instead of printed over each other
+    step = 0.06 * max(float(df["alignment"].max()) if len(df) else 1.0, 0.2)
+    named = df[df["label"] != ""].sort_values(["uniformity", "alignment"]).copy() if len(df) else df
+    if len(named):
+        spot = (named["uniformity"].round(1).astype(str) + "," + named["alignment"].round(1).astype(str))
+        named["alignment"] = named["alignment"] + step * spot.groupby(spot).cumcount()  # where the name is written
     base = alt.Chart(df)
     points = base.mark_point(filled=True, size=110, opacity=0.85).encode(
         x=x, y=y, color=alt.Color("loss:N", legend=alt.Legend(title="loss", orient="bottom", columns=3)),
         shape=alt.Shape("data set:N", legend=alt.Legend(title="data set", orient="bottom")), tooltip=tooltip)
     rings = base.transform_filter("datum.state == 'collapsed' || datum.chosen").mark_point(
         size=420, strokeWidth=2.5, color="#111111", filled=False).encode(x=x, y=y, tooltip=tooltip)
-    labels = base.transform_filter("datum.label != ''").mark_text(align="right", dx=-14, fontSize=11).encode(
+    labels = alt.Chart(named).mark_text(align="right", dx=-14, fontSize=11).encode(
         x=x, y=y, text="label:N")
     collapse = alt.Chart(pd.DataFrame({"uniformity": [0.0]})).mark_rule(strokeDash=[4, 3], color="#888").encode(x="uniformity:Q")
     return alt.layer(collapse, points, rings, labels).properties(height=height)
@@ -124,29 +130,31 @@ def histograms_frame(m: dict) -> pd.DataFrame:
     h = m.get("histograms") or {}
     bins = int(h.get("bins") or 0)
     if not bins:
-        return pd.DataFrame(columns=["cosine", "kind", "share", "pairs"])
+        return pd.DataFrame(columns=["lo", "hi", "kind", "share", "pairs"])
     edges = histogram_edges(bins)
-    centres = (edges[:-1] + edges[1:]) / 2
     rows = []
     for kind in ("positive", "same_class", "other"):
         counts = np.asarray(h.get(kind) or [], dtype=float)
         if len(counts) != bins or counts.sum() == 0:
             continue
         share = counts / counts.sum()  # each kind as a share of its own pairs: their numbers differ 1,000-fold
-        rows += [{"cosine": float(c), "kind": KIND_NAMES[kind], "share": float(p), "pairs": int(n)}
-                 for c, p, n in zip(centres, share, counts)]
+        rows += [{"lo": float(a), "hi": float(b), "kind": KIND_NAMES[kind], "share": float(p), "pairs": int(n)}
+                 for a, b, p, n in zip(edges[:-1], edges[1:], share, counts)]
     return pd.DataFrame(rows)
 
 
-def histograms(m: dict, title: str, height: int = 260) -> alt.Chart:
-    """The three cosine-similarity histograms, each normalised to its own number of pairs."""
+def histograms(m: dict, title: str, height: int = 300) -> alt.Chart:
+    """The three cosine-similarity histograms, overlaid, each normalised to its own number of pairs."""
     df = histograms_frame(m)
-    return alt.Chart(df, title=title).mark_line(interpolate="step-after", strokeWidth=2).encode(
-        x=alt.X("cosine:Q", scale=alt.Scale(domain=[-1, 1]), axis=alt.Axis(title="cosine similarity")),
-        y=alt.Y("share:Q", axis=alt.Axis(title="share of its pairs", format="%")),
+    return alt.Chart(df, title=title).mark_bar(opacity=0.55, binSpacing=0).encode(
+        x=alt.X("lo:Q", scale=alt.Scale(domain=[-1, 1]), axis=alt.Axis(title="cosine similarity")),
+        x2="hi:Q",
+        # square-root scale: a spike of views near 1 would otherwise flatten the class histograms
+        y=alt.Y("share:Q", stack=None, scale=alt.Scale(type="sqrt"),
+                axis=alt.Axis(title="share of its pairs (square-root scale)", format="%")),
         color=alt.Color("kind:N", scale=alt.Scale(domain=list(KIND_NAMES.values()), range=KIND_COLORS),
-                        legend=alt.Legend(title=None, orient="bottom", columns=1)),
-        tooltip=["kind:N", alt.Tooltip("cosine:Q", format=".2f"), alt.Tooltip("share:Q", format=".2%"),
+                        legend=alt.Legend(title="pairs:", orient="top", direction="horizontal")),
+        tooltip=["kind:N", alt.Tooltip("lo:Q", title="cosine from", format=".2f"),
+                 alt.Tooltip("hi:Q", title="to", format=".2f"), alt.Tooltip("share:Q", format=".2%"),
                  alt.Tooltip("pairs:Q", format=",")],
     ).properties(height=height)
-
