@@ -8,8 +8,9 @@ What the hosted container runs (Dockerfile) and what a laptop can run to see the
 - nginx (Debian's package) on ``--host:--port`` with session affinity by cookie, websocket
   upgrade, the frontend's files served from a copy compressed once (``deploy/nginx.conf.template``);
 - a supervisor: every ``HEALTH_EVERY`` s each replica's ``/_stcore/health`` is asked; a replica that
-  exited or failed ``HEALTH_FAILS`` checks in a row is restarted (nginx meanwhile sends its
-  visitors to the others). Ctrl-C or SIGTERM stops everything.
+  exited, failed ``HEALTH_FAILS`` checks in a row after it had answered once, or did not answer
+  within ``STARTUP_S`` of its start is restarted (nginx meanwhile sends its visitors to the others).
+  Ctrl-C or SIGTERM stops everything.
 
 Only this module's own child processes are started and stopped (by their process ids).
 """
@@ -34,7 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 HEALTH_EVERY = 2.0
-HEALTH_FAILS = 3
+HEALTH_TIMEOUT = 5.0
+HEALTH_FAILS = 6  # ~40 s without an answer: a replica busy with a room answers late, not never
+STARTUP_S = 180.0  # a (re)started replica has this long to answer its first health check
 COMPRESS_SUFFIXES = (".js", ".css", ".json", ".html", ".svg", ".txt", ".map", ".ttf", ".woff", ".mjs")
 MIME_TYPES_CANDIDATES = ("/etc/nginx/mime.types", "/usr/local/nginx/conf/mime.types", "/opt/homebrew/etc/nginx/mime.types")
 
@@ -105,6 +108,8 @@ class Replica:
         self.index, self.port, self.env, self.run_dir, self.python = index, port, env, run_dir, python
         self.proc: subprocess.Popen | None = None
         self.fails = 0
+        self.ready = False  # answered a health check since its last start
+        self.started_at = 0.0
         self.restarts = 0
         self._log = None
 
@@ -116,6 +121,8 @@ class Replica:
              str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         self.fails = 0
+        self.ready = False
+        self.started_at = time.time()
 
     @property
     def pid(self) -> int | None:
@@ -189,6 +196,8 @@ class Cluster:
             if time.time() - t0 > timeout:
                 raise RuntimeError("the replicas did not answer their health checks in time")
             time.sleep(0.2)
+        for r in self.replicas:
+            r.ready = True
         if self.supervise:
             self._watch = threading.Thread(target=self._supervise, daemon=True, name="supervisor")
             self._watch.start()
@@ -201,11 +210,15 @@ class Cluster:
             for r in self.replicas:
                 if self._stop.is_set():
                     return
-                if r.alive() and healthy(r.port, timeout=2.0):
-                    r.fails = 0
+                if r.alive() and healthy(r.port, timeout=HEALTH_TIMEOUT):
+                    r.fails, r.ready = 0, True
                     continue
-                r.fails += 1
-                if not r.alive() or r.fails >= HEALTH_FAILS:
+                if r.alive() and not r.ready:  # still starting: only a start that never ends counts
+                    if time.time() - r.started_at < STARTUP_S:
+                        continue
+                else:
+                    r.fails += 1
+                if not r.alive() or not r.ready or r.fails >= HEALTH_FAILS:
                     self.events.append((time.time(), f"replica {r.index} restarted"))
                     self.say(f"replica {r.index} (port {r.port}) is down: restarting it")
                     r.stop(timeout=5)
