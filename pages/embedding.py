@@ -110,6 +110,9 @@ if as_images:  # every point's image in the chart itself (one message, not a req
         pictures = test.images.numpy()[np.asarray(idx)]
     df = charts.with_point_images(df, ui_images.point_images(pictures))
 chart = charts.scatter(df, color_by, classes, METHOD_NAMES[req["method"]], as_images=as_images)
+# Above the chart: a tapped point's image and class. Touch has no hover, and on a phone a list below
+# the chart is a screen away from the finger that tapped.
+picked_box = st.container()
 event = st.altair_chart(chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                         width="stretch")
 where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
@@ -122,6 +125,18 @@ if len(chosen):
 
     test_split()
     labels = test.labels.numpy()
+    with picked_box:
+        first = int(chosen[0])
+        said = f"#{first}: **{test.classes[labels[first]]}**"
+        if pred is not None and pred[first] >= 0 and pred[first] != labels[first]:
+            said += f", the probe says {test.classes[pred[first]]}"
+        if len(chosen) > 1:
+            said += f" (and {len(chosen) - 1:,} more selected: see below the map)"
+        p1, p2 = st.columns([1, 4], vertical_alignment="center")
+        from ui import images as ui_images
+
+        p1.image(ui_images.to_array(test.images[first], 3), width=84)
+        p2.markdown(said)
     shown = chosen[:60]
     st.subheader(f"Selected: {len(chosen):,} image(s)" + (" (first 60 shown)" if len(chosen) > 60 else ""))
     caps = []

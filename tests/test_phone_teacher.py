@@ -102,3 +102,26 @@ def test_nothing_is_fetched_from_outside_the_server(phone):
     page, url, _run, outside = phone
     open_page(page, url, "?dataset=digits")
     assert not outside, f"requests that fail offline: {outside[:3]}"
+
+
+def test_a_tap_on_the_map_shows_that_image_and_its_class_on_the_first_screen(phone):
+    page, url, _run, _ = phone
+    open_page(page, url, "embedding?dataset=digits&model=digits-best&method=tsne")
+    chart = page.locator("[data-testid=stVegaLiteChart]").first
+    chart.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # Vega draws after the script has finished
+    box = chart.bounding_box()
+    assert box is not None
+    # a tap (touch, no hover) near the middle of the plot: the nearest point is picked
+    page.touchscreen.tap(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]"
+                           ".some(e => /^#\\d+: /.test(e.innerText))", timeout=60_000)
+    settle_seconds(page, time.time(), 120)
+    said = page.locator("[data-testid=stMarkdownContainer]", has_text="#").filter(has_text=":").first
+    tapped = page.locator("[data-testid=stMain] [data-testid=stImage] img").first
+    img_box, chart_box = tapped.bounding_box(), chart.bounding_box()
+    assert img_box is not None and chart_box is not None
+    assert img_box["y"] < chart_box["y"], "the tapped image is above the map, not a screen below it"
+    view_top = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollTop")
+    assert img_box["y"] + img_box["height"] <= SCREEN, f"image at y={img_box['y']:.0f} (scrolled {view_top})"
+    assert said.count() >= 1

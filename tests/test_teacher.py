@@ -242,3 +242,29 @@ def test_scrub_leaves_words_alone_when_the_data_folder_is_relative(monkeypatch, 
     text = f"not found: expected {folder}/MNIST/raw; pass --data-dir or set CL_DATA_DIR. The data set."
     out = demo.scrub(text)
     assert out == "not found: expected <data-dir>/MNIST/raw; pass --data-dir or set CL_DATA_DIR. The data set."
+
+
+# ------------------------------------------------------------------ the mechanism, live
+def test_training_measures_alignment_and_uniformity_within_its_time_share(env, monkeypatch):
+    from ui import jobs
+    from cl.training import TrainConfig
+
+    job = jobs.start("teacher-measures", TrainConfig(dataset="digits", epochs=3), env / "runs", snapshots=False)
+    assert jobs.wait(job, 900) and job.view()["status"] == "done", job.view()["message"]
+    history = job.view()["history"]
+    measured = [h for h in history if "alignment" in h]
+    train_s = sum(h["seconds"] for h in history if "seconds" in h) or job.view()["card"]["training"]["seconds"]
+    spent = sum(h["measure_seconds"] for h in measured)
+    # within the share, up to one measurement's cost (the budget is checked before measuring)
+    assert spent <= jobs.MEASURE_SHARE * train_s + max((h["measure_seconds"] for h in measured), default=0)
+    # with the whole time allowed every epoch is measured, and the figures are the measures module's
+    monkeypatch.setattr(jobs, "MEASURE_SHARE", 10.0)
+    job = jobs.start("teacher-measures-2", TrainConfig(dataset="digits", epochs=2), env / "runs", snapshots=False)
+    assert jobs.wait(job, 900) and job.view()["status"] == "done"
+    rows = [h for h in job.view()["history"] if "alignment" in h]
+    assert [h["epoch"] for h in rows] == [1, 2]
+    assert all(0 <= h["alignment"] <= 4 and -4 <= h["uniformity"] <= 0 and 1 <= h["rankme"] for h in rows)
+    at = visit("train")
+    at.session_state["job_id"] = job.id
+    at.run()
+    assert any("Alignment and uniformity per epoch" in c.proto.spec for c in at.get("vega_lite_chart"))

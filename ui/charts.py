@@ -107,7 +107,8 @@ def scatter(df: pd.DataFrame, color_by: str, classes: list[str], axis_title: str
     chart = chart.properties(height=height)
     if selectable:
         brush = alt.selection_interval(name="brush", encodings=["x", "y"])
-        pick = alt.selection_point(name="pick", fields=["index"], on="click", empty=False)
+        # nearest: a tap picks the closest point (a finger is wider than a 3-pixel dot, and touch has no hover)
+        pick = alt.selection_point(name="pick", fields=["index"], on="click", empty=False, nearest=True)
         chart = chart.add_params(brush, pick).encode(opacity=alt.condition(brush, alt.value(0.85), alt.value(0.2)))
         if not (as_images and has_image):
             chart = chart.encode(size=alt.condition(pick, alt.value(size * 4), alt.value(size)))

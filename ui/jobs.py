@@ -34,6 +34,9 @@ MAX_LOSS_POINTS = 4000
 MAX_SNAPSHOT_POINTS = 1000
 MAX_SNAPSHOT_FRAMES = 30  # longer runs keep every other frame (always the latest)
 KEEP_FINISHED = 32
+MEASURE_SAMPLE = 256  # test images measured per epoch (a fixed, seeded sample)
+MEASURE_SHARE = 0.03  # at most this share of a training's time goes to the per-epoch measures
+MEASURE_FIRST_GUESS_S = 0.05  # the cost assumed before the first measurement
 
 
 class CapacityError(UserError):
@@ -225,6 +228,7 @@ def _run(job: Job) -> None:
 
 def _train(job: Job) -> None:
     from cl.evaluation import embed, knn_accuracy
+    from cl.measures import measures_on_sample
     from cl.workflow import load_training_data, make_model
 
     c = job.config
@@ -249,10 +253,25 @@ def _train(job: Job) -> None:
                     job.losses = job.losses[::2]
                     job.loss_stride *= 2
 
+    # Alignment, uniformity and effective rank per epoch, on a fixed sample of test images, within
+    # MEASURE_SHARE of the training's time: an epoch is measured only when the time spent measuring
+    # so far plus the last measurement's cost fits that share of the training time elapsed.
+    n_test = len(test_set)
+    measure_idx = np.sort(np.random.default_rng(1).permutation(n_test)[:min(n_test, MEASURE_SAMPLE)])
+    budget = {"spent": 0.0, "last": MEASURE_FIRST_GUESS_S}
+
     def on_epoch_end(model, epoch: int) -> dict:
         extra = {}
         if job.knn_per_epoch and not job.cancel_event.is_set():
             extra["knn_acc"] = knn_accuracy(model, test_set)
+            elapsed = float(job.progress.get("elapsed", 0.0)) if job.progress else 0.0
+            if budget["spent"] + budget["last"] <= MEASURE_SHARE * elapsed:
+                m = measures_on_sample(model, test_set.images[measure_idx], test_set.labels.numpy()[measure_idx],
+                                       c.augmentation, seed=0)
+                budget["spent"] += m["seconds"]
+                budget["last"] = m["seconds"]
+                extra.update({"alignment": m["alignment"], "uniformity": m["uniformity"], "rankme": m["rankme"],
+                              "measured_on": int(len(measure_idx)), "measure_seconds": m["seconds"]})
         if snap_idx is not None and not job.cancel_event.is_set():
             emb = embed(model, test_set.images[snap_idx]).astype(np.float16)
             with job.lock:
