@@ -207,6 +207,18 @@ def embed_views(model: torch.nn.Module, images: torch.Tensor, augmentation: str,
     """``(z, z1, z2)``: the un-augmented embeddings and those of two augmented views of every
     uint8 image, in eval mode (the model's mode is restored after). The views come from one
     ``torch.Generator`` seeded with ``seed``, batch after batch: view 1 then view 2."""
+    return _embed(model, images, augmentation, seed, batch_size, clean=True)
+
+
+def _views_only(model, images, augmentation: str, seed: int, batch_size: int = BATCH):
+    """``(z1, z2)`` of :func:`embed_views` without the un-augmented pass (the same views: the
+    generator draws the same numbers either way)."""
+    _, z1, z2 = _embed(model, images, augmentation, seed, batch_size, clean=False)
+    return z1, z2
+
+
+@torch.no_grad()
+def _embed(model, images, augmentation: str, seed: int, batch_size: int, clean: bool):
     from .augmentations import augment_uint8, get_augmentation
     from .data import to_float
 
@@ -221,21 +233,26 @@ def embed_views(model: torch.nn.Module, images: torch.Tensor, augmentation: str,
         for s in range(0, len(images), batch_size):
             x = images[s:s + batch_size]
             k = len(x)
-            parts = [to_float(x)]
-            if augmentation != "none":  # two views of "none" are the image itself
-                parts += [augment_uint8(x, aug, gen), augment_uint8(x, aug, gen)]
-            batch = torch.cat(parts).to(device).contiguous(memory_format=torch.channels_last)
-            z = fn(batch).float().cpu()
-            out[0].append(z[:k])
-            out[1].append(z[k:2 * k] if len(parts) > 1 else z[:k])
-            out[2].append(z[2 * k:] if len(parts) > 1 else z[:k])
+            if augmentation == "none":  # two views of "none" are the image itself
+                z = fn(to_float(x).to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
+                out[0].append(z)
+                out[1].append(z)
+                out[2].append(z)
+                continue
+            parts = ([to_float(x)] if clean else []) + [augment_uint8(x, aug, gen), augment_uint8(x, aug, gen)]
+            z = fn(torch.cat(parts).to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
+            if clean:
+                out[0].append(z[:k])
+                z = z[k:]
+            out[1].append(z[:k])
+            out[2].append(z[k:])
     finally:
         model.train(was_training)
-    if not out[0]:
+    if not out[1]:
         d = int(getattr(model, "embedding_dim", 0))
         empty = np.zeros((0, d), dtype=np.float32)
         return empty, empty, empty
-    return tuple(torch.cat(o).numpy() for o in out)
+    return tuple(torch.cat(o).numpy() if o else None for o in out)
 
 
 def sample_indices(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
@@ -279,13 +296,23 @@ def measure(model: torch.nn.Module, image_set, augmentation: str, seed: int = 0,
     return _rounded(out)
 
 
-def measures_on_sample(model: torch.nn.Module, images: torch.Tensor, labels, augmentation: str, seed: int = 0) -> dict:
+def measures_on_sample(model: torch.nn.Module, images: torch.Tensor, labels, augmentation: str, seed: int = 0,
+                       z=None) -> dict:
     """The measures on a fixed sample (meant for at most :data:`SAMPLE_LIMIT` images), cheap
     enough to call after every epoch: ``alignment``, ``uniformity``, ``rankme``, the spectrum and
     the histograms, plus ``n_images``, ``augmentation``, ``seed`` and ``seconds``. Uses its own
-    generator, so the training's random streams are untouched; restores the model's mode."""
+    generator, so the training's random streams are untouched; restores the model's mode.
+
+    The cost is three forward passes over ``images`` (the images and two views). A caller that has
+    just embedded the same images (``cl.evaluation.embed``) passes them as ``z`` and saves one."""
     t0 = time.perf_counter()
-    z, z1, z2 = embed_views(model, images, augmentation, seed)
+    if z is None:
+        z, z1, z2 = embed_views(model, images, augmentation, seed)
+    else:
+        z = np.asarray(z, dtype=np.float32)
+        if len(z) != len(images):
+            raise ValueError(f"z has {len(z)} rows for {len(images)} images")
+        z1, z2 = _views_only(model, images, augmentation, seed)
     out = measure_embeddings(z, z1, z2, np.asarray(labels))
     out["augmentation"] = augmentation
     out["seed"] = int(seed)

@@ -222,3 +222,19 @@ def test_a_new_models_card_carries_its_measures(tmp_path):
     for key in ("alignment", "uniformity", "rankme"):
         assert again[key] == pytest.approx(m[key], abs=1e-4), key
     assert made.card["measures"] == m
+
+
+def test_measures_on_sample_reuses_given_embeddings():
+    from cl.checkpoints import load_checkpoint
+    from cl.data import load_dataset
+    from cl.evaluation import embed
+
+    model, card = load_checkpoint(CKPT / "digits-best.safetensors")
+    test = load_dataset("digits", "test")
+    images, labels = test.images[:300], test.labels.numpy()[:300]
+    full = M.measures_on_sample(model, images, labels, "affine", seed=4)
+    reused = M.measures_on_sample(model, images, labels, "affine", seed=4, z=embed(model, images))
+    for key in ("alignment", "uniformity", "rankme", "positive_cosine_mean"):
+        assert reused[key] == pytest.approx(full[key], abs=1e-5), key
+    with pytest.raises(ValueError):
+        M.measures_on_sample(model, images, labels, "affine", z=np.zeros((5, 64), np.float32))
