@@ -9,8 +9,9 @@ Environment (all optional):
   CL_RUNS_DIR                 where models trained in the app are saved (default ./runs)
   CL_MAX_TRAININGS            trainings running at once on this server (default 2)
   CL_APP_MAX_TRAIN_SECONDS    stop every training after this many seconds (a demo server)
-  CL_APP_LIST_RUNS=1          also offer earlier runs from the runs folder (off: on a shared
-                              server they belong to other people)
+  CL_APP_LIST_RUNS=1 or 0     list earlier runs from the runs folder (default: yes on a laptop,
+                              no in demo mode, where they belong to other visitors and each is
+                              reached by its link, ?model=run:NAME)
   CL_DEMO=1                   hosted-demo mode (ui/demo.py): each training stopped after 90 s,
                               one thread each, at most 2 at once, only data sets on the server
                               (no downloads), no server paths shown, runs folder bounded by
@@ -20,6 +21,7 @@ Environment (all optional):
 
 Deep links: every page keeps its view in the URL, e.g.
   /embedding?dataset=mnist&model=mnist-best&method=tsne   (dataset, model; method on Embedding)
+  a model trained or uploaded in the app is model=run:NAME or model=upload:NAME
 """
 
 from __future__ import annotations

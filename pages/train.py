@@ -194,9 +194,13 @@ def monitor() -> None:
                                                 f"kNN-30 accuracy per epoch ({v['test_note']}, paper split)",
                                                 "kNN-30 accuracy"), width="stretch")
     measured = [h for h in v["history"] if "alignment" in h]
+    final = (v["card"] or {}).get("measures") if v["status"] == "done" else None
+    if final and "alignment" in final:  # the finished model's own point, measured for its card
+        measured = measured + [{"epoch": len(v["history"]), "alignment": final["alignment"],
+                                "uniformity": final["uniformity"], "rankme": final.get("rankme"),
+                                "measured_on": final.get("n_images", 0)}]
     if measured:
-        st.altair_chart(alignment_path(measured, f"{c.dataset} test images ({measured[-1]['measured_on']:,}, a fixed "
-                                                 "sample)"), width="stretch")
+        st.altair_chart(alignment_path(measured, f"{dataset_label(c.dataset)} test images"), width="stretch")
         st.caption(f"{explain('alignment')} {explain('uniformity')} A good model moves down and to the left; a "
                    "collapsing one runs to the right edge (uniformity 0). Measured after an epoch when it fits in 3 % "
                    "of the training time.")

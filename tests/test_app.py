@@ -138,10 +138,12 @@ def test_every_page_renders_with_its_key_widgets():
     assert "linear probe fitted on 1,257 digits train images" in texts(at)
 
     goto(at, "metrics")
-    assert len(at.metric) == 4
+    assert [m.label for m in at.metric][:4] == ["Linear probe accuracy", "Top-3 accuracy", "kNN-30 accuracy",
+                                                "Precision@10"]
     assert "scored on 108 digits test images" in texts(at)
     assert "scored on 540 digits test images" in texts(at)
-    assert len(at.get("vega_lite_chart")) == 2, "per-class bars and the confusion matrix"
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 2 and any(c.key == "met_cm_paper" for c in charts), "per-class bars and the confusion matrix"
     at.radio(key="met_protocol").set_value("standard").run()
     assert not at.exception
 
@@ -262,21 +264,23 @@ def test_one_training_per_session_and_a_server_wide_cap(app_env, monkeypatch):
 
 
 def test_sessions_do_not_leak_state_while_one_trains(app_env):
-    trainer = new_session()
-    trainer.sidebar.selectbox(key="sb_augmentation").set_value("simclr").run()
-    trainer.sidebar.selectbox(key="sb_loss").set_value("pairwise").run()
+    trainer = goto(new_session(), "train")
+    trainer.selectbox(key="tr_aug_default").set_value("simclr").run()
+    trainer.selectbox(key="tr_loss_default").set_value("pairwise").run()
     start_training(trainer, epochs=200)
     others = [new_session() for _ in range(3)]
     for i, s in enumerate(others):
-        assert s.sidebar.selectbox(key="sb_augmentation").value == "fer"
-        assert s.sidebar.selectbox(key="sb_loss").value == "triplet"
+        goto(s, "train")
+        assert s.selectbox(key="tr_aug_default").value is None, "the recipe's own, not another session's choice"
+        assert s.selectbox(key="tr_loss_default").value is None
         assert not any("in the background" in x.value for x in s.sidebar.info)
-        s.sidebar.selectbox(key="sb_loss").set_value(["pairwise", "ntxent", "supcon"][i]).run()
+        s.selectbox(key="tr_loss_default").set_value(["triplet", "ntxent", "supcon"][i]).run()
+        assert s.selectbox(key="tr_loss_default").value == ["triplet", "ntxent", "supcon"][i]
         for page in ("embedding", "retrieval", "train"):
             goto(s, page)
         assert not s.get("progress"), "no other session's progress bar"
-    assert [s.sidebar.selectbox(key="sb_loss").value for s in others] == ["pairwise", "ntxent", "supcon"]
-    assert trainer.sidebar.selectbox(key="sb_loss").value == "pairwise"
+    trainer.run()
+    assert trainer.selectbox(key="tr_loss_default").value == "pairwise", "no other session's choice reached it"
     ids = {s.session_state["session_id"] for s in others + [trainer]}
     assert len(ids) == 4
     button(goto(trainer, "train"), "Cancel training").click().run()
@@ -305,10 +309,12 @@ def test_hostile_uploads_give_a_message_and_odd_images_give_neighbours():
 
 def test_an_oversized_upload_is_refused_before_decoding():
     at = goto(new_session(), "retrieval")
-    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (11 * 1024 * 1024)
+    from cl.images import MAX_BYTES
+
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_BYTES + 1024 * 1024)
     at.file_uploader(key="ret_upload").set_value(("huge.png", big, "image/png")).run()
     assert not at.exception
-    assert "over the 10 MB limit" in at.error[0].value
+    assert f"over the {MAX_BYTES // 2**20} MB limit" in at.error[0].value
 
 
 # ---------------------------------------------------------------------------------------- offline
@@ -325,17 +331,17 @@ def test_missing_data_gives_guidance_and_falls_back_to_digits(monkeypatch, tmp_p
     at = new_session()
     at.sidebar.selectbox(key="sb_dataset").set_value(name).run()
     assert not at.exception
-    side = "\n".join([e.value for e in at.sidebar.error] + [w.value for w in at.sidebar.warning])
-    assert name in side and ("not available" in side or "only a test gallery" in side)
-    assert "CL_DATA_DIR" in side, "the message says what to do"
+    side = "\n".join([e.value for e in at.sidebar.error] + [c.value for c in at.sidebar.caption])
+    # briefly, what the visitor can do; the folder details are the command line's
+    assert name in side and ("not on this server" in side or "test images is here" in side)
     goto(at, "train")
-    assert "not on this machine" in texts(at)
+    assert "not on this server" in texts(at) and "python -m cl datasets" in texts(at)
     # offline, the download fails with a message saying what to do (no traceback, no hang)
     button(at, f"Download {name} (needs internet)").click().run()
     poll_until(at, lambda a: any(f"Could not download {name}" in e.value for e in a.main.error), timeout=120)
     assert "copy the files" in "\n".join(e.value for e in at.main.error)
-    if not at.sidebar.warning:  # nothing at all: the app falls back to digits everywhere
-        assert "Showing digits instead" in "\n".join(c.value for c in at.sidebar.caption)
+    if at.sidebar.error:  # nothing at all: the app falls back to digits everywhere
+        assert "showing digits instead" in "\n".join(e.value for e in at.sidebar.error)
         goto(at, "embedding")
         assert "digits test" in texts(at)
 
