@@ -15,7 +15,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     CL_CACHE_DIR=/tmp/contrastive-explorer/cache \
     NUMBA_CACHE_DIR=/tmp/contrastive-explorer/numba \
     MPLCONFIGDIR=/tmp/contrastive-explorer/mpl \
-    HOME=/tmp/contrastive-explorer/home
+    HOME=/tmp/contrastive-explorer/home \
+    STREAMLIT_SERVER_MAX_UPLOAD_SIZE=50
 
 # nginx from Debian: the reverse proxy in front of the replicas (runs unprivileged, see deploy/)
 RUN apt-get update && apt-get install -y --no-install-recommends nginx \
@@ -29,7 +30,11 @@ COPY . .
 # The frontend's files compressed once, at build time (nginx sends the .gz copies).
 RUN mkdir -p /tmp/contrastive-explorer/cache \
     && python -c "from deploy.local import compressed_static; print(compressed_static())" \
-    && chmod -R a+rwX /tmp/contrastive-explorer
+    && chmod -R a+rwX /tmp/contrastive-explorer \
+    && mkdir -p static/thumbs && chmod -R a+rwX static/thumbs
+# (static/thumbs: the scatter thumbnails served by URL, written by the app at run time)
+# STREAMLIT_SERVER_MAX_UPLOAD_SIZE: demo mode's largest uploader (an image set, 50 MB); each
+# uploader states its own smaller limit (ui.common.upload_limit_mb).
 # Spaces run the container as user 1000; everything the app writes goes under /tmp.
 USER 1000
 
