@@ -1,7 +1,7 @@
 """The study's training pipeline, re-implemented for comparison (``python -m benchmarks``).
 
 This is *not* how this project trains (see :mod:`cl.training`); it is a faithful
-re-implementation of the study's Colab pipeline (``../shared/PAPER.md``), kept only as the
+re-implementation of the study's Colab pipeline (summarised in ``docs/study.md``), kept only as the
 baseline that the benchmark measures our trainer against, on the same data, encoder and epochs:
 
 - images come as PIL images one at a time (as ``torchvision.datasets.MNIST`` yields them);

@@ -1,6 +1,6 @@
 """Rebuild every shipped checkpoint, test gallery and docs figure from scratch.
 
-    python scripts/build_checkpoints.py --data-dir ../shared/data            # everything
+    python scripts/build_checkpoints.py --data-dir DATA            # everything (DATA: a torchvision data folder)
     python scripts/build_checkpoints.py --only mnist-best cifar10-best       # a few
     python scripts/build_checkpoints.py --list                               # the commands
     python scripts/build_checkpoints.py --tables                             # docs/results.md tables from the cards
@@ -156,7 +156,7 @@ def write_index() -> None:
     from cl.checkpoints import read_card
 
     lines = ["# Shipped checkpoints", "",
-             "Made by `python scripts/build_checkpoints.py --data-dir ../shared/data` (seed 0). Each file is a",
+             "Made by `python scripts/build_checkpoints.py --data-dir DATA` (seed 0). Each file is a",
              "safetensors checkpoint whose metadata card (`python -m cl card FILE`) holds the exact command,",
              "the resolved config, data provenance and the metrics below. The MNIST and CIFAR-10 training",
              "sets available offline are partial (17,387 of 60,000 and 5,085 of 50,000 images); the",

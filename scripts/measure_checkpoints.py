@@ -1,7 +1,7 @@
 """Measure every shipped checkpoint (alignment, uniformity, RankMe, spectrum, cosine histograms)
 and store the result in its card; write the table to docs/measures.md.
 
-    python scripts/measure_checkpoints.py --data-dir ../shared/data        # all, whole test splits
+    python scripts/measure_checkpoints.py --data-dir DATA        # all, whole test splits
     python scripts/measure_checkpoints.py --only mnist-best --limit 2000   # some, on a sample
     python scripts/measure_checkpoints.py --table                          # docs/measures.md from the cards
 
@@ -73,7 +73,7 @@ def table(ckpt_dir: Path = CKPT) -> str:
 
 INTRO = """# How the shipped models shape their embedding space
 
-Computed by `python scripts/measure_checkpoints.py --data-dir ../shared/data` with `cl.measures`
+Computed by `python scripts/measure_checkpoints.py --data-dir DATA` with `cl.measures`
 (formulas in its docstring) and stored in each checkpoint's card (`measures`); the app's Metrics and
 Compare pages read them from there. Every figure comes from the model's whole test split as shipped
 here (MNIST and Fashion-MNIST 10,000 images, the CIFAR-10 subset 1,017, digits 540), with two views
