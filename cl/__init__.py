@@ -38,6 +38,9 @@ _API = {
     # evaluation, retrieval, projection
     "embed": "evaluation", "evaluate_model": "evaluation", "evaluate_embeddings": "evaluation",
     "knn_accuracy": "evaluation", "NeighborIndex": "retrieval", "project": "projection",
+    # how the space is shaped, and where an image's augmented views land
+    "measure": "measures", "measure_embeddings": "measures", "alignment": "measures", "uniformity": "measures",
+    "rankme": "measures", "place_views": "placement", "place_in_checkpoint": "placement",
     # checkpoints and export
     "save_checkpoint": "checkpoints", "load_checkpoint": "checkpoints", "read_card": "checkpoints",
     "export_embeddings": "export",
