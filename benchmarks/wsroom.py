@@ -322,6 +322,46 @@ def run_async(make_coro):
     return box["value"]
 
 
+class HeldSession:
+    """One visitor who opened ``link`` and keeps the tab open (a context manager; its own event
+    loop in a thread). Streamlit drops its compiled scripts whenever no session is left, so a
+    per-view measurement with one visitor at a time would count compiling app.py and the page
+    in every view; in a room other tabs are always open."""
+
+    def __init__(self, url: str, link: str = "?dataset=digits", timeout: float = 120.0):
+        self.url, self.link, self.timeout = url, link, timeout
+        self._loop = asyncio.new_event_loop()
+        self._event: asyncio.Event | None = None
+        self._opened = threading.Event()
+        self.view: View | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="held-session")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main():
+            self._event = asyncio.Event()
+
+            async def opened(ws, view, page_hash):
+                self._opened.set()
+
+            self.view = await visit(self.url, self.link, self.timeout, hold=self._event, then=opened)
+            self._opened.set()  # also when the visit failed: the caller does not wait forever
+
+        self._loop.run_until_complete(main())
+
+    def __enter__(self) -> "HeldSession":
+        _require_loopback(self.url)
+        self._thread.start()
+        self._opened.wait(self.timeout)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+        self._thread.join(10)
+
+
 # ------------------------------------------------------------------------------------ byte meter
 class TcpMeter:
     """A loopback TCP relay ``127.0.0.1:port -> target`` that counts bytes each way (what the
