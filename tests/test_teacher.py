@@ -268,3 +268,29 @@ def test_training_measures_alignment_and_uniformity_within_its_time_share(env, m
     at.session_state["job_id"] = job.id
     at.run()
     assert any("Alignment and uniformity per epoch" in c.proto.spec for c in at.get("vega_lite_chart"))
+
+
+def test_the_model_list_reads_each_card_once_and_follows_changes(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from cl.checkpoints import read_card, rewrite_card
+    from ui import models
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    shutil.copy(CKPT / "digits-best.safetensors", folder / "a.safetensors")
+    calls = []
+    monkeypatch.setattr(models, "read_card", lambda p: calls.append(p) or read_card(p))
+    first, _ = models._entries_in(folder, "shipped")
+    again, _ = models._entries_in(folder, "shipped")
+    assert len(first) == len(again) == 1 and len(calls) == 1, "one read for two listings"
+    card = read_card(folder / "a.safetensors")
+    rewrite_card(folder / "a.safetensors", {**card, "name": "renamed"})
+    st = os.stat(folder / "a.safetensors")
+    os.utime(folder / "a.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    changed, _ = models._entries_in(folder, "shipped")
+    assert changed[0].name == "renamed" and len(calls) == 2
+    (folder / "b.safetensors").write_bytes(b"not a checkpoint")
+    entries, problems = models._entries_in(folder, "shipped")
+    assert len(entries) == 1 and len(problems) == 1
