@@ -388,3 +388,33 @@ def run_links(cold_repeats: int = 3, timeout: float = 120, python: str = sys.exe
     result["pages_over_5s"] = sorted(k for k, r in result["pages"].items() if r.get("settle_s", 1e9) > 5)
     result["errors"] = sum(len(r["errors"]) for r in result["pages"].values())
     return result
+
+
+def server_cpu(proc) -> float:
+    """User + system CPU seconds of a process and its children (psutil)."""
+    import psutil
+
+    total = 0.0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def wait_idle(proc, share: float = 0.05, window: float = 1.0, timeout: float = 120.0) -> float:
+    """Wait until the process tree used under ``share`` of one core over ``window`` seconds (its
+    background work is done); returns the seconds waited (``timeout`` at most)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        c0 = server_cpu(proc)
+        time.sleep(window)
+        if server_cpu(proc) - c0 < share * window:
+            break
+    return time.perf_counter() - t0

@@ -30,6 +30,7 @@ import sys
 import time
 
 from .common import _Context, _Skip, _child_env
+from .loadtest import server_cpu, wait_idle  # noqa: F401  (wsroom and the tests name them here too)
 
 WARM = 2
 # (name, deep link, has a chart to wait for)
@@ -57,36 +58,6 @@ CHART_DRAWN_JS = """() => {
   }
   return false;
 }"""
-
-
-def server_cpu(proc) -> float:
-    """User + system CPU seconds of a process and its children (psutil)."""
-    import psutil
-
-    total = 0.0
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def wait_idle(proc, share: float = 0.05, window: float = 1.0, timeout: float = 120.0) -> float:
-    """Wait until the process tree used under ``share`` of one core over ``window`` seconds (its
-    background work is done); returns the seconds waited (``timeout`` at most)."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        c0 = server_cpu(proc)
-        time.sleep(window)
-        if server_cpu(proc) - c0 < share * window:
-            break
-    return time.perf_counter() - t0
 
 
 def _stats(values: list[float], digits: int = 3) -> dict:

@@ -447,7 +447,7 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
     import psutil
 
     from .loadtest import RssSampler, app_server
-    from .views import server_cpu, wait_idle
+    from .loadtest import server_cpu, wait_idle
 
     env = {"CL_DEMO": "1", **(env_extra or {})}
     links = list(links or DEFAULT_LINKS)
