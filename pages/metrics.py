@@ -141,6 +141,30 @@ if cell:
     if len(hits):
         shown = hits[:40]
         common.image_gallery(test.images[torch.from_numpy(shown)], [f"#{i}" for i in shown], ncol=10, scale=2)
+        # Linked to the map: the same images highlighted on the model's t-SNE of its test images.
+        layout = cache.shipped_layouts(m.path, ctx.dataset, len(test)) if m.dataset == ctx.dataset else None
+        if layout is not None and "tsne" in layout:
+            rows = np.asarray(layout["rows"])
+            on_map = np.isin(rows, hits)
+            if on_map.any():
+                import altair as alt
+
+                xy = np.asarray(layout["tsne"])
+                frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": rows,
+                                      "class": [test.classes[k] for k in test.labels.numpy()[rows]],
+                                      "picked": np.where(on_map, f"{cell[0]} {what}", "other test images")})
+                axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
+                chart = alt.Chart(frame, title=f"Where they lie on the model's t-SNE ({len(rows):,} test images)").mark_circle(
+                ).encode(x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
+                         color=alt.Color("picked:N", scale=alt.Scale(domain=[f"{cell[0]} {what}", "other test images"],
+                                                                     range=["#e03131", "#d0d5dd"]),
+                                         legend=alt.Legend(orient="bottom", title=None)),
+                         size=alt.condition(alt.datum.picked == "other test images", alt.value(12), alt.value(60)),
+                         order=alt.Order("picked:N", sort="descending"),
+                         tooltip=["index", "class"]).properties(height=320)
+                st.altair_chart(chart, width="stretch")
+                st.caption(f"{int(on_map.sum()):,} of the {len(hits):,} images are among the map's points; the map is "
+                           "the one the Embedding page opens on.")
 
 
 # ------------------------------------------------------------------ how the space is shaped

@@ -294,3 +294,24 @@ def test_the_model_list_reads_each_card_once_and_follows_changes(tmp_path, monke
     (folder / "b.safetensors").write_bytes(b"not a checkpoint")
     entries, problems = models._entries_in(folder, "shipped")
     assert len(entries) == 1 and len(problems) == 1
+
+
+def test_a_confusion_cell_highlights_its_images_on_the_map():
+    at = visit("metrics", dataset="digits", model="digits-best")
+    spec = next((c.proto.spec for c in at.get("vega_lite_chart") if "Where they lie on the model" in c.proto.spec), None)
+    assert spec is not None, "the most confused pair's images on the model's t-SNE"
+    import json
+
+    data = json.loads(spec)
+    values = next(iter(data["datasets"].values())) if data.get("datasets") else None
+    if values is None:  # Streamlit sends the data beside the spec, as Arrow
+        chart = next(c for c in at.get("vega_lite_chart") if "Where they lie on the model" in c.proto.spec)
+        import pyarrow as pa
+
+        raw = chart.proto.datasets[0].data.data if chart.proto.datasets else chart.proto.data.data
+        values = pa.ipc.open_stream(raw).read_all().to_pandas().to_dict("records")
+    picked = [v for v in values if v["picked"] != "other test images"]
+    assert picked and len(picked) < len(values)
+    # the highlighted points are exactly the images the gallery lists (true class = the pair's first)
+    true_class = picked[0]["picked"].split(" ")[0]
+    assert all(v["class"] == true_class for v in picked)
