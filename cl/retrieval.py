@@ -98,3 +98,23 @@ def embed_one(model: torch.nn.Module, image_uint8: torch.Tensor) -> np.ndarray:
         x = to_float(image_uint8[None]).contiguous(memory_format=torch.channels_last)
         fn = getattr(model, "embed", model)
         return fn(x)[0].float().numpy()
+
+
+def neighbour_agreement(emb_a: np.ndarray, emb_b: np.ndarray, k: int = 10) -> np.ndarray:
+    r"""Per image, the share of its ``k`` nearest other images (cosine) that two models agree on:
+
+    .. math:: \mathrm{agree}_i = |N^a_k(i) \cap N^b_k(i)| \,/\, k
+
+    for embeddings of the *same* images in the same order (1 = the same neighbourhood, 0 = none
+    in common). Exact neighbours (:func:`cl.projection.exact_knn`)."""
+    from .errors import ConfigError
+    from .projection import exact_knn
+
+    if len(emb_a) != len(emb_b):
+        raise ConfigError(f"neighbour agreement needs the same images: {len(emb_a)} and {len(emb_b)} embeddings")
+    na, _ = exact_knn(emb_a, k, metric="cosine")
+    nb, _ = exact_knn(emb_b, k, metric="cosine")
+    k = na.shape[1]
+    # sort both rows, then count common members with a broadcast comparison (k is small)
+    common = (np.sort(na, axis=1)[:, :, None] == np.sort(nb, axis=1)[:, None, :]).any(axis=2).sum(axis=1)
+    return common.astype(np.float32) / max(k, 1)

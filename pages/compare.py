@@ -1,6 +1,7 @@
 """Compare: every model in the alignment-uniformity plane; the study's 12 scenarios beside the checkpoints
 named after them; two models side by side (their maps and their measures)."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -124,6 +125,7 @@ limit = c4.number_input("Points", 100, 20000, 2000, step=500, key="cmp_n",
                         help="Test images per model (a seeded random subset when the split is larger).")
 
 cols = st.columns(2)
+maps: dict[int, tuple] = {}  # side -> (test indices, 2-D positions) drawn
 for side, (col, path) in enumerate(zip(cols, (a, b))):
     e = by_path[path]
     with col:
@@ -148,6 +150,7 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
                 continue
             labels, classes, where = test.labels.numpy(), list(test.classes), test.describe()
         df = charts.scatter_frame(xy, idx, labels, classes, None, thumbs)
+        maps[side] = (np.asarray(idx), np.asarray(xy), labels, classes)
         st.altair_chart(charts.scatter(df, "class", classes, METHOD_NAMES[method], height=420, selectable=False),
                         width="stretch", key=f"cmp_chart_{side}")
         st.caption(f"{len(idx):,} points from {where}; model {e.train_note()}.")
@@ -164,3 +167,35 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
                         key=f"cmp_hist_{side}")
         st.caption(f"Two views of one image should be near 1, images of one class closer than images of different "
                    f"classes. Computed on {shape.data_line(ms)}.")
+
+# ------------------------------------------------------------------ where the two models agree
+ea, eb = by_path[a], by_path[b]
+if a != b and ea.dataset == eb.dataset and 0 in maps:
+    st.subheader("Where the two models agree")
+    try:
+        with st.spinner("Nearest neighbours of every test image under both models ..."):
+            agree = cache.neighbour_agreement(ea.path, ea.cid, eb.path, eb.cid, ea.dataset, 10)
+            test = cache.load_data(ea.dataset, "test")
+    except UserError as err:
+        st.error(str(err), icon=":material/error:")
+        st.stop()
+    import altair as alt
+    import torch
+
+    idx, xy, _labels, _classes = maps[0]
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": idx, "agreement": agree[idx],
+                          "class": [test.classes[k] for k in test.labels.numpy()[idx]]})
+    axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
+    chart = alt.Chart(frame, title=f"{ea.name}'s map, coloured by how many of each image's 10 neighbours "
+                                   f"{eb.name} shares").mark_circle(size=18).encode(
+        x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
+        color=alt.Color("agreement:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="shared"),
+        tooltip=["index", "class", alt.Tooltip("agreement:Q", format=".1f")]).properties(height=420)
+    st.altair_chart(chart, width="stretch", key="cmp_agreement")
+    moved = np.argsort(agree, kind="stable")[:10]
+    st.markdown(f"**The 10 images whose neighbourhoods changed most** (share of 10 neighbours kept; over all "
+                f"{len(agree):,} {test.describe()}: mean {agree.mean():.2f})")
+    common.image_gallery(test.images[torch.from_numpy(moved)],
+                         [f"#{i} {test.classes[test.labels[i]]} · {agree[i]:.1f}" for i in moved], ncol=10, scale=2)
+    st.caption("Neighbours: the 10 most similar other test images by cosine similarity, under each model; 1 = the "
+               "same 10, 0 = none in common.")

@@ -315,3 +315,32 @@ def test_a_confusion_cell_highlights_its_images_on_the_map():
     # the highlighted points are exactly the images the gallery lists (true class = the pair's first)
     true_class = picked[0]["picked"].split(" ")[0]
     assert all(v["class"] == true_class for v in picked)
+
+
+def test_neighbour_agreement_against_a_loop():
+    import numpy as np
+
+    from cl.retrieval import neighbour_agreement
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(60, 8)).astype(np.float32)
+    b = a + rng.normal(scale=0.5, size=a.shape).astype(np.float32)
+    got = neighbour_agreement(a, b, k=5)
+
+    def knn(z, i, k):
+        u = z / np.linalg.norm(z, axis=1, keepdims=True)
+        sim = u @ u[i]
+        sim[i] = -np.inf
+        return set(np.argsort(-sim, kind="stable")[:k])
+
+    expected = [len(knn(a, i, 5) & knn(b, i, 5)) / 5 for i in range(len(a))]
+    assert np.allclose(got, expected)
+    assert np.allclose(neighbour_agreement(a, a, k=5), 1.0)
+    assert 0 < got.mean() < 1
+
+
+def test_compare_colours_the_map_by_neighbourhood_agreement():
+    at = visit("compare", dataset="mnist", model="mnist-best")  # beside another MNIST model by default
+    assert "Where the two models agree" in [s.value for s in at.subheader]
+    assert any("neighbours" in c.proto.spec and "agreement" in c.proto.spec for c in at.get("vega_lite_chart"))
+    assert "changed most" in shown(at)

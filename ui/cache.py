@@ -316,3 +316,11 @@ def snapshot_projection(key: str, _snapshots: dict) -> list[np.ndarray]:
                 xy[:, k] = -xy[:, k]
         out.append(xy.astype(np.float32))
     return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def neighbour_agreement(path_a: str, cid_a: str, path_b: str, cid_b: str, dataset: str, k: int = 10) -> np.ndarray:
+    """Per test image, the share of its k nearest neighbours that two models agree on (cached for all)."""
+    from cl.retrieval import neighbour_agreement as agreement
+
+    return agreement(embeddings(path_a, cid_a, dataset, "test"), embeddings(path_b, cid_b, dataset, "test"), k)
