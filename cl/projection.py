@@ -252,6 +252,34 @@ def _tsne(x, seed, perplexity, n_iter, say):
     return np.asarray(emb, dtype=np.float32)
 
 
+def tsne_sequence(frames: list[np.ndarray], seed: int = 0, perplexity: float = 30.0, n_iter: int = 750,
+                  n_iter_step: int = 150) -> list[np.ndarray]:
+    """t-SNE layouts of a sequence of embeddings of the same points (a training's epochs) that morph
+    into each other: the last frame gets a full t-SNE; each earlier frame starts from its successor's
+    layout (openTSNE accepts an initialisation) and runs ``n_iter_step`` iterations without early
+    exaggeration, so a point moves only as far as its neighbourhood changed."""
+    from openTSNE import TSNEEmbedding, affinity
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    if not frames:
+        return []
+    out: list[np.ndarray] = [np.empty(0)] * len(frames)
+    out[-1] = project(np.asarray(frames[-1], dtype=np.float32), "tsne", seed=seed, perplexity=perplexity,
+                      n_iter=n_iter)
+    n_jobs = tsne_threads()
+    for i in range(len(frames) - 2, -1, -1):
+        x = np.asarray(frames[i], dtype=np.float32)
+        n = len(x)
+        p = float(min(perplexity, max(2.0, (n - 1) / 3)))
+        idx, dist = exact_knn(x, min(n - 1, int(3 * p)))
+        aff = affinity.PerplexityBasedNN(perplexity=p, knn_index=PrecomputedNeighbors(idx, dist), random_state=seed,
+                                         n_jobs=n_jobs, verbose=False)
+        emb = TSNEEmbedding(np.asarray(out[i + 1], dtype=np.float64), aff, negative_gradient_method="fft",
+                            random_state=seed, n_jobs=n_jobs, verbose=False)
+        out[i] = np.asarray(emb.optimize(n_iter=n_iter_step, momentum=0.8), dtype=np.float32)
+    return out
+
+
 # ----------------------------------------------------------------------------------- UMAP
 _WARM = threading.Event()
 _WARM_LOCK = threading.Lock()

@@ -212,14 +212,24 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
     test_split()
     labels = test.labels.numpy()
     with st.expander(f"Replay: the embedding after each training epoch ({len(snap['epochs'])} epochs)", expanded=False):
-        frames = cache.snapshot_projection(f"{m.cid}-{len(snap['epochs'])}", snap)
+        replay_method = st.radio("Layout", ["PCA", "t-SNE"], horizontal=True, key="emb_replay_method",
+                                 help="PCA: each epoch's own projection, instant. t-SNE: each epoch's map starts from "
+                                      "the next epoch's, so the animation morphs (computed once, a few seconds per "
+                                      "epoch).")
+        key = f"{m.cid}-{len(snap['epochs'])}"
+        if replay_method == "t-SNE":
+            with st.spinner(f"t-SNE of {len(snap['epochs'])} epochs, each started from the next ..."):
+                frames = cache.snapshot_tsne(key, snap)
+        else:
+            frames = cache.snapshot_projection(key, snap)
         sidx = np.asarray(snap["indices"])
         epochs = list(snap["epochs"])
 
         def draw(k: int) -> None:
             sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
-            st.altair_chart(charts.scatter(sdf, "class", test.classes, "PCA", height=420, selectable=False,
-                                           title=f"Epoch {epochs[k]}: PCA of {len(sidx):,} {ctx.dataset} test images"),
+            st.altair_chart(charts.scatter(sdf, "class", test.classes, replay_method, height=420, selectable=False,
+                                           title=f"Epoch {epochs[k]}: {replay_method} of {len(sidx):,} {ctx.dataset} "
+                                                 "test images"),
                             width="stretch")
 
         def play() -> None:
@@ -234,4 +244,5 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
         else:
             epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="emb_epoch")
             draw(epochs.index(epoch))
-        st.caption("Each epoch's PCA, axes flipped to agree with the last epoch, so you can watch classes separate.")
+        st.caption("PCA: each epoch's own, axes flipped to agree with the last epoch. t-SNE: the last epoch's map, and "
+                   "each earlier one started from its successor, so points move only as their neighbours change.")

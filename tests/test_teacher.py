@@ -344,3 +344,22 @@ def test_compare_colours_the_map_by_neighbourhood_agreement():
     assert "Where the two models agree" in [s.value for s in at.subheader]
     assert any("neighbours" in c.proto.spec and "agreement" in c.proto.spec for c in at.get("vega_lite_chart"))
     assert "changed most" in shown(at)
+
+
+def test_tsne_replay_frames_morph_instead_of_jumping():
+    import numpy as np
+
+    from cl.projection import project, tsne_sequence
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=6, size=(5, 16))
+    base = (centres[rng.integers(0, 5, 300)] + rng.normal(size=(300, 16))).astype(np.float32)
+    frames = [base + rng.normal(scale=0.3, size=base.shape).astype(np.float32) for _ in range(3)]
+    seq = tsne_sequence(frames, n_iter=300, n_iter_step=80)
+    assert [f.shape for f in seq] == [(300, 2)] * 3
+    step = np.abs(seq[0] - seq[1]).mean()  # a morph: the frame started from its successor
+    independent = project(frames[0], "tsne", seed=1, n_iter=300)  # a frame computed on its own
+    jump = np.abs(independent - seq[1]).mean()
+    assert step < 0.5 * jump, (step, jump)
+    again = tsne_sequence(frames, n_iter=300, n_iter_step=80)
+    assert all(np.allclose(a, b) for a, b in zip(seq, again)), "deterministic"

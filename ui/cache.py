@@ -324,3 +324,11 @@ def neighbour_agreement(path_a: str, cid_a: str, path_b: str, cid_b: str, datase
     from cl.retrieval import neighbour_agreement as agreement
 
     return agreement(embeddings(path_a, cid_a, dataset, "test"), embeddings(path_b, cid_b, dataset, "test"), k)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def snapshot_tsne(key: str, _snapshots: dict) -> list[np.ndarray]:
+    """t-SNE frames of the per-epoch snapshots, each started from the next epoch's (cl.projection.tsne_sequence)."""
+    from cl.projection import tsne_sequence
+
+    return tsne_sequence([np.asarray(f, dtype=np.float32) for f in _snapshots["embeddings"]])
