@@ -7,6 +7,7 @@ from cl.training import TrainConfig, resolve_config
 from cl.catalog import AUGMENTATIONS, LOSSES
 from ui import cache, charts, demo, jobs, models, state
 from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
+from ui.measures import alignment_path
 from ui.words import explain
 
 ENCODER_WORDS = {"paper": "study's encoder", "convnet": "small ConvNet encoder"}
@@ -131,21 +132,6 @@ st.caption(f"Trainings running on this server: {len(jobs.running())} of at most 
 
 
 # ------------------------------------------------------------------ live monitor
-def alignment_path(rows: list[dict], data: str):
-    """The model's path through Wang and Isola's alignment-uniformity plane, one point per measured epoch."""
-    import altair as alt
-    import pandas as pd
-
-    df = pd.DataFrame([{"epoch": r["epoch"], "alignment": r["alignment"], "uniformity": r["uniformity"],
-                        "effective rank": r.get("rankme")} for r in rows])
-    base = alt.Chart(df, title=f"Alignment and uniformity per epoch ({data})")
-    line = base.mark_line(color="#8a94a6").encode(x=alt.X("uniformity:Q", scale=alt.Scale(zero=False)),
-                                                  y=alt.Y("alignment:Q", scale=alt.Scale(zero=False)), order="epoch:Q")
-    points = base.mark_circle(size=70).encode(x="uniformity:Q", y="alignment:Q",
-                                              color=alt.Color("epoch:Q", scale=alt.Scale(scheme="viridis")),
-                                              tooltip=["epoch", "alignment", "uniformity", "effective rank"])
-    return (line + points).properties(height=260)
-
 
 def _cancel(job_id: str) -> None:
     jobs.cancel(job_id)

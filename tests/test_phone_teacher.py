@@ -107,6 +107,10 @@ def test_nothing_is_fetched_from_outside_the_server(phone):
 def test_a_tap_on_the_map_shows_that_image_and_its_class_on_the_first_screen(phone):
     page, url, _run, _ = phone
     open_page(page, url, "embedding?dataset=digits&model=digits-best&method=tsne")
+    collapse = page.locator("[data-testid=stSidebarCollapseButton] button")
+    if collapse.count() and collapse.first.is_visible():
+        collapse.first.click()  # the browser remembers an earlier test's open sidebar, which covers the map
+        page.wait_for_timeout(800)
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     chart.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # Vega draws after the script has finished

@@ -158,3 +158,19 @@ def histograms(m: dict, title: str, height: int = 300) -> alt.Chart:
                  alt.Tooltip("hi:Q", title="to", format=".2f"), alt.Tooltip("share:Q", format=".2%"),
                  alt.Tooltip("pairs:Q", format=",")],
     ).properties(height=height)
+
+
+def alignment_path(rows: list[dict], data: str):
+    """The model's path through Wang and Isola's alignment-uniformity plane, one point per measured epoch."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame([{"epoch": r["epoch"], "alignment": r["alignment"], "uniformity": r["uniformity"],
+                        "effective rank": r.get("rankme")} for r in rows])
+    base = alt.Chart(df, title=f"Alignment and uniformity per epoch ({data})")
+    line = base.mark_line(color="#8a94a6").encode(x=alt.X("uniformity:Q", scale=alt.Scale(zero=False)),
+                                                  y=alt.Y("alignment:Q", scale=alt.Scale(zero=False)), order="epoch:Q")
+    points = base.mark_circle(size=70).encode(x="uniformity:Q", y="alignment:Q",
+                                              color=alt.Color("epoch:Q", scale=alt.Scale(scheme="viridis")),
+                                              tooltip=["epoch", "alignment", "uniformity", "effective rank"])
+    return (line + points).properties(height=260)
