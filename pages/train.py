@@ -107,7 +107,9 @@ with st.form("train_form", border=True):
     knn = c6.checkbox("Measure every epoch", True, key="tr_knn",
                       help="kNN-30 accuracy on the test split (paper protocol split), and alignment, uniformity and "
                            "effective rank on a fixed sample of 256 test images when they fit in 3 % of the time.")
-    snaps = c7.checkbox("Record the embedding every epoch (for the replay)", True, key="tr_snaps")
+    snaps = c7.checkbox("Keep each epoch for the replay", True, key="tr_snaps",
+                        help="Records the embedding of up to 1,000 test images after every epoch, so the Embedding "
+                             "page can replay the training.")
     submitted = st.form_submit_button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:")
 
 if submitted and not busy:
