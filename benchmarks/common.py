@@ -68,11 +68,13 @@ def _child_env(ctx: _Context) -> dict:
     return env
 
 
-def _run_command(ctx: _Context, args: list[str], timeout: float = 3600) -> tuple[float, dict]:
-    """Run ``python <args>`` as a whole command; returns (wall seconds, its last-line JSON)."""
+def _run_command(ctx: _Context, args: list[str], timeout: float = 3600,
+                 env_extra: dict | None = None) -> tuple[float, dict]:
+    """Run ``python <args>`` as a whole command (``env_extra`` added to its environment); returns
+    (wall seconds, its last-line JSON)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=_child_env(ctx), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env={**_child_env(ctx), **(env_extra or {})},
+                          capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]

@@ -12,15 +12,12 @@ part is that the two-process run trains the same amount of data to the same accu
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from .common import ROOT, _child_env, _Context, _ratio
+from .common import _Context, _ratio, _run_command
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
@@ -58,12 +55,4 @@ def _part_distributed(ctx: _Context) -> dict:
 
 def _run(ctx: _Context, args: list[str]) -> tuple[float, dict]:
     """``python <args>`` with one OpenMP thread per process; (wall seconds, its last JSON line)."""
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env={**_child_env(ctx), "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=3600)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"`python {' '.join(args)}` exited {proc.returncode}: {' | '.join(tail)}")
-    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
-    return seconds, (json.loads(lines[-1]) if lines else {})
+    return _run_command(ctx, args, env_extra={"OMP_NUM_THREADS": "1"})

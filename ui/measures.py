@@ -162,9 +162,6 @@ def histograms(m: dict, title: str, height: int = 300) -> alt.Chart:
 
 def alignment_path(rows: list[dict], data: str):
     """The model's path through Wang and Isola's alignment-uniformity plane, one point per measured epoch."""
-    import altair as alt
-    import pandas as pd
-
     df = pd.DataFrame([{"epoch": r["epoch"], "alignment": r["alignment"], "uniformity": r["uniformity"],
                         "effective rank": r.get("rankme")} for r in rows])
     base = alt.Chart(df, title=f"Alignment and uniformity per epoch ({data})")
