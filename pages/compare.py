@@ -8,7 +8,7 @@ import streamlit as st
 from cl.data import dataset_spec
 from cl.study import scenario_table
 from cl.errors import UserError
-from ui import cache, charts, common, models, state
+from ui import cache, charts, common, models, state, vega
 from ui import measures as shape
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
@@ -44,7 +44,7 @@ st.subheader("How each model shapes its space")
 chosen = tuple(p for p in (st.session_state.get("cmp_a"), st.session_state.get("cmp_b")) if p)
 plane_df, unmeasured = shape.plane_frame(everything, highlight=chosen)
 if len(plane_df):
-    st.altair_chart(shape.plane(plane_df), width="stretch", key="cmp_plane")
+    st.vega_lite_chart(spec=vega.spec(shape.plane, plane_df), width="stretch", key="cmp_plane")
     collapsed = plane_df[plane_df["state"] == "collapsed"]["model"].tolist()
     st.caption("Each point is one model (hover for its figures). Across: uniformity, how evenly its test images "
                "spread (lower is better; 0 at the dashed line means every image lands on one point). Up: alignment, "
@@ -126,6 +126,7 @@ limit = c4.number_input("Points", 100, 20000, 2000, step=500, key="cmp_n",
 
 cols = st.columns(2)
 maps: dict[int, tuple] = {}  # side -> (test indices, 2-D positions) drawn
+identities: dict[int, tuple] = {}  # side -> what fixes its map (see below)
 for side, (col, path) in enumerate(zip(cols, (a, b))):
     e = by_path[path]
     with col:
@@ -149,10 +150,17 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
                 st.error(str(err), icon=":material/error:")
                 continue
             labels, classes, where = test.labels.numpy(), list(test.classes), test.describe()
-        df = charts.scatter_frame(xy, idx, labels, classes, None, thumbs)
         maps[side] = (np.asarray(idx), np.asarray(xy), labels, classes)
-        st.altair_chart(charts.scatter(df, "class", classes, METHOD_NAMES[method], height=420, selectable=False),
-                        width="stretch", key=f"cmp_chart_{side}")
+
+        def scatter(xy=xy, idx=idx, labels=labels, classes=classes, thumbs=thumbs):
+            return charts.scatter(charts.scatter_frame(xy, idx, labels, classes, None, thumbs), "class", classes,
+                                  METHOD_NAMES[method], height=420, selectable=False)
+
+        # The map is fixed by the model's content id, the method and the number of points (a shipped layout, or
+        # a seeded projection), and the thumbnails' folder: its chart is made once for every visitor.
+        first_thumb = next((thumbs[i] for i in idx[:1]), None) if thumbs is not None else None
+        identity = identities[side] = ("compare map", e.cid, e.dataset, method, n, where, first_thumb)
+        st.vega_lite_chart(spec=vega.spec(scatter, identity=identity), width="stretch", key=f"cmp_chart_{side}")
         st.caption(f"{len(idx):,} points from {where}; model {e.train_note()}.")
         try:
             with st.spinner(f"Alignment and uniformity of {e.name} ..."):
@@ -163,8 +171,8 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
         st.markdown(f"Alignment **{common.fmt(ms.get('alignment'))}** · uniformity **{common.fmt(ms.get('uniformity'))}**"
                     f" · RankMe **{ms.get('rankme', float('nan')):.1f}** of {ms.get('embedding_dim', '?')}"
                     + (" · **collapsed**" if shape.is_collapsed(ms) else ""))
-        st.altair_chart(shape.histograms(ms, f"{e.name}: cosine similarity of pairs", height=260), width="stretch",
-                        key=f"cmp_hist_{side}")
+        st.vega_lite_chart(spec=vega.spec(shape.histograms, ms, f"{e.name}: cosine similarity of pairs", height=260),
+                           width="stretch", key=f"cmp_hist_{side}")
         st.caption(f"Two views of one image should be near 1, images of one class closer than images of different "
                    f"classes. Computed on {shape.data_line(ms)}.")
 
@@ -179,19 +187,19 @@ if a != b and ea.dataset == eb.dataset and 0 in maps:
     except UserError as err:
         st.error(str(err), icon=":material/error:")
         st.stop()
-    import altair as alt
     import torch
 
     idx, xy, _labels, _classes = maps[0]
-    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": idx, "agreement": agree[idx],
-                          "class": [test.classes[k] for k in test.labels.numpy()[idx]]})
-    axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
-    chart = alt.Chart(frame, title=f"{ea.name}'s map, coloured by how many of each image's 10 neighbours "
-                                   f"{eb.name} shares").mark_circle(size=18).encode(
-        x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
-        color=alt.Color("agreement:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="shared"),
-        tooltip=["index", "class", alt.Tooltip("agreement:Q", format=".1f")]).properties(height=420)
-    st.altair_chart(chart, width="stretch", key="cmp_agreement")
+
+    def agreement_map(idx=idx, xy=xy):
+        frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": idx, "agreement": agree[idx],
+                              "class": [test.classes[k] for k in test.labels.numpy()[idx]]})
+        return charts.agreement_map(frame, f"{ea.name}'s map, coloured by how many of each image's 10 "
+                                           f"neighbours {eb.name} shares")
+
+    # fixed by the left map and the right model's content id
+    st.vega_lite_chart(spec=vega.spec(agreement_map, identity=("agreement", identities[0], ea.name, eb.cid, eb.name)),
+                       width="stretch", key="cmp_agreement")
     moved = np.argsort(agree, kind="stable")[:10]
     st.markdown(f"**The 10 images whose neighbourhoods changed most** (share of 10 neighbours kept; over all "
                 f"{len(agree):,} {test.describe()}: mean {agree.mean():.2f})")

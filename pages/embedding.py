@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cl.data import SPECS
-from ui import cache, charts, common, links, state
+from ui import cache, charts, common, links, state, vega
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
@@ -109,12 +109,12 @@ if as_images:  # every point's image in the chart itself (one message, not a req
     else:
         pictures = test.images.numpy()[np.asarray(idx)]
     df = charts.with_point_images(df, ui_images.point_images(pictures))
-chart = charts.scatter(df, color_by, classes, METHOD_NAMES[req["method"]], as_images=as_images)
+chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[req["method"]], as_images=as_images)
 # Above the chart: a tapped point's image and class. Touch has no hover, and on a phone a list below
 # the chart is a screen away from the finger that tapped.
 picked_box = st.container()
-event = st.altair_chart(chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
-                        width="stretch")
+event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
+                           width="stretch")
 where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear.")
@@ -188,9 +188,10 @@ def augmented_views_section() -> None:
     moved = int((majority != lab).sum())
     scale = 2 if test.size <= 32 else 1
     title = f"{k} '{aug}' views of test image #{index} ({classes[lab]}) on the {METHOD_NAMES[req['method']]} map"
-    st.altair_chart(charts.views_map(df, original, placed.xy, ui_images.data_urls(placed.views, scale),
-                                     ui_images.data_url(test.images[index], scale), classes,
-                                     METHOD_NAMES[req["method"]], title), width="stretch")
+    st.vega_lite_chart(spec=vega.spec(charts.views_map, df, original, placed.xy,
+                                      ui_images.data_urls(placed.views, scale),
+                                      ui_images.data_url(test.images[index], scale), classes,
+                                      METHOD_NAMES[req["method"]], title), width="stretch")
     how = {"tsne": "openTSNE's transform (each view optimised against the fixed map)",
            "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[req["method"]]
     st.caption(f"Red frame: the original, test image #{index} ({classes[lab]})"
@@ -227,10 +228,10 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
 
         def draw(k: int) -> None:
             sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
-            st.altair_chart(charts.scatter(sdf, "class", test.classes, replay_method, height=420, selectable=False,
-                                           title=f"Epoch {epochs[k]}: {replay_method} of {len(sidx):,} {ctx.dataset} "
-                                                 "test images"),
-                            width="stretch")
+            st.vega_lite_chart(spec=vega.spec(charts.scatter, sdf, "class", test.classes, replay_method, height=420,
+                                              selectable=False, title=f"Epoch {epochs[k]}: {replay_method} of "
+                                                                      f"{len(sidx):,} {ctx.dataset} test images"),
+                               width="stretch")
 
         def play() -> None:
             k = state.replay_frame()
@@ -250,4 +251,5 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
         if path:  # the same training as a path through the alignment-uniformity plane
             from ui.measures import alignment_path
 
-            st.altair_chart(alignment_path(path, f"{ctx.dataset} test images, a fixed sample"), width="stretch")
+            st.vega_lite_chart(spec=vega.spec(alignment_path, path, f"{ctx.dataset} test images, a fixed sample"),
+                               width="stretch")

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from cl.errors import DataUnavailableError
-from ui import cache, charts, common, demo, state
+from ui import cache, charts, common, demo, state, vega
 from ui import measures as shape
 from ui.words import explain
 
@@ -92,8 +92,8 @@ for protocol, r in results.items():
     for k, cls in enumerate(test.classes):
         if r["per_class_acc"][k] is not None:
             bars.append({"class": cls, "protocol": protocol, "accuracy": r["per_class_acc"][k], "n": int(cm[k].sum())})
-st.altair_chart(charts.per_class(test.classes, bars, f"Per-class accuracy on {ctx.dataset} test images"),
-                width="stretch")
+st.vega_lite_chart(spec=vega.spec(charts.per_class, test.classes, bars, f"Per-class accuracy on {ctx.dataset} test images"),
+                   width="stretch")
 
 st.subheader("Confusion matrix")
 protocol = st.radio("Protocol", list(results), horizontal=True, key="met_protocol",
@@ -102,9 +102,9 @@ r = results[protocol]
 cm = np.asarray(r["confusion_matrix"])
 left, right = st.columns([3, 2])
 with left:
-    event = st.altair_chart(
-        charts.confusion(r["confusion_matrix"], test.classes, f"{protocol} protocol: {r['n_test']:,} {ctx.dataset} "
-                                                               "test images"),
+    event = st.vega_lite_chart(
+        spec=vega.spec(charts.confusion, r["confusion_matrix"], test.classes,
+                       f"{protocol} protocol: {r['n_test']:,} {ctx.dataset} test images"),
         on_select="rerun", selection_mode="cell", key=f"met_cm_{protocol}")
     st.caption("Rows: true class; columns: the linear probe's prediction. Click a cell to see those images.")
 
@@ -147,22 +147,13 @@ if cell:
             rows = np.asarray(layout["rows"])
             on_map = np.isin(rows, hits)
             if on_map.any():
-                import altair as alt
-
                 xy = np.asarray(layout["tsne"])
                 frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": rows,
                                       "class": [test.classes[k] for k in test.labels.numpy()[rows]],
                                       "picked": np.where(on_map, f"{cell[0]} {what}", "other test images")})
-                axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
-                chart = alt.Chart(frame, title=f"Where they lie on the model's t-SNE ({len(rows):,} test images)").mark_circle(
-                ).encode(x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
-                         color=alt.Color("picked:N", scale=alt.Scale(domain=[f"{cell[0]} {what}", "other test images"],
-                                                                     range=["#e03131", "#d0d5dd"]),
-                                         legend=alt.Legend(orient="bottom", title=None)),
-                         size=alt.condition(alt.datum.picked == "other test images", alt.value(12), alt.value(60)),
-                         order=alt.Order("picked:N", sort="descending"),
-                         tooltip=["index", "class"]).properties(height=320)
-                st.altair_chart(chart, width="stretch")
+                st.vega_lite_chart(spec=vega.spec(charts.picked_map, frame, f"{cell[0]} {what}",
+                                                  f"Where they lie on the model's t-SNE ({len(rows):,} test images)"),
+                                   width="stretch")
                 st.caption(f"{int(on_map.sum()):,} of the {len(hits):,} images are among the map's points; the map is "
                            "the one the Embedding page opens on.")
 
@@ -195,11 +186,12 @@ st.caption(f"Alignment: the two views of an image should land close together (lo
               else "; computed now for this model (cached)."))
 left, right = st.columns(2)
 with left:
-    st.altair_chart(shape.spectrum(ms, f"Singular values of {ms['data']['n_images']:,} embeddings"), width="stretch")
+    st.vega_lite_chart(spec=vega.spec(shape.spectrum, ms, f"Singular values of {ms['data']['n_images']:,} embeddings"),
+                       width="stretch")
     st.caption("Each bar is one direction's share of the embedding matrix's singular values; a few tall bars and the "
                f"rest near zero mean the model uses only a few of its {d_emb} directions. From {where.split(';')[0]}.")
 with right:
-    st.altair_chart(shape.histograms(ms, "Cosine similarity of pairs"), width="stretch")
+    st.vega_lite_chart(spec=vega.spec(shape.histograms, ms, "Cosine similarity of pairs"), width="stretch")
     st.caption("How alike pairs of embeddings are (cosine similarity, 1 = same direction): two views of one image "
                "should be near 1, two images of one class closer than two of different classes; all three piled up "
                "at 1 is a collapse. "

@@ -5,7 +5,7 @@ import streamlit as st
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
 from cl.catalog import AUGMENTATIONS, LOSSES
-from ui import cache, charts, demo, jobs, models, state
+from ui import cache, charts, demo, jobs, models, state, vega
 from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
 from ui.measures import alignment_path
 from ui.words import explain
@@ -175,12 +175,13 @@ def monitor() -> None:
     g1, g2 = st.columns(2)
     if v["losses"]:
         with g1:
-            st.altair_chart(charts.loss_curve(v["losses"], f"Training loss ({c.loss}) per step"), width="stretch")
+            st.vega_lite_chart(spec=vega.spec(charts.loss_curve, v["losses"], f"Training loss ({c.loss}) per step"),
+                               width="stretch")
     if any("knn_acc" in h for h in v["history"]):
         with g2:
-            st.altair_chart(charts.epoch_metric(v["history"], "knn_acc",
-                                                f"kNN-30 accuracy per epoch ({v['test_note']}, paper split)",
-                                                "kNN-30 accuracy"), width="stretch")
+            st.vega_lite_chart(spec=vega.spec(charts.epoch_metric, v["history"], "knn_acc",
+                                              f"kNN-30 accuracy per epoch ({v['test_note']}, paper split)",
+                                              "kNN-30 accuracy"), width="stretch")
     measured = [h for h in v["history"] if "alignment" in h]
     final = (v["card"] or {}).get("measures") if v["status"] == "done" else None
     if final and "alignment" in final:  # the finished model's own point, measured for its card
@@ -188,7 +189,8 @@ def monitor() -> None:
                                 "uniformity": final["uniformity"], "rankme": final.get("rankme"),
                                 "measured_on": final.get("n_images", 0)}]
     if measured:
-        st.altair_chart(alignment_path(measured, f"{dataset_label(c.dataset)} test images"), width="stretch")
+        st.vega_lite_chart(spec=vega.spec(alignment_path, measured, f"{dataset_label(c.dataset)} test images"),
+                           width="stretch")
         st.caption(f"{explain('alignment')} {explain('uniformity')} A good model moves down and to the left; a "
                    "collapsing one runs to the right edge (uniformity 0). Measured after an epoch when it fits in 3 % "
                    "of the training time.")

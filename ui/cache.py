@@ -7,6 +7,7 @@ re-trained file gets new entries and every session reuses the same work.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -209,13 +210,36 @@ def placer(path: str, cid: str, dataset: str, method: str, n: int, seed: int, pe
                       min_dist=min_dist)
 
 
+def _stamp(path) -> tuple:
+    try:
+        s = os.stat(path)
+        return (s.st_size, s.st_mtime_ns)
+    except OSError:
+        return ()
+
+
 def shipped_layouts(path: str, dataset: str, n_test: int) -> dict | None:
     """The model's shipped layouts placed on the test split shown here (``n_test`` images), or
     ``None`` (none shipped, stale, or another split). Needs no PyTorch: a cold server draws the
     scatter while torch is still being imported for the next page.
 
     ``rows``: which test images the layout's points are (:func:`cl.layouts.gallery_rows`);
-    ``labels`` and ``thumbs``: full-length per test index, filled on ``rows``."""
+    ``labels`` and ``thumbs``: full-length per test index, filled on ``rows``. Made once per
+    checkpoint and layout file (their sizes and times), shared read-only by every session."""
+    from cl.layouts import layout_path
+
+    from .images import thumbnails_present
+
+    key = (path, dataset, n_test, _stamp(path), _stamp(layout_path(path)))
+    out = _shipped_layouts(*key)
+    if out is not None and len(out["rows"]) and not thumbnails_present([out["thumbs"][out["rows"][0]]]):
+        _shipped_layouts.cache_clear()  # the thumbnails were pruned from the static folder: write them again
+        out = _shipped_layouts(*key)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _shipped_layouts(path: str, dataset: str, n_test: int, _ckpt_stamp: tuple, _layout_stamp: tuple) -> dict | None:
     from cl.layouts import gallery_rows, read_layouts
 
     data = read_layouts(path)

@@ -226,3 +226,27 @@ def per_class(classes: list[str], values: list[dict], title: str) -> alt.Chart:
         yOffset="protocol:N",
         tooltip=["class", "protocol", alt.Tooltip("accuracy:Q", format=".3f"), "n"],
     ).properties(height=max(260, 40 * len(classes)))
+
+
+def agreement_map(frame: pd.DataFrame, title: str) -> alt.Chart:
+    """One model's map (x, y) coloured by ``agreement``: the share of each image's neighbours
+    another model keeps (0 to 1)."""
+    axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
+    return alt.Chart(frame, title=title).mark_circle(size=18).encode(
+        x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
+        color=alt.Color("agreement:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="shared"),
+        tooltip=["index", "class", alt.Tooltip("agreement:Q", format=".1f")]).properties(height=420)
+
+
+def picked_map(frame: pd.DataFrame, picked: str, title: str, height: int = 320) -> alt.Chart:
+    """A map (x, y) with the rows whose ``picked`` column equals ``picked`` drawn large and red
+    on top, every other point small and grey."""
+    axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
+    others = "other test images"
+    return alt.Chart(frame, title=title).mark_circle().encode(
+        x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
+        color=alt.Color("picked:N", scale=alt.Scale(domain=[picked, others], range=["#e03131", "#d0d5dd"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        size=alt.condition(alt.datum.picked == others, alt.value(12), alt.value(60)),
+        order=alt.Order("picked:N", sort="descending"),
+        tooltip=["index", "class"]).properties(height=height)

@@ -56,8 +56,8 @@ def image_gallery(images: torch.Tensor, captions: list[str], ncol: int = 10, sca
     if not len(captions):
         return
     side = int(images.shape[-1]) * scale
-    st.image([ui_images.to_array(images[i], scale) for i in range(len(captions))], caption=list(captions),
-             width=max(side, 56))
+    arrays = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    st.image(ui_images.gallery_pngs(arrays[:len(captions)], scale), caption=list(captions), width=max(side, 56))
     del ncol  # the page's width decides how many fit in a row
 
 
