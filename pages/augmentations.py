@@ -38,32 +38,27 @@ labels = data.labels.numpy()
 anchors = rng.choice(len(data), size=min(n, len(data)), replace=False)
 # label-aware negatives, as in the study: an image of a different class
 negatives = draw_negatives(labels, anchors, rng, "label-aware")
-
-
-def augmented(name: str, idx: np.ndarray, seed_: int) -> torch.Tensor:
-    return augment_to_uint8(data.images[torch.from_numpy(idx)], get_augmentation(name),
-                            torch.Generator().manual_seed(seed_))
-
-
 anchor_imgs = data.images[torch.from_numpy(anchors)]
-positive_imgs = augmented(chosen_aug, anchors, seed)
 negative_imgs = data.images[torch.from_numpy(negatives)]
 
 st.subheader(f"Pairs with {AUG_HELP.get(chosen_aug, chosen_aug)}")
 st.caption(f"{len(anchors)} anchors drawn at random from {data.describe()} (draw {seed}). In the study only the "
            "positive is augmented and the anchor is just normalised; the default recipe augments both views.")
 names = [data.classes[labels[a]] for a in anchors]
-for title, imgs, caps in (
-    ("Anchor", anchor_imgs, names),
-    (f"Positive: the anchor after {chosen_aug}", positive_imgs, names),
-    ("Negative: an image of another class", negative_imgs, [data.classes[labels[i]] for i in negatives]),
+anchor_ids = tuple(int(i) for i in anchors)
+for title, picture, caps in (
+    ("Anchor", ui_images.grid_png(anchor_imgs, ncol=len(anchors), scale=scale), names),
+    (f"Positive: the anchor after {chosen_aug}",
+     cache.augmented_grid(ctx.dataset, split, chosen_aug, anchor_ids, seed, scale), names),
+    ("Negative: an image of another class", ui_images.grid_png(negative_imgs, ncol=len(negatives), scale=scale),
+     [data.classes[labels[i]] for i in negatives]),
 ):
     st.markdown(f"**{title}** · " + ", ".join(caps))
-    st.image(ui_images.grid(imgs, ncol=len(imgs), scale=scale))
+    st.image(picture)
 
 st.subheader("All augmentations side by side")
 st.caption(f"The same {len(anchors)} anchors from {data.describe()}, one row per augmentation; the study compared "
            f"{', '.join(PAPER_AUGMENTATIONS)}.")
 for name in AUGMENTATIONS:
     st.markdown(f"**{AUG_HELP.get(name, name)}**")
-    st.image(ui_images.grid(augmented(name, anchors, seed * 7919 + 1), ncol=len(anchors), scale=scale))
+    st.image(cache.augmented_grid(ctx.dataset, split, name, anchor_ids, seed * 7919 + 1, scale))

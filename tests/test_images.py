@@ -423,3 +423,19 @@ def test_gallery_pngs_encode_each_image_once_and_decode_to_the_upscaled_image(mo
         back = np.asarray(Image.open(io.BytesIO(png)))
         expected = img.transpose(1, 2, 0).repeat(2, 0).repeat(2, 1)
         assert back.shape == (16, 16, 3) and (back == expected).all()
+
+
+def test_augmented_grid_is_the_augmented_images_drawn_losslessly():
+    """The Augmentations page's cached grid shows exactly the views augment_to_uint8 draws for that seed."""
+    from cl.augmentations import augment_to_uint8, get_augmentation
+    from ui import cache
+    from ui import images as ui_images
+
+    data = cache.load_data("digits", "train")
+    idx = (3, 17, 400)
+    png = cache.augmented_grid("digits", "train", "simclr", idx, 5, 2)
+    views = augment_to_uint8(data.images[torch.tensor(idx)], get_augmentation("simclr"), torch.Generator().manual_seed(5))
+    expected = ui_images.grid(views, ncol=3, scale=2)
+    assert (np.asarray(Image.open(io.BytesIO(png))) == expected).all()
+    other_seed = np.asarray(Image.open(io.BytesIO(cache.augmented_grid("digits", "train", "simclr", idx, 6, 2))))
+    assert other_seed.shape == expected.shape and (other_seed != expected).any()

@@ -356,3 +356,20 @@ def snapshot_tsne(key: str, _snapshots: dict) -> list[np.ndarray]:
     from cl.projection import tsne_sequence
 
     return tsne_sequence([np.asarray(f, dtype=np.float32) for f in _snapshots["embeddings"]])
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def augmented_grid(dataset: str, split: str, augmentation: str, indices: tuple[int, ...], seed: int,
+                   scale: int) -> bytes:
+    """The images ``indices`` of ``dataset``'s ``split`` after ``augmentation`` (random stream
+    ``seed``), as one PNG grid: the same draw gives the same picture, made once for everyone."""
+    import torch
+
+    from cl.augmentations import augment_to_uint8, get_augmentation
+
+    from .images import grid_png
+
+    data = load_data(dataset, split)
+    views = augment_to_uint8(data.images[torch.tensor(indices, dtype=torch.long)], get_augmentation(augmentation),
+                             torch.Generator().manual_seed(seed))
+    return grid_png(views, ncol=len(indices), scale=scale)

@@ -262,6 +262,23 @@ def grid(images: torch.Tensor, ncol: int, scale: int = 2, pad: int = 2, pad_valu
     return to_array(torch.from_numpy(canvas), scale)
 
 
+def grid_png(images: torch.Tensor, ncol: int, scale: int = 2) -> bytes:
+    """:func:`grid` as PNG bytes (lossless: Streamlit would send an array as a JPEG, which blurs
+    the pixels of a digit), each distinct grid encoded once for every session."""
+    arr = grid(images, ncol, scale)
+    key = hashlib.blake2b(arr.tobytes() + repr(arr.shape).encode(), digest_size=16).hexdigest()
+    png = _PNGS.get(key)
+    if png is None:
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG", compress_level=6)
+        png = buf.getvalue()
+        with _LOCK:
+            if len(_PNGS) >= _PNGS_MAX:
+                _PNGS.pop(next(iter(_PNGS)))
+            _PNGS[key] = png
+    return png
+
+
 def bytes_preview(data: bytes, max_side: int = 256) -> np.ndarray | None:
     """A small RGB preview of an already validated upload (``None`` if it cannot be shown)."""
     from cl.images import decode_image_bytes
