@@ -44,6 +44,25 @@ ROOM_PAGES = [("overview", "?dataset=mnist&model=mnist-best"),
               ("metrics", "metrics?dataset=mnist&model=mnist-best"),
               ("retrieval", "retrieval?dataset=mnist&model=mnist-best"),
               ("compare", "compare?dataset=mnist&model=mnist-best")]
+CHART_PAGES = {"embedding", "metrics", "compare"}  # pages whose point is a chart: timed until it is drawn
+
+# True once a Vega chart has marks on screen: SVG mark paths, or a canvas with a coloured pixel
+# (marks use saturated colours; axes, grid and text are grey).
+CHART_DRAWN_JS = """() => {
+  for (const el of document.querySelectorAll('[data-testid=stVegaLiteChart]')) {
+    if (el.querySelector('svg g.mark-symbol path, svg g.mark-rect path, svg g.mark-line path, svg g.mark-area path'))
+      return true;
+    for (const c of el.querySelectorAll('canvas')) {
+      if (!c.width || !c.height) continue;
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      for (let i = 0; i < d.length; i += 28) {
+        const r = d[i], g = d[i + 1], b = d[i + 2];
+        if (d[i + 3] > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) return true;
+      }
+    }
+  }
+  return false;
+}"""
 APP_PAGES = ["", "study", "train", "augmentations", "embedding", "metrics", "retrieval", "compare"]
 
 
@@ -223,37 +242,50 @@ def _renice_browsers(server_pid: int, niceness: int = 10) -> int:
 
 
 def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, python: str = sys.executable,
-             env_extra: dict | None = None, say=print, lower_browser_priority: bool = True) -> dict:
+             env_extra: dict | None = None, say=print, lower_browser_priority: bool = True,
+             replicas: int = 0, pages: list | None = None, one_link_each: bool = False) -> dict:
     """The room: ``trainings`` trainings, then ``visitors`` sessions at once (see the module doc).
+    ``replicas``: the app runs as that many replicas behind deploy/'s nginx (:mod:`deploy.local`),
+    and every visitor goes through nginx; 0: one ``streamlit run`` visited directly.
+    ``pages``: the ``(name, deep link)`` pairs (default :data:`ROOM_PAGES`), each visitor opening
+    them all in turn, or with ``one_link_each`` only ``pages[i % len(pages)]`` (a room that opens
+    the speaker's link once).
 
     All visitors share one browser process (a context each, as separate people would have) and
     are driven concurrently through Playwright's async API: 40 browser processes would measure
-    the load generator, not the server."""
+    the load generator, not the server. On the chart pages (:data:`CHART_PAGES`) each visit is
+    also timed until a chart is drawn (:data:`CHART_DRAWN_JS`), what the person came for."""
     import asyncio
 
     _require_browser()
     from playwright.async_api import async_playwright
 
+    pages = list(pages or ROOM_PAGES)
     result: dict = {"visitors": visitors, "phones": visitors // 2, "trainings": trainings,
                     "browser_niceness": 10 if lower_browser_priority else 0,
-                    "torch_build": torch_build(python), "pages": [p for p, _ in ROOM_PAGES]}
-    with app_server(env_extra, python=python) as (url, proc, runs):
-        sampler = RssSampler(proc.pid)
-        sampler.start()
+                    "torch_build": torch_build(python), "pages": [p for p, _ in pages or ROOM_PAGES],
+                    "one_link_each": one_link_each,
+                    "servers": f"{replicas} replicas behind nginx" if replicas else "one streamlit process"}
+    with _room_servers(env_extra, python, replicas) as (url, pids):
+        samplers = [RssSampler(pid) for pid in pids]
+        for sampler in samplers:
+            sampler.start()
 
         async def main():
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                    args=list(CHROMIUM_ARGS))
                 if lower_browser_priority:
-                    _renice_browsers(proc.pid)
+                    for pid in pids:
+                        _renice_browsers(pid)
                 trainers = []
                 for k in range(trainings):
                     trainers.append(await _a_start_training(browser, url, "digits", 30, timeout))
                 say(f"[room] {trainings} training(s) running; {visitors} visitors start")
                 records: list = []
                 t0 = time.time()
-                await asyncio.gather(*[_a_visitor(browser, url, i, i % 2 == 1, timeout, records)
+                await asyncio.gather(*[_a_visitor(browser, url, i, i % 2 == 1, timeout, records,
+                                                  [pages[i % len(pages)]] if one_link_each else pages)
                                        for i in range(visitors)])
                 wall = time.time() - t0
                 still = 0
@@ -265,8 +297,10 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                 return records, wall, still
 
         records, wall, still_training = asyncio.run(main())
-        sampler.stop()
-        result["peak_rss_mb"] = round(sampler.peak / 2**20, 1)
+        for sampler in samplers:
+            sampler.stop()
+        result["peak_rss_mb"] = round(max(sampler.peak for sampler in samplers) / 2**20, 1)
+        result["peak_rss_mb_per_process"] = [round(sampler.peak / 2**20, 1) for sampler in samplers]
         result["wall_s"] = round(wall, 2)
         result["trainings_still_running_at_end"] = still_training
     errors = [f"visitor {r['visitor']} {r['page']}: {e}" for r in records for e in r["errors"]]
@@ -275,13 +309,33 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
     result["error_list"] = errors[:50]
     result["visits"] = len(records)
     result["settled"] = len(settled)
-    result["all_settled"] = len(settled) == visitors * len(ROOM_PAGES)
+    result["all_settled"] = len(settled) == (visitors if one_link_each else visitors * len(pages))
     result["settle"] = {"all": _summary([r["settle_s"] for r in settled]),
-                        **{p: _summary([r["settle_s"] for r in settled if r["page"] == p]) for p, _ in ROOM_PAGES},
+                        **{p: _summary([r["settle_s"] for r in settled if r["page"] == p]) for p, _ in pages},
                         "phone": _summary([r["settle_s"] for r in settled if r["phone"]]),
                         "desktop": _summary([r["settle_s"] for r in settled if not r["phone"]]),
                         "upload": _summary([r["upload_s"] for r in records if "upload_s" in r])}
+    drawn = [r for r in records if "chart_drawn_s" in r]
+    result["chart_drawn"] = {"all": _summary([r["chart_drawn_s"] for r in drawn]),
+                             **{p: _summary([r["chart_drawn_s"] for r in drawn if r["page"] == p])
+                                for p, _ in pages if p in CHART_PAGES},
+                             "phone": _summary([r["chart_drawn_s"] for r in drawn if r["phone"]]),
+                             "desktop": _summary([r["chart_drawn_s"] for r in drawn if not r["phone"]])}
     return result
+
+
+@contextmanager
+def _room_servers(env_extra: dict | None, python: str, replicas: int):
+    """``(url, server pids)``: one ``streamlit run`` (pid of it), or ``replicas`` behind nginx
+    (the replicas' pids; nginx's own few milliseconds per request are not sampled)."""
+    if replicas:
+        from deploy.local import Cluster
+
+        with Cluster(replicas, env_extra=env_extra, python=python, say=lambda _m: None) as cluster:
+            yield cluster.url, [r.pid for r in cluster.replicas]
+    else:
+        with app_server(env_extra, python=python) as (url, proc, _runs):
+            yield url, [proc.pid]
 
 
 async def _a_settle(page, t_start: float, timeout: float) -> float:
@@ -313,18 +367,22 @@ async def _a_start_training(browser, url: str, dataset: str, epochs: int, timeou
     return ctx
 
 
-async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out: list) -> None:
+async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out: list,
+                     pages: list | None = None) -> None:
     ctx = await browser.new_context(**(PHONE if phone else DESKTOP))
     page = await ctx.new_page()
     # every click and wait gets the visit's budget, not Playwright's 30 s default: with 40 pages
     # rendering on the server's own cores, a busy browser is the load generator's delay, not an error
     page.set_default_timeout(timeout * 1000)
     try:
-        for name, path in ROOM_PAGES:
+        for name, path in pages or ROOM_PAGES:
             rec = {"visitor": i, "phone": phone, "page": name, "errors": []}
             t0 = time.time()
             try:
                 await page.goto(f"{url}/{path}", timeout=timeout * 1000)
+                if name in CHART_PAGES:
+                    await page.wait_for_function(CHART_DRAWN_JS, timeout=timeout * 1000, polling=100)
+                    rec["chart_drawn_s"] = round(time.time() - t0, 3)
                 rec["settle_s"] = round(await _a_settle(page, t0, timeout), 3)
                 if name == "retrieval":
                     await page.get_by_role("tab", name="Your own image").click()
@@ -338,6 +396,13 @@ async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out
                     rec["errors"].append("exception shown: " + text[:200])
             except Exception as err:  # noqa: BLE001 - a load test counts failures instead of stopping
                 rec["errors"].append(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+                try:  # what the visitor saw: any message on the page, for the report
+                    alerts = await page.locator("[data-testid=stAlert], [data-testid=stException], "
+                                                "[data-testid=stFileUploaderFileErrorMessage]").all_inner_texts()
+                    if alerts:
+                        rec["errors"].append("page said: " + " | ".join(a[:160] for a in alerts[:3]))
+                except Exception:  # noqa: BLE001
+                    pass
             out.append(rec)
     finally:
         await ctx.close()

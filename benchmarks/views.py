@@ -30,7 +30,7 @@ import sys
 import time
 
 from .common import _Context, _Skip, _child_env
-from .loadtest import server_cpu, wait_idle  # noqa: F401  (wsroom and the tests name them here too)
+from .loadtest import CHART_DRAWN_JS, server_cpu, wait_idle  # noqa: F401  (wsroom and the tests name them here too)
 
 WARM = 2
 # (name, deep link, has a chart to wait for)
@@ -40,25 +40,6 @@ PAGES = [("study", "study?dataset=mnist&model=mnist-best", True),
          ("metrics", "metrics?dataset=cifar10&model=cifar10-best", True),
          ("train", "train?dataset=digits", False),
          ("overview", "?dataset=mnist&model=mnist-best", False)]
-
-# True once a Vega chart has marks on screen: SVG mark paths, or a canvas with a coloured pixel
-# (marks use saturated colours; axes, grid and text are grey).
-CHART_DRAWN_JS = """() => {
-  for (const el of document.querySelectorAll('[data-testid=stVegaLiteChart]')) {
-    if (el.querySelector('svg g.mark-symbol path, svg g.mark-rect path, svg g.mark-line path, svg g.mark-area path'))
-      return true;
-    for (const c of el.querySelectorAll('canvas')) {
-      if (!c.width || !c.height) continue;
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      for (let i = 0; i < d.length; i += 28) {
-        const r = d[i], g = d[i + 1], b = d[i + 2];
-        if (d[i + 3] > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) return true;
-      }
-    }
-  }
-  return false;
-}"""
-
 
 def _stats(values: list[float], digits: int = 3) -> dict:
     if not values:

@@ -440,10 +440,14 @@ class TcpMeter:
 
 # ------------------------------------------------------------------------------------ bench part
 def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, links: list | None = None,
-                    env_extra: dict | None = None, time_limit: float = 180.0, say=print) -> dict:
+                    env_extra: dict | None = None, time_limit: float = 180.0, say=print,
+                    python: str | None = None) -> dict:
     """The room against a fresh ``streamlit run app.py`` (``replicas=0``) or against
     ``replicas`` replicas behind nginx (:mod:`deploy.local`), in demo mode; adds the server side's
-    CPU seconds (all its processes) and peak resident memory to :func:`run_room`'s figures."""
+    CPU seconds (all its processes) and peak resident memory to :func:`run_room`'s figures.
+    ``python``: the servers' interpreter (a venv with PyTorch's CPU-only build, say)."""
+    import sys
+
     import psutil
 
     from .loadtest import RssSampler, app_server
@@ -454,9 +458,9 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
     if replicas:
         from deploy.local import Cluster
 
-        cm = Cluster(replicas, env_extra=env, say=say)
+        cm = Cluster(replicas, env_extra=env, say=say, python=python or sys.executable)
     else:
-        cm = app_server(env)
+        cm = app_server(env, python=python or sys.executable)
     with cm as handle:
         if replicas:
             url, procs = handle.url, [psutil.Process(r.pid) for r in handle.replicas]
@@ -478,6 +482,12 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
         result["peak_rss_mb_per_process"] = [round(s.peak / 2**20, 1) for s in samplers]
         result["warmup_errors"] = [e for v in warm for e in v.errors][:5]
     result["servers"] = f"{replicas} replicas behind nginx" if replicas else "one streamlit process"
+    result["server_python"] = python or sys.executable
+    import subprocess
+
+    probe = subprocess.run([python or sys.executable, "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True, timeout=120)
+    result["server_torch"] = probe.stdout.strip() or "unknown"
     return result
 
 
