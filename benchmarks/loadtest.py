@@ -223,7 +223,14 @@ def _a_query_uploader(page):
                                   "[data-testid=stFileUploader] input[type=file]")).first
 
 
-def _renice_browsers(server_pid: int, niceness: int = 10) -> int:
+# The browsers' priority in a room: below the server's pages (0), above its trainings (10, see
+# ui.jobs): each visitor's browser stands for a phone or laptop, which does not run the server's
+# trainings, and at the trainings' own level 20 renderers would wait on them.
+BROWSER_NICENESS = 5
+POLL_MS = 250  # a room's pages are checked 4 times a second: each check is a round trip through the one browser process
+
+
+def _renice_browsers(server_pid: int, niceness: int = BROWSER_NICENESS) -> int:
     """Lower the priority of this machine's Chromium processes (not the server's tree). In a real
     room each visitor's browser runs on their own device; here 40 of them share the server's
     cores, and rendering 40 pages would otherwise be measured as the server's slowness."""
@@ -262,7 +269,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
 
     pages = list(pages or ROOM_PAGES)
     result: dict = {"visitors": visitors, "phones": visitors // 2, "trainings": trainings,
-                    "browser_niceness": 10 if lower_browser_priority else 0,
+                    "browser_niceness": BROWSER_NICENESS if lower_browser_priority else 0,
                     "torch_build": torch_build(python), "pages": [p for p, _ in pages or ROOM_PAGES],
                     "one_link_each": one_link_each,
                     "servers": f"{replicas} replicas behind nginx" if replicas else "one streamlit process"}
@@ -350,7 +357,7 @@ async def _a_settle(page, t_start: float, timeout: float) -> float:
                 return since - t_start
         else:
             since = None
-        await page.wait_for_timeout(100)
+        await page.wait_for_timeout(POLL_MS)
     raise TimeoutError(f"the page did not settle within {timeout:.0f} s")
 
 
@@ -369,7 +376,7 @@ async def _a_start_training(browser, url: str, dataset: str, epochs: int, timeou
 
 async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out: list,
                      pages: list | None = None) -> None:
-    ctx = await browser.new_context(**(PHONE if phone else DESKTOP))
+    ctx = await browser.new_context(**(PHONE if phone else DESKTOP), reduced_motion="reduce")
     page = await ctx.new_page()
     # every click and wait gets the visit's budget, not Playwright's 30 s default: with 40 pages
     # rendering on the server's own cores, a busy browser is the load generator's delay, not an error
@@ -381,7 +388,7 @@ async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out
             try:
                 await page.goto(f"{url}/{path}", timeout=timeout * 1000)
                 if name in CHART_PAGES:
-                    await page.wait_for_function(CHART_DRAWN_JS, timeout=timeout * 1000, polling=100)
+                    await page.wait_for_function(CHART_DRAWN_JS, timeout=timeout * 1000, polling=POLL_MS)
                     rec["chart_drawn_s"] = round(time.time() - t0, 3)
                 rec["settle_s"] = round(await _a_settle(page, t0, timeout), 3)
                 if name == "retrieval":
