@@ -113,7 +113,7 @@ from cl.errors import ConfigError, UserError
 from .app import _part_app
 from .common import _abs_data_dir, _Context, _Skip, _write_json
 from .distributed import _part_distributed
-from .load import _part_links, _part_room
+from .load import _part_browserroom, _part_links, _part_room
 from .machine import _loadavg, machine_info
 from .neighbors import _part_neighbors
 from .projection import _part_projection
@@ -124,7 +124,7 @@ from .views import _part_views
 from .wsroom import _part_wsroom
 
 PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room", "views", "wsroom",
-         "distributed")
+         "browserroom", "distributed")
 
 
 # ------------------------------------------------------------------------------------ entry point
@@ -141,7 +141,8 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
             f"load {payload['machine']['load_average_start']}")
     runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
                "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room,
-               "views": _part_views, "wsroom": _part_wsroom, "distributed": _part_distributed}
+               "views": _part_views, "wsroom": _part_wsroom, "browserroom": _part_browserroom,
+               "distributed": _part_distributed}
     for name in parts:
         ctx.say(f"--- {name}")
         t0 = time.perf_counter()

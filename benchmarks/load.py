@@ -39,3 +39,22 @@ def _part_room(ctx: "_Context") -> dict:
     first = out["runs"][0]
     out.update({k: first[k] for k in ("visitors", "errors", "all_settled", "peak_rss_mb", "torch_build", "settle")})
     return out
+
+
+def _part_browserroom(ctx: "_Context") -> dict:
+    """The real-browser room of a talk: ``CL_BENCH_VISITORS`` Chromium visitors (default 20; 4 with
+    --quick), every other one a phone, each opening one chart page's deep link (Embedding,
+    Metrics, Compare in turn) at once, through 2 replicas behind deploy/'s nginx while two
+    trainings run; each timed until its chart is drawn. Without nginx: one ``streamlit run``."""
+    import shutil
+
+    from .loadtest import CHART_PAGES, ROOM_PAGES, Unavailable, run_room
+
+    visitors = int(os.environ.get("CL_BENCH_VISITORS", "4" if ctx.quick else "20"))
+    replicas = 2 if (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")) else 0
+    pages = [p for p in ROOM_PAGES if p[0] in CHART_PAGES]
+    try:
+        return run_room(visitors=visitors, trainings=2, timeout=600, env_extra={**_child_env(ctx), "CL_DEMO": "1"},
+                        replicas=replicas, pages=pages, one_link_each=True, say=ctx.say)
+    except Unavailable as err:
+        raise _Skip(str(err)) from None

@@ -250,13 +250,15 @@ def _renice_browsers(server_pid: int, niceness: int = BROWSER_NICENESS) -> int:
 
 def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, python: str = sys.executable,
              env_extra: dict | None = None, say=print, lower_browser_priority: bool = True,
-             replicas: int = 0, pages: list | None = None, one_link_each: bool = False) -> dict:
+             replicas: int = 0, pages: list | None = None, one_link_each: bool = False,
+             browsers: int = 1) -> dict:
     """The room: ``trainings`` trainings, then ``visitors`` sessions at once (see the module doc).
     ``replicas``: the app runs as that many replicas behind deploy/'s nginx (:mod:`deploy.local`),
     and every visitor goes through nginx; 0: one ``streamlit run`` visited directly.
     ``pages``: the ``(name, deep link)`` pairs (default :data:`ROOM_PAGES`), each visitor opening
     them all in turn, or with ``one_link_each`` only ``pages[i % len(pages)]`` (a room that opens
-    the speaker's link once).
+    the speaker's link once). ``browsers``: Chromium processes the visitors are spread over (one
+    browser process's own thread serialises every page's events and frames).
 
     All visitors share one browser process (a context each, as separate people would have) and
     are driven concurrently through Playwright's async API: 40 browser processes would measure
@@ -271,7 +273,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
     result: dict = {"visitors": visitors, "phones": visitors // 2, "trainings": trainings,
                     "browser_niceness": BROWSER_NICENESS if lower_browser_priority else 0,
                     "torch_build": torch_build(python), "pages": [p for p, _ in pages or ROOM_PAGES],
-                    "one_link_each": one_link_each,
+                    "one_link_each": one_link_each, "browser_processes": max(1, browsers),
                     "servers": f"{replicas} replicas behind nginx" if replicas else "one streamlit process"}
     with _room_servers(env_extra, python, replicas) as (url, pids):
         samplers = [RssSampler(pid) for pid in pids]
@@ -280,8 +282,9 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
 
         async def main():
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                   args=list(CHROMIUM_ARGS))
+                launched = [await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                     args=list(CHROMIUM_ARGS)) for _ in range(max(1, browsers))]
+                browser = launched[0]
                 if lower_browser_priority:
                     for pid in pids:
                         _renice_browsers(pid)
@@ -291,7 +294,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                 say(f"[room] {trainings} training(s) running; {visitors} visitors start")
                 records: list = []
                 t0 = time.time()
-                await asyncio.gather(*[_a_visitor(browser, url, i, i % 2 == 1, timeout, records,
+                await asyncio.gather(*[_a_visitor(launched[i % len(launched)], url, i, i % 2 == 1, timeout, records,
                                                   [pages[i % len(pages)]] if one_link_each else pages)
                                        for i in range(visitors)])
                 wall = time.time() - t0
@@ -300,7 +303,8 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                     page = ctx.pages[0]
                     still += await page.get_by_text("Cancel training").count()
                     await ctx.close()
-                await browser.close()
+                for b in launched:
+                    await b.close()
                 return records, wall, still
 
         records, wall, still_training = asyncio.run(main())
