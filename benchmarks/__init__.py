@@ -51,7 +51,12 @@ Parts (names for ``--only``):
 ``wsroom``
     A room of protocol-level visitors (:mod:`benchmarks.wsroom`: Streamlit's own websocket
     protocol, no browser) while two trainings run: views per second, latency percentiles, errors;
-    on one server process, then on 2 replicas behind nginx (:mod:`deploy.local`).
+    on one server process, then on 2 replicas behind nginx (:mod:`deploy.local`), and again with
+    each interpreter in ``CL_BENCH_ROOM_PYTHONS`` (a venv with PyTorch's CPU-only build).
+``browserroom``
+    20 headless Chromium visitors at once (10 phones), one chart page's deep link each, through 2
+    replicas behind nginx while two trainings run: errors and seconds until each chart is drawn
+    (:func:`benchmarks.loadtest.run_room`). The browsers render on the same cores as the server.
 ``distributed``
     ``python -m cl train --dataset digits`` (default recipe, with its card's evaluation) as one process
     against ``torchrun --standalone --nproc-per-node 2`` (DDP over gloo), one thread per process:

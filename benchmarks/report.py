@@ -67,10 +67,19 @@ def targets(payload: dict) -> list[dict]:
         add(f"script runs per view, {page}", 1, "", proto.get("runs", {}).get("max"))
         add(f"websocket MB per view, {page}", 1.5 if page == "study" else 0.5, "MB", proto.get("wire_mb", {}).get("mean"))
     for run in parts.get("wsroom", {}).get("runs", []):
-        label = f"protocol room {run.get('visitors')} x {len(run.get('links', []))} + 2 trainings, {run.get('servers')}"
+        label = (f"protocol room {run.get('visitors')} x {len(run.get('links', []))} + 2 trainings, {run.get('servers')}, "
+                 f"torch {run.get('server_torch', '?')}")
         add(f"{label}: errors", 0, "", run.get("errors"))
         add(f"{label}: all views done after (s)", 30.0, "s", run.get("all_done_after_s"))
         add(f"{label}: p95 (s)", 15.0, "s", (run.get("latency") or {}).get("p95_s"))
+        if "+cpu" in str(run.get("server_torch")):
+            add(f"{label}: peak RSS per replica, CPU-only build (MB)", 1024.0, "MB",
+                max(run.get("peak_rss_mb_per_process") or [0]) or None)
+    room = parts.get("browserroom", {})
+    if "chart_drawn" in room:
+        label = f"browser room {room.get('visitors')} ({room.get('phones')} phones), {room.get('servers')}"
+        add(f"{label}: errors", 0, "", room.get("errors"))
+        add(f"{label}: p95 time to chart drawn (s)", 20.0, "s", room["chart_drawn"]["all"].get("p95_s"))
     return rows
 
 
@@ -174,6 +183,11 @@ def _format_part(name: str, r: dict) -> str:
         return (f"{head}: protocol visitors at once, deep links, two trainings; demo mode\n"
                 + _table(["servers", "visitors", "errors", "ok", "all done s", "views/s", "p50 s", "p95 s",
                           "server CPU s"], rows))
+    if name == "browserroom" and "chart_drawn" in r:
+        rows = [[k, v.get("n"), v.get("p50_s"), v.get("p95_s"), v.get("max_s")] for k, v in r["chart_drawn"].items()]
+        return (f"{head}: {r.get('visitors')} Chromium visitors at once ({r.get('phones')} phones), one chart link each, "
+                f"{r.get('servers')}, two trainings; errors {r.get('errors')}\n"
+                + _table(["chart drawn", "visits", "p50 s", "p95 s", "max s"], rows))
     if name == "distributed":
         rows = [[key, d["world_size"], d["backend"], d["command_s"], d["train_seconds"], d["images_per_s"],
                  d["linear_acc"]] for key, d in (("1 process", r["one_process"]), ("2 processes", r["two_processes"]))]

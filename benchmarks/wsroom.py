@@ -497,7 +497,8 @@ async def _gather_views(url: str, links: list[str]) -> list[View]:
 
 def _part_wsroom(ctx) -> dict:
     """Protocol-level room (room_on_servers) on one process, then on 2 replicas behind nginx when
-    nginx is installed; ``CL_BENCH_VISITORS`` visitors (default 40; 10 with --quick)."""
+    nginx is installed (again with each interpreter in ``CL_BENCH_ROOM_PYTHONS``, separated by
+    ``os.pathsep``); ``CL_BENCH_VISITORS`` visitors (default 40; 10 with --quick)."""
     import os
     import shutil
 
@@ -508,6 +509,10 @@ def _part_wsroom(ctx) -> dict:
     out["runs"].append(room_on_servers(visitors, env_extra=_child_env(ctx), say=ctx.say))
     if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
         out["runs"].append(room_on_servers(visitors, replicas=2, env_extra=_child_env(ctx), say=ctx.say))
+        # CL_BENCH_ROOM_PYTHONS: other interpreters for the replicas (a venv with PyTorch's CPU-only build)
+        for python in [p for p in os.environ.get("CL_BENCH_ROOM_PYTHONS", "").split(os.pathsep) if p]:
+            out["runs"].append(room_on_servers(visitors, replicas=2, env_extra=_child_env(ctx), say=ctx.say,
+                                               python=python))
     else:
         out["replicas_skipped"] = "nginx is not installed"
     for k in ("visitors", "errors", "all_done_after_s", "latency", "views_per_s"):
