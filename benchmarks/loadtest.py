@@ -266,6 +266,8 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
     also timed until a chart is drawn (:data:`CHART_DRAWN_JS`), what the person came for."""
     import asyncio
 
+    import psutil
+
     _require_browser()
     from playwright.async_api import async_playwright
 
@@ -275,7 +277,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                     "torch_build": torch_build(python), "pages": [p for p, _ in pages or ROOM_PAGES],
                     "one_link_each": one_link_each, "browser_processes": max(1, browsers),
                     "servers": f"{replicas} replicas behind nginx" if replicas else "one streamlit process"}
-    with _room_servers(env_extra, python, replicas) as (url, pids):
+    with _room_servers(env_extra, python, replicas) as (url, pids, direct):
         samplers = [RssSampler(pid) for pid in pids]
         for sampler in samplers:
             sampler.start()
@@ -285,6 +287,12 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                 launched = [await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                      args=list(CHROMIUM_ARGS)) for _ in range(max(1, browsers))]
                 browser = launched[0]
+                # A room meets a server that has been up a while (torch imported, the models' test
+                # embeddings and maps made), not a cold one: every link once on every server, each
+                # replica on its own port (through the proxy a new visitor may land on either).
+                result["warmup_errors"] = await _a_warm(browser, direct, [link for _, link in pages], timeout)
+                for pid in pids:
+                    await asyncio.to_thread(wait_idle, psutil.Process(pid), 0.05, 1.0, timeout)
                 if lower_browser_priority:
                     for pid in pids:
                         _renice_browsers(pid)
@@ -337,16 +345,31 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
 
 @contextmanager
 def _room_servers(env_extra: dict | None, python: str, replicas: int):
-    """``(url, server pids)``: one ``streamlit run`` (pid of it), or ``replicas`` behind nginx
-    (the replicas' pids; nginx's own few milliseconds per request are not sampled)."""
+    """``(url, server pids, each server's own url)``: one ``streamlit run``, or ``replicas`` behind
+    nginx (the replicas' pids and ports; nginx's own few milliseconds per request are not sampled)."""
     if replicas:
         from deploy.local import Cluster
 
         with Cluster(replicas, env_extra=env_extra, python=python, say=lambda _m: None) as cluster:
-            yield cluster.url, [r.pid for r in cluster.replicas]
+            yield cluster.url, [r.pid for r in cluster.replicas], [f"http://127.0.0.1:{r.port}" for r in cluster.replicas]
     else:
         with app_server(env_extra, python=python) as (url, proc, _runs):
-            yield url, [proc.pid]
+            yield url, [proc.pid], [url]
+
+
+async def _a_warm(browser, urls: list[str], links: list[str], timeout: float) -> list[str]:
+    errors = []
+    for u in urls:
+        ctx = await browser.new_context(**DESKTOP)
+        page = await ctx.new_page()
+        for link in links:
+            try:
+                await page.goto(f"{u}/{link}", timeout=timeout * 1000)
+                await _a_settle(page, time.time(), timeout)
+            except Exception as err:  # noqa: BLE001 - reported with the room's figures
+                errors.append(f"warm-up {u}/{link}: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
+        await ctx.close()
+    return errors
 
 
 async def _a_settle(page, t_start: float, timeout: float) -> float:

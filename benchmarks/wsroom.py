@@ -467,8 +467,10 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
         else:
             url, proc, _runs = handle
             procs = [psutil.Process(proc.pid)]
-        # warm every process: one view of each link per replica (imports, caches), then idle
-        warm = run_async(lambda: _gather_views(url, [link for _, link in links] * max(1, replicas)))
+        # warm every process: one view of each link on each replica's own port (through nginx a
+        # cookie-less view lands on either), then idle
+        direct = [f"http://127.0.0.1:{r.port}" for r in handle.replicas] if replicas else [url]
+        warm = run_async(lambda: _gather_views_on(direct, [link for _, link in links]))
         for p in procs:
             wait_idle(p, timeout=90)
         samplers = [RssSampler(p.pid) for p in procs]
@@ -491,8 +493,8 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
     return result
 
 
-async def _gather_views(url: str, links: list[str]) -> list[View]:
-    return list(await asyncio.gather(*[visit(url, link) for link in links]))
+async def _gather_views_on(urls: list[str], links: list[str]) -> list[View]:
+    return list(await asyncio.gather(*[visit(u, link) for u in urls for link in links]))
 
 
 def _part_wsroom(ctx) -> dict:
