@@ -257,8 +257,8 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
     and every visitor goes through nginx; 0: one ``streamlit run`` visited directly.
     ``pages``: the ``(name, deep link)`` pairs (default :data:`ROOM_PAGES`), each visitor opening
     them all in turn, or with ``one_link_each`` only ``pages[i % len(pages)]`` (a room that opens
-    the speaker's link once). ``browsers``: Chromium processes the visitors are spread over (one
-    browser process's own thread serialises every page's events and frames).
+    the speaker's link once). ``browsers``: Chromium processes the visitors are spread over (one by
+    default; 5 measured no faster on 2 cores).
 
     All visitors share one browser process (a context each, as separate people would have) and
     are driven concurrently through Playwright's async API: 40 browser processes would measure
