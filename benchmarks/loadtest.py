@@ -230,13 +230,13 @@ BROWSER_NICENESS = 5
 POLL_MS = 250  # a room's pages are checked 4 times a second: each check is a round trip through the one browser process
 
 
-def _renice_browsers(server_pid: int, niceness: int = BROWSER_NICENESS) -> int:
-    """Lower the priority of this machine's Chromium processes (not the server's tree). In a real
+def _renice_browsers(server_pids: list[int], niceness: int = BROWSER_NICENESS) -> int:
+    """Lower the priority of this machine's Chromium processes (not the servers' trees). In a real
     room each visitor's browser runs on their own device; here 40 of them share the server's
     cores, and rendering 40 pages would otherwise be measured as the server's slowness."""
     import psutil
 
-    server = {server_pid, *(p.pid for p in psutil.Process(server_pid).children(recursive=True))}
+    server = {pid for s in server_pids for pid in (s, *(c.pid for c in psutil.Process(s).children(recursive=True)))}
     n = 0
     for p in psutil.process_iter(["name", "pid"]):
         try:
@@ -294,8 +294,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                 for pid in pids:
                     await asyncio.to_thread(wait_idle, psutil.Process(pid), 0.05, 1.0, timeout)
                 if lower_browser_priority:
-                    for pid in pids:
-                        _renice_browsers(pid)
+                    _renice_browsers(pids)
                 trainers = []
                 for k in range(trainings):
                     trainers.append(await _a_start_training(browser, url, "digits", 30, timeout))

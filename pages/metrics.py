@@ -150,7 +150,7 @@ if cell:
                 xy = np.asarray(layout["tsne"])
                 frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": rows,
                                       "class": [test.classes[k] for k in test.labels.numpy()[rows]],
-                                      "picked": np.where(on_map, f"{cell[0]} {what}", "other test images")})
+                                      "picked": np.where(on_map, f"{cell[0]} {what}", charts.OTHER_POINTS)})
                 st.vega_lite_chart(spec=vega.spec(charts.picked_map, frame, f"{cell[0]} {what}",
                                                   f"Where they lie on the model's t-SNE ({len(rows):,} test images)"),
                                    width="stretch")

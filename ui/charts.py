@@ -238,11 +238,14 @@ def agreement_map(frame: pd.DataFrame, title: str) -> alt.Chart:
         tooltip=["index", "class", alt.Tooltip("agreement:Q", format=".1f")]).properties(height=420)
 
 
+OTHER_POINTS = "other test images"  # picked_map's name for the points not picked
+
+
 def picked_map(frame: pd.DataFrame, picked: str, title: str, height: int = 320) -> alt.Chart:
     """A map (x, y) with the rows whose ``picked`` column equals ``picked`` drawn large and red
-    on top, every other point small and grey."""
+    on top, every other point (``picked`` = :data:`OTHER_POINTS`) small and grey."""
     axis = alt.Axis(labels=False, ticks=False, grid=False, title=None)
-    others = "other test images"
+    others = OTHER_POINTS
     return alt.Chart(frame, title=title).mark_circle().encode(
         x=alt.X("x:Q", axis=axis), y=alt.Y("y:Q", axis=axis),
         color=alt.Color("picked:N", scale=alt.Scale(domain=[picked, others], range=["#e03131", "#d0d5dd"]),

@@ -59,22 +59,26 @@ _PNGS: dict[str, bytes] = {}  # digest of (image, scale) -> PNG, for the galleri
 _PNGS_MAX = 2048
 
 
+def _memo_png(key: bytes, encode) -> bytes:
+    """The PNG ``encode()`` makes, kept under a digest of ``key`` (the pixels and their shape) for
+    every session; the oldest of :data:`_PNGS_MAX` go first."""
+    digest = hashlib.blake2b(key, digest_size=16).hexdigest()
+    png = _PNGS.get(digest)
+    if png is None:
+        png = encode()
+        with _LOCK:
+            if len(_PNGS) >= _PNGS_MAX:
+                _PNGS.pop(next(iter(_PNGS)))
+            _PNGS[digest] = png
+    return png
+
+
 def gallery_pngs(images: np.ndarray, scale: int = 1) -> list[bytes]:
     """uint8 ``(N, C, H, W)`` images as PNG bytes (:func:`png_bytes`), each encoded once for every
     session: the same gallery (a confusion cell, the images that moved most) is shown to every
     visitor, and PNG encoding was its main cost."""
-    out = []
-    for img in np.asarray(images):
-        key = hashlib.blake2b(img.tobytes() + repr((img.shape, scale)).encode(), digest_size=16).hexdigest()
-        png = _PNGS.get(key)
-        if png is None:
-            png = png_bytes(img, scale)
-            with _LOCK:
-                if len(_PNGS) >= _PNGS_MAX:
-                    _PNGS.pop(next(iter(_PNGS)))  # the oldest
-                _PNGS[key] = png
-        out.append(png)
-    return out
+    return [_memo_png(img.tobytes() + repr((img.shape, scale)).encode(), lambda img=img: png_bytes(img, scale))
+            for img in np.asarray(images)]
 
 
 def static_serving() -> bool:
@@ -266,17 +270,13 @@ def grid_png(images: torch.Tensor, ncol: int, scale: int = 2) -> bytes:
     """:func:`grid` as PNG bytes (lossless: Streamlit would send an array as a JPEG, which blurs
     the pixels of a digit), each distinct grid encoded once for every session."""
     arr = grid(images, ncol, scale)
-    key = hashlib.blake2b(arr.tobytes() + repr(arr.shape).encode(), digest_size=16).hexdigest()
-    png = _PNGS.get(key)
-    if png is None:
+
+    def encode() -> bytes:
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, format="PNG", compress_level=6)
-        png = buf.getvalue()
-        with _LOCK:
-            if len(_PNGS) >= _PNGS_MAX:
-                _PNGS.pop(next(iter(_PNGS)))
-            _PNGS[key] = png
-    return png
+        return buf.getvalue()
+
+    return _memo_png(arr.tobytes() + repr(arr.shape).encode(), encode)
 
 
 def bytes_preview(data: bytes, max_side: int = 256) -> np.ndarray | None:
