@@ -372,7 +372,7 @@ def _views(base, c, tap, loss_tap, items, anchors, labels) -> LossBatch:
         positive[torch.arange(m), partner] = True
         terms = -log_prob[torch.arange(m), partner]
         false_neg = same_class & ~positive
-        reduction = f"mean over the {m} anchors (every view)"
+        reduction = f"mean over all {m} views as anchors"
     else:
         positive = same_class
         n_pos = positive.sum(1)
@@ -489,3 +489,31 @@ def batch_from_checkpoint(path, *, untrained: bool = False, loss: str | None = N
     if spec["name"] != config.encoder or (spec["name"] == "convnet" and int(spec["width"]) != config.encoder_width):
         config = replace(config, encoder=spec["name"], encoder_width=int(spec.get("width") or 0))
     return build_batch(config, data, weights)
+
+
+def data_text(data: dict) -> str:
+    """Where a batch came from, e.g. ``mnist train, 17,387 of 60,000 images (partial)``."""
+    n, full = data["n_images"], data.get("n_full")
+    size = f"{n:,} of {full:,} images (partial)" if full and n < full else f"{n:,} images"
+    return f"{data.get('label') or data['dataset']} {data['split']}, {size}"
+
+
+def headline(b: LossBatch) -> str:
+    """The batch's figures in one sentence (the CLI's and the page's)."""
+    s = summarise(b)
+    loss = f"{b.loss} loss {b.value:.4f} ({b.reduction})"
+    if b.family == "pairs":
+        return (f"{loss}: {s['n_similar']} similar and {s['n_dissimilar']} dissimilar pairs; {s['n_satisfied']} "
+                f"already satisfied (zero loss).")
+    if b.family == "triplets":
+        pk, ck = s["picked_kinds"], s["candidate_shares"]
+        fn = f", {s['n_false_negatives']} with a negative of the anchor's own class" if s["n_false_negatives"] else ""
+        return (f"{loss}: {s['n_picked']} triplets ({pk['easy']} easy, {pk['semi-hard']} semi-hard, {pk['hard']} hard; "
+                f"{s['n_satisfied']} satisfied{fn}) out of {s['n_candidates']:,} candidates "
+                f"({ck['easy']:.0%} easy, {ck['semi-hard']:.0%} semi-hard, {ck['hard']:.0%} hard); mean distance "
+                f"between embeddings {s['mean_embedding_distance']:.3g}.")
+    p = s["mean_positive_probability"]
+    fn = (f"; {s['n_false_negative_pairs']} negatives share the anchor's class (false negatives) at "
+          f"{s['n_anchors_with_false_negative']} anchors" if b.loss == "ntxent" else "")
+    return (f"{loss}: mean probability of the positive {'-' if p is None else format(p, '.3f')} over "
+            f"{s['n_anchors_with_positive']} anchors (chance {s['chance_probability']:.3f}){fn}.")

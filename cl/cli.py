@@ -187,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--data-dir")
     pl.add_argument("--json", action="store_true")
 
+    b = sub.add_parser("batch", help="one training batch as the checkpoint's recipe builds it: the pairs, triplets "
+                                     "or anchors the loss sees and each one's share of the loss")
+    b.add_argument("checkpoint")
+    b.add_argument("--loss", choices=LOSSES, help="default: the model's own loss")
+    b.add_argument("--mining", choices=MINERS, help="triplet loss: online mining (default: the model's own)")
+    b.add_argument("--negatives", choices=NEGATIVES, help="the study's pairs and triplets: how negatives are drawn")
+    b.add_argument("--seed", type=_seed, default=0, help="seeds the sampler and the augmentations (another batch)")
+    b.add_argument("--batch-size", type=_positive_int, help="items in the batch (default: 16 anchors)")
+    b.add_argument("--untrained", action="store_true",
+                   help="the same architecture before training (epoch 0: the recipe's initial weights for --seed)")
+    b.add_argument("--data-dir")
+    b.add_argument("--json", action="store_true")
+
     return p
 
 
@@ -500,6 +513,22 @@ def cmd_measures(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batchview import batch_from_checkpoint, data_text, headline, to_json
+
+    b = batch_from_checkpoint(args.checkpoint, untrained=args.untrained, loss=args.loss, mining=args.mining,
+                              negatives=args.negatives, seed=args.seed, batch_size=args.batch_size,
+                              data_dir=args.data_dir)
+    out = to_json(b)
+    lines = [f"{Path(args.checkpoint).stem}{' (untrained: epoch 0)' if args.untrained else ''}: the first batch of "
+             f"seed {args.seed}, {out['summary']['n_images']} images from {data_text(b.data)}", headline(b)]
+    for t in out["terms"]:
+        fields = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items() if k != "contribution")
+        lines.append(f"  {fields}: {t['contribution'] if t['contribution'] is None else format(t['contribution'], '.4f')}")
+    _emit(args, {"checkpoint": args.checkpoint, **out}, "\n".join(lines))
+    return 0
+
+
 def _scatter_png(xy, labels, classes, out, title):
     import matplotlib
 
@@ -521,7 +550,7 @@ def _scatter_png(xy, labels, classes, out, title):
 
 COMMANDS = {"datasets": cmd_datasets, "train": cmd_train, "evaluate": cmd_evaluate, "neighbors": cmd_neighbors,
             "grid": cmd_grid, "study": cmd_study, "export": cmd_export, "card": cmd_card, "project": cmd_project,
-            "place": cmd_place, "measures": cmd_measures}
+            "place": cmd_place, "measures": cmd_measures, "batch": cmd_batch}
 
 
 # Commands that train or embed: one job then exit, so glibc may keep freed memory for reuse
