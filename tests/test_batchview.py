@@ -162,6 +162,7 @@ def test_mined_candidates_and_batch_hard_picks_by_brute_force(batches):
         neg = [j for j in range(len(labels)) if labels[j] != labels[a]]
         assert p == max(pos, key=lambda j: d[a, j]) and n == min(neg, key=lambda j: d[a, j])
     cand = b.candidates
+    assert {k: int((cand["kind"] == k).sum()) for k in counts} == counts  # the listed ones, one by one
     assert cand["listed"] and cand["picked"].sum() == len(set(zip(b.terms["a"], b.terms["p"], b.terms["n"])))
 
 
