@@ -239,3 +239,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, says):
     assert p.returncode == 2, (p.stdout, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], p.stderr
+
+
+def test_facenet_bands_at_their_edges():
+    from cl.batchview import facenet_kind
+
+    d_ap = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.2])
+    d_an = np.array([0.5, 1.0, 1.5, 1.95, 2.0, 0.2 + 0.7])
+    assert list(facenet_kind(d_ap, d_an, 1.0)) == ["hard", "hard", "semi-hard", "semi-hard", "easy", "semi-hard"]
+    assert list(facenet_kind(d_ap, d_an, 0.5)) == ["hard", "hard", "easy", "easy", "easy", "easy"]
