@@ -97,6 +97,7 @@ PAGES = [
     st.Page("pages/study.py", title="Study", icon=":material/slideshow:", url_path="study"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/augmentations.py", title="Augmentations", icon=":material/auto_fix_high:"),
+    st.Page("pages/batch.py", title="Batch", icon=":material/grid_on:", url_path="batch"),
     st.Page("pages/embedding.py", title="Embedding space", icon=":material/scatter_plot:"),
     st.Page("pages/metrics.py", title="Metrics", icon=":material/leaderboard:"),
     st.Page("pages/retrieval.py", title="Retrieval", icon=":material/image_search:"),

@@ -15,6 +15,7 @@ st.title("Augmentations")
 st.caption("A contrastive model learns that an image and its augmented copy (the positive) belong together and "
            "that an image of another class (the negative) does not. What the augmentation changes is what the "
            "model learns to ignore.")
+st.page_link("pages/batch.py", label="What the loss sees: one training batch, its pairs and triplets", icon=":material/grid_on:")
 
 split = "train" if ctx.train_available else "test"
 with common.user_errors():

@@ -37,6 +37,7 @@ _URL_WRITTEN = "url_written"  # the view parameters this session last put in the
 _SESSION_DATASETS = "session_datasets"  # list of dicts: name (archive:ID), label, summary
 _BYO_NOTES = "byo_notes"  # what became of the last upload of each kind: kind -> (level, text)
 _BARE_RERUN = "bare_rerun"  # this session once reran a page that started without app.py
+_BATCH_LINK = "batch_link"  # the Batch page's view parameters this session last put in the URL
 
 MAX_SESSION_MODELS = 20
 MAX_SESSION_DATASETS = 5
@@ -234,6 +235,14 @@ def replay_frame() -> int:
 
 def set_replay_frame(value: int) -> None:
     _set(_REPLAY, int(value))
+
+
+def batch_link_written() -> dict:
+    return dict(_get(_BATCH_LINK) or {})
+
+
+def set_batch_link_written(params: dict) -> None:
+    _set(_BATCH_LINK, dict(params))
 
 
 def url_written() -> dict:
