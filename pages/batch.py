@@ -105,8 +105,9 @@ row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom", gap=
 weights = row.segmented_control("Model", list(WEIGHTS), key="batch_weights", format_func=WEIGHTS.get,
                                 help="Untrained: the same architecture with the weights the recipe starts from "
                                      "(epoch 0), for this seed.") or "trained"
-seed = int(row.number_input("Seed", 0, 2**31 - 1, key="batch_seed", value=int(state.widget("batch_seed", 0) or 0),
-                            width=130, help="Seeds the sampler and the augmentations: another seed, another batch."))
+if not isinstance(state.widget("batch_seed"), int):
+    state.set_widget("batch_seed", 0)
+seed = int(row.number_input("Seed", 0, 2**31 - 1, key="batch_seed", width=130, help="Seeds the sampler and the augmentations: another seed, another batch."))
 row.button("Another batch", icon=":material/casino:", on_click=_next_batch, key="batch_next")
 
 want = {"loss": loss, "sampler": sampler if samplers else None, "weights": weights, "seed": str(seed)}
