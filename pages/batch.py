@@ -190,7 +190,8 @@ if b.family == "views":
     pp = t["positive_probability"][selected]
     term = b.contributions[selected]
     pos = np.flatnonzero(b.matrix["positive"][selected])
-    st.markdown(f"Image #{b.row_index[selected]} ({b.row_role[selected]}); its loss "
+    role = f" ({b.row_role[selected]})" if b.row_role[selected].startswith("view") else ""
+    st.markdown(f"Image #{b.row_index[selected]}{role}; its loss "
                 f"**{'-' if not np.isfinite(term) else format(term, '.3f')}**, probability of its "
                 f"positive{'s' if len(pos) > 1 else ''} **{'-' if not np.isfinite(pp) else format(pp, '.1%')}**"
                 + (f", {t['n_false_negatives'][selected]} false negative(s)" if loss == "ntxent" else "")

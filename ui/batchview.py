@@ -91,7 +91,9 @@ def heatmap(b: LossBatch, urls: list[str], selected: int) -> alt.LayerChart:
         x=alt.X("x:Q", scale=alt.Scale(domain=[-0.5, m + 0.5]), axis=None), x2="x2:Q",
         y=alt.Y("y:Q", scale=alt.Scale(domain=[-0.5, m + 0.5], reverse=True), axis=None), y2="y2:Q")
     imgs = alt.Chart(edge).mark_image(width=CELL - 1, height=CELL - 1).encode(x=x, y=y, url="image:N")
-    return alt.layer(rect, boxes, crosses, frame, imgs).properties(width=side, height=side)
+    # "pad": the plot keeps its size and the legend adds to it (the default "fit" would squash the rows)
+    return alt.layer(rect, boxes, crosses, frame, imgs).properties(width=side, height=side,
+                                                                    autosize=alt.AutoSizeParams(type="pad"))
 
 
 def probability_bars(b: LossBatch, urls: list[str], anchor: int) -> alt.HConcatChart:
