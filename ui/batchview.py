@@ -169,7 +169,7 @@ def pair_rows(b: LossBatch, urls: list[str], selected: int) -> alt.HConcatChart:
                        "other": [urls[k] for k in t["b"]],
                        "kind": np.where(t["similar"], "similar", "dissimilar"), "term": b.contributions,
                        measure: np.round(t[measure], 3)})
-    df["text"] = [f"{measure[:3]} {v:.2f} · {'✓ satisfied' if s else f'loss {c:.3f}'}"
+    df["text"] = [f"{'cos' if measure == 'cosine' else 'd'} {v:.2f} · {'✓ satisfied' if s else f'loss {c:.3f}'}"
                   for v, s, c in zip(df[measure], t["satisfied"], df["term"])]
     df["mine"] = df["a"] == selected
     y = alt.Y("pair:O", axis=None)
