@@ -128,35 +128,12 @@ urls = view.row_urls(b)
 
 explain = EXPLAIN[sampler if loss == "triplet" else loss]
 st.markdown(f"**{LOSS_HELP.get(loss, loss)}.** {explain}")
-st.caption(f"{m.name} ({'untrained: epoch 0' if weights == 'untrained' else 'trained'}), first batch of seed {seed}: "
-           f"{s['n_images']} images from {data_text(b.data)}; the encoder in training mode (BatchNorm on this batch, "
-           f"as a training step), float32. {headline(b)}")
+st.caption(f"{m.name} ({'untrained: epoch 0' if weights == 'untrained' else 'trained'}), the first batch of seed "
+           f"{seed}: {s['n_images']} images from {data_text(b.data)}; the encoder in training mode (BatchNorm on "
+           "this batch, as in a training step), float32.")
 for note in b.data.get("notes", []):
     if "not on this machine" in note:
         st.caption(f":material/info: {note}.")
-
-metrics = st.container(horizontal=True, gap="small")
-metrics.metric("Loss", f"{b.value:.4f}", help=f"What the loss class returns for this batch: the {b.reduction}.")
-if b.family == "views":
-    p = s["mean_positive_probability"]
-    metrics.metric("Probability of the positive", "-" if p is None else f"{p:.1%}",
-                   help=f"Mean over anchors; chance is {s['chance_probability']:.1%} (one of the other "
-                        f"{s['n_anchors'] - 1}).")
-    if loss == "ntxent":
-        metrics.metric("False negatives", s["n_false_negative_pairs"],
-                       help="Pairs (anchor, image of its own class) that NT-Xent treats as negatives.")
-    else:
-        metrics.metric("Anchors with a positive", f"{s['n_anchors_with_positive']} of {s['n_anchors']}")
-elif b.family == "triplets":
-    metrics.metric("Satisfied triplets", f"{s['n_satisfied']} of {s['n_picked']}", help="Triplets with zero loss.")
-    sh = s["candidate_shares"]
-    metrics.metric("Candidates easy / semi / hard", f"{sh['easy']:.0%} / {sh['semi-hard']:.0%} / {sh['hard']:.0%}",
-                   help=f"{s['n_candidates']:,} candidate triplets in the batch.")
-    metrics.metric("Mean distance", f"{s['mean_embedding_distance']:.3g}",
-                   help="Between the batch's embeddings: near 0 when the model has collapsed.")
-else:
-    metrics.metric("Satisfied pairs", f"{s['n_satisfied']} of {len(b.contributions)}",
-                   help=f"{s['n_similar']} similar, {s['n_dissimilar']} dissimilar pairs.")
 
 # ---- the picture, and the tapped anchor's row under it
 anchors = view.anchors_of(b)
@@ -183,7 +160,7 @@ st.caption({"views": "Tap a row of the matrix to see that anchor's row.",
             "triplets": "Tap a ring to see that anchor's triplets; the faded dots are other anchors' candidates.",
             "pairs": "Tap an anchor's image (left) to see its pair."}[b.family])
 
-label = view._label(b, selected)
+label = view.label_of(b, selected)
 st.subheader(f"Anchor {selected}: {label}")
 if b.family == "views":
     t = b.terms
@@ -207,15 +184,15 @@ else:
             rows = [int(t["a"][k]), int(t["p"][k]), int(t["n"][k])]
             mark = "✓ satisfied (zero loss)" if t["satisfied"][k] else f"loss {b.contributions[k]:.3f}"
             fn = " · the negative is of the anchor's own class (false negative)" if t["false_negative"][k] else ""
-            text = (f"anchor {view._label(b, rows[0])}, positive {view._label(b, rows[1])}, negative "
-                    f"{view._label(b, rows[2])}: d(a,p) {t['d_ap'][k]:.3f}, d(a,n) {t['d_an'][k]:.3f}, "
+            text = (f"anchor {view.label_of(b, rows[0])}, positive {view.label_of(b, rows[1])}, negative "
+                    f"{view.label_of(b, rows[2])}: d(a,p) {t['d_ap'][k]:.3f}, d(a,n) {t['d_an'][k]:.3f}, "
                     f"{t['kind'][k]} · {mark}{fn}")
         else:
             rows = [int(t["a"][k]), int(t["b"][k])]
             measure = "cosine" if "cosine" in t else "distance"
             mark = "✓ satisfied (zero loss)" if t["satisfied"][k] else f"loss {b.contributions[k]:.3f}"
-            text = (f"{'similar' if t['similar'][k] else 'dissimilar'} pair: {view._label(b, rows[0])} and "
-                    f"{view._label(b, rows[1])}, {measure} {t[measure][k]:.3f} · {mark}")
+            text = (f"{'similar' if t['similar'][k] else 'dissimilar'} pair: {view.label_of(b, rows[0])} and "
+                    f"{view.label_of(b, rows[1])}, {measure} {t[measure][k]:.3f} · {mark}")
         st.image(ui_images.grid_png(b.images[rows], ncol=len(rows), scale=3), caption=text)
     if b.family == "triplets" and b.candidates and b.candidates.get("listed"):
         cand = b.candidates
@@ -223,6 +200,33 @@ else:
         counts = {k: int((cand["kind"][here] == k).sum()) for k in ("easy", "semi-hard", "hard")}
         st.caption(f"This anchor's candidate triplets: {counts['easy']} easy, {counts['semi-hard']} semi-hard, "
                    f"{counts['hard']} hard.")
+
+
+# ---- the batch in figures (below the picture: on a phone the tap and its row come first)
+st.subheader("This batch in figures")
+st.caption(headline(b))
+metrics = st.container(horizontal=True, gap="small")
+metrics.metric("Loss", f"{b.value:.4f}", help=f"What the loss class returns for this batch: the {b.reduction}.")
+if b.family == "views":
+    p = s["mean_positive_probability"]
+    metrics.metric("Probability of the positive", "-" if p is None else f"{p:.1%}",
+                   help=f"Mean over anchors; chance is {s['chance_probability']:.1%} (one of the other "
+                        f"{s['n_anchors'] - 1}).")
+    if loss == "ntxent":
+        metrics.metric("False negatives", s["n_false_negative_pairs"],
+                       help="Pairs (anchor, image of its own class) that NT-Xent treats as negatives.")
+    else:
+        metrics.metric("Anchors with a positive", f"{s['n_anchors_with_positive']} of {s['n_anchors']}")
+elif b.family == "triplets":
+    metrics.metric("Satisfied triplets", f"{s['n_satisfied']} of {s['n_picked']}", help="Triplets with zero loss.")
+    sh = s["candidate_shares"]
+    metrics.metric("Candidates easy / semi / hard", f"{sh['easy']:.0%} / {sh['semi-hard']:.0%} / {sh['hard']:.0%}",
+                   help=f"{s['n_candidates']:,} candidate triplets in the batch.")
+    metrics.metric("Mean distance", f"{s['mean_embedding_distance']:.3g}",
+                   help="Between the batch's embeddings: near 0 when the model has collapsed.")
+else:
+    metrics.metric("Satisfied pairs", f"{s['n_satisfied']} of {len(b.contributions)}",
+                   help=f"{s['n_similar']} similar, {s['n_dissimilar']} dissimilar pairs.")
 
 with st.expander("Every term of the batch"):
     import pandas as pd

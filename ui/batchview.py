@@ -57,7 +57,8 @@ def tapped(event, name: str, field: str) -> int | None:
     return None
 
 
-def _label(b: LossBatch, row: int) -> str:
+def label_of(b: LossBatch, row: int) -> str:
+    """The class name of row ``row``."""
     return b.classes[int(b.row_label[row])] if b.classes else str(int(b.row_label[row]))
 
 
