@@ -521,7 +521,8 @@ def cmd_batch(args) -> int:
                               data_dir=args.data_dir)
     out = to_json(b)
     lines = [f"{Path(args.checkpoint).stem}{' (untrained: epoch 0)' if args.untrained else ''}: the first batch of "
-             f"seed {args.seed}, {out['summary']['n_images']} images from {data_text(b.data)}", headline(b)]
+             f"seed {args.seed}, {out['summary']['n_images']} images from {data_text(b.data)}",
+             *[f"({note})" for note in b.data.get("notes", []) if "not on this machine" in note], headline(b)]
     for t in out["terms"]:
         fields = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items() if k != "contribution")
         lines.append(f"  {fields}: {t['contribution'] if t['contribution'] is None else format(t['contribution'], '.4f')}")
