@@ -93,10 +93,12 @@ class LossBatch:
 
 # ----------------------------------------------------------------------------- configuration
 def batch_config(card_config: dict, *, loss: str | None = None, mining: str | None = None,
-                 negatives: str | None = None, seed: int = 0, batch_size: int | None = None):
+                 negatives: str | None = None, seed: int = 0, batch_size: int | None = None,
+                 anchors: int = ANCHORS):
     """The training config whose first batch is shown: the checkpoint's own (``card_config``)
     with another ``loss``, ``mining`` or ``negatives`` when given, a ``seed`` and a
-    ``batch_size`` (default: :data:`ANCHORS` anchors, i.e. 8 images where each has two views).
+    ``batch_size`` (default: as many items as make ``anchors`` anchors: 16 anchors are 16 pairs,
+    16 triplets, or 8 images where each has two views).
     A loss other than the model's gets that loss's recipe defaults (views,
     temperature, margin) and no mining unless ``mining`` is given. Runs on the CPU in float32,
     on the current thread count."""
@@ -120,7 +122,9 @@ def batch_config(card_config: dict, *, loss: str | None = None, mining: str | No
                                     precision="fp32", time_budget=None))
     if batch_size is None:
         views_path = config.loss in ("ntxent", "supcon") or config.mining != "none"
-        config = replace(config, batch_size=ANCHORS // config.views if views_path else ANCHORS)
+        if not isinstance(anchors, int) or not 2 * config.views <= anchors <= MAX_BATCH:
+            raise ConfigError(f"anchors must be between {2 * config.views} and {MAX_BATCH:,}, got {anchors}")
+        config = replace(config, batch_size=anchors // config.views if views_path else anchors)
     return config
 
 
@@ -472,6 +476,7 @@ def batch_data(card: dict, data_dir=None) -> ImageSet:
 
 def batch_from_checkpoint(path, *, untrained: bool = False, loss: str | None = None, mining: str | None = None,
                           negatives: str | None = None, seed: int = 0, batch_size: int | None = None,
+                          anchors: int = ANCHORS,
                           data_dir=None) -> LossBatch:
     """:func:`build_batch` for a checkpoint file: its recipe (with the overrides), its data, its
     weights (or, ``untrained``, the recipe's initial weights for ``seed``: epoch 0)."""
@@ -479,7 +484,7 @@ def batch_from_checkpoint(path, *, untrained: bool = False, loss: str | None = N
 
     card = read_card(path)
     config = batch_config(card.get("config") or {}, loss=loss, mining=mining, negatives=negatives, seed=seed,
-                          batch_size=batch_size)
+                          batch_size=batch_size, anchors=anchors)
     data = batch_data(card, data_dir)
     weights = None
     if not untrained:

@@ -21,7 +21,8 @@ TRIPLET_SAMPLERS = {"study": "the study's: one drawn negative of another class",
                     "semi-hard": "semi-hard: the closest negative beyond the positive"}
 PAIR_SAMPLERS = {"study": "negatives of another class (the study)", "random": "random negatives: any other image"}
 WEIGHTS = {"trained": "trained", "untrained": "untrained (epoch 0)"}
-LINK = ("loss", "sampler", "weights", "seed")
+LINK = ("loss", "sampler", "weights", "seed", "anchors")
+ANCHOR_CHOICES = (8, 12, 16)
 
 EXPLAIN = {
     "pairwise": "Each line is one pair: an anchor with its own augmented copy (similar: the loss pulls their cosine "
@@ -69,6 +70,9 @@ if link and link != state.batch_link_written():
          else bad.append("sampler"))
     if "weights" in link:
         (state.set_widget("batch_weights", link["weights"]) if link["weights"] in WEIGHTS else bad.append("weights"))
+    if "anchors" in link:
+        (state.set_widget("batch_anchors", int(link["anchors"])) if link["anchors"] in ("8", "12", "16")
+         else bad.append("anchors"))
     if "seed" in link:
         try:
             seed_value = int(link["seed"])
@@ -109,8 +113,14 @@ if not isinstance(state.widget("batch_seed"), int):
     state.set_widget("batch_seed", 0)
 seed = int(row.number_input("Seed", 0, 2**31 - 1, key="batch_seed", width=130, help="Seeds the sampler and the augmentations: another seed, another batch."))
 row.button("Another batch", icon=":material/casino:", on_click=_next_batch, key="batch_next")
+if state.widget("batch_anchors") not in ANCHOR_CHOICES:
+    state.set_widget("batch_anchors", 16)
+n_anchors = row.segmented_control("Anchors", ANCHOR_CHOICES, key="batch_anchors",
+                                  help="How many anchors the batch holds (8 images with two views are 16 anchors); "
+                                       "the recipe's own batch is larger: see the command line's --batch-size.") or 16
 
-want = {"loss": loss, "sampler": sampler if samplers else None, "weights": weights, "seed": str(seed)}
+want = {"loss": loss, "sampler": sampler if samplers else None, "weights": weights, "seed": str(seed),
+        "anchors": None if n_anchors == 16 else str(n_anchors)}
 for k in LINK:
     if want[k] is None and k in st.query_params:
         del st.query_params[k]
@@ -121,8 +131,8 @@ state.set_batch_link_written({k: v for k, v in want.items() if v is not None})
 mining = sampler if sampler in ("batch-hard", "semi-hard") else "none"
 negatives = "random" if sampler == "random" else "label-aware"
 with common.user_errors():
-    b = view.loss_batch(m.path, m.cid, weights == "untrained", loss, mining, negatives, seed,
-                        str(resolve_data_dir().resolve()))
+    data_root = str(resolve_data_dir().resolve())
+    b = view.loss_batch(m.path, m.cid, weights == "untrained", loss, mining, negatives, seed, int(n_anchors), data_root)
 s = b.summary()
 urls = view.row_urls(b)
 
@@ -140,7 +150,7 @@ anchors = view.anchors_of(b)
 finite = np.where(np.isfinite(b.contributions), b.contributions, -np.inf)
 owner = b.terms["anchor"] if b.family == "views" else b.terms["a"]
 default_anchor = int(owner[int(np.argmax(finite))]) if len(finite) else int(anchors[0])
-chart_key = f"batch_chart_{m.cid}_{loss}_{sampler}_{weights}_{seed}"  # a new batch starts from its own default
+chart_key = f"batch_chart_{m.cid}_{loss}_{sampler}_{weights}_{seed}_{n_anchors}"  # a new batch starts from its own default
 event = state.widget(chart_key)
 selected = view.tapped(event, "anchor", "anchor" if b.family == "views" else "a")
 if selected is None or selected not in set(int(a) for a in anchors):
@@ -205,6 +215,12 @@ else:
 # ---- the batch in figures (below the picture: on a phone the tap and its row come first)
 st.subheader("This batch in figures")
 st.caption(headline(b))
+if weights == "trained":
+    with common.user_errors():
+        before = view.loss_batch(m.path, m.cid, True, loss, mining, negatives, seed, int(n_anchors), data_root)
+    st.caption(f"The same batch at epoch 0 (the untrained encoder): loss {before.value:.4f} (now {b.value:.4f}); "
+               f"the batch's embeddings were {before.summary()['mean_embedding_distance']:.3g} apart on average "
+               f"(now {s['mean_embedding_distance']:.3g}).")
 metrics = st.container(horizontal=True, gap="small")
 metrics.metric("Loss", f"{b.value:.4f}", help=f"What the loss class returns for this batch: the {b.reduction}.")
 if b.family == "views":
@@ -234,8 +250,10 @@ with st.expander("Every term of the batch"):
     table = pd.DataFrame({k: v for k, v in b.terms.items()})
     table.insert(0, "loss term", b.contributions)
     st.dataframe(table, hide_index=True)
-    flags = f"--loss {loss}" + (f" --mining {mining}" if mining != "none" else "") + (
-        " --negatives random" if negatives == "random" else "") + (" --untrained" if weights == "untrained" else "")
+    flags = (f"--loss {loss}" + (f" --mining {mining}" if mining != "none" else "")
+             + (" --negatives random" if negatives == "random" else "")
+             + (f" --batch-size {b.config['batch_size']}" if n_anchors != 16 else "")
+             + (" --untrained" if weights == "untrained" else ""))
     st.caption(f"Their mean ({b.reduction}) is {b.mean_contribution():.6f}; the loss class returns {b.value:.6f}. "
                f"The same batch on the command line: `python -m cl batch {m.name}.safetensors {flags} --seed {seed} "
                f"--json`.")

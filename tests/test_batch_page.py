@@ -63,6 +63,9 @@ def test_each_family_draws_the_library_batch(monkeypatch, tmp_path, loss, sample
     check_terms(at, want)
     text = " ".join(str(x.value) for x in [*at.markdown, *at.caption])
     assert "digits train, 1,257 images" in text  # the batch names its data
+    before = batch_from_checkpoint(DIGITS, loss=loss, mining=mining, untrained=True, seed=3,
+                                   negatives="random" if sampler == "random" else None)
+    assert f"The same batch at epoch 0 (the untrained encoder): loss {before.value:.4f}" in text
     heading = [h.value for h in at.subheader if h.value.startswith("Anchor ")]
     assert heading, "no anchor row shown"
     if family == "views":
@@ -78,11 +81,12 @@ def test_each_family_draws_the_library_batch(monkeypatch, tmp_path, loss, sample
 
 
 def test_untrained_and_another_batch(monkeypatch, tmp_path):
-    at = open_batch(monkeypatch, tmp_path, loss="ntxent", weights="untrained", seed="1")
-    check_terms(at, batch_from_checkpoint(DIGITS, loss="ntxent", seed=1, untrained=True))
+    at = open_batch(monkeypatch, tmp_path, loss="ntxent", weights="untrained", seed="1", anchors="8")
+    check_terms(at, batch_from_checkpoint(DIGITS, loss="ntxent", seed=1, untrained=True, anchors=8))
+    assert len(at.dataframe[0].value) == 8  # 4 images, two views each
     at.button(key="batch_next").click().run()
-    assert at.query_params["seed"] == "2"
-    check_terms(at, batch_from_checkpoint(DIGITS, loss="ntxent", seed=2, untrained=True))
+    assert at.query_params["seed"] == "2" and at.query_params["anchors"] == "8"
+    check_terms(at, batch_from_checkpoint(DIGITS, loss="ntxent", seed=2, untrained=True, anchors=8))
 
 
 def test_a_bad_link_value_is_said_and_ignored(monkeypatch, tmp_path):

@@ -29,10 +29,11 @@ CELL = 21  # px per heat-map cell: 17 columns (16 anchors and the images) fit a 
 
 @st.cache_data(max_entries=24, show_spinner="Building the batch...")
 def loss_batch(path: str, cid: str, untrained: bool, loss: str | None, mining: str | None, negatives: str | None,
-               seed: int, data_root: str) -> LossBatch:
-    """One batch per (model, recipe, seed), for every visitor; ``cid`` makes a re-written file a
-    new entry, ``data_root`` a new data folder."""
-    return batch_from_checkpoint(path, untrained=untrained, loss=loss, mining=mining, negatives=negatives, seed=seed)
+               seed: int, anchors: int, data_root: str) -> LossBatch:
+    """One batch per (model, recipe, seed, size), for every visitor; ``cid`` makes a re-written
+    file a new entry, ``data_root`` a new data folder."""
+    return batch_from_checkpoint(path, untrained=untrained, loss=loss, mining=mining, negatives=negatives, seed=seed,
+                                 anchors=anchors)
 
 
 def row_urls(b: LossBatch) -> list[str]:
