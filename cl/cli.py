@@ -55,6 +55,14 @@ def _seed(text: str) -> int:
     return value
 
 
+CONSOLE_SCRIPT = "contrastive-explorer"  # the installed command (pyproject.toml [project.scripts])
+
+
+def _prog() -> str:
+    """How the user called us, for usage lines and messages."""
+    return CONSOLE_SCRIPT if Path(sys.argv[0]).name == CONSOLE_SCRIPT else "python -m cl"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .augmentations import AUGMENTATIONS
     from .encoder import ENCODERS
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .samplers import MINERS, NEGATIVES
     from .training import PRECISIONS, RECIPES
 
-    p = _Parser(prog="python -m cl", description="Contrastive Explorer: train and inspect contrastive encoders.")
+    p = _Parser(prog=_prog(), description="Contrastive Explorer: train and inspect contrastive encoders.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     d = sub.add_parser("datasets", help="list data sets, their sizes and whether they are available here")
@@ -533,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not args.command:
-            raise ConfigError("python -m cl: choose a command: " + ", ".join(COMMANDS) + " (add --help for details)")
+            raise ConfigError(f"{_prog()}: choose a command: " + ", ".join(COMMANDS) + " (add --help for details)")
         if args.command in HEAVY_COMMANDS:
             allocator.keep_freed_memory()
         if distributed.launched_rank() is not None and args.command != "train":
@@ -554,3 +562,19 @@ def main(argv: list[str] | None = None) -> int:
         if distributed.lost_peer(err):
             return 1  # another rank failed mid-step and says why; torchrun ends the rest
         raise
+
+
+def console_main() -> None:
+    """``python -m cl`` and the installed ``contrastive-explorer`` command: run, then leave.
+
+    Leaves without the interpreter's teardown: with torch and scikit-learn loaded, destroying every
+    module and object took about 1 s of each command's wall time on 2 cores (3.3 s -> 4.3 s for
+    ``evaluate``), after all its work was done. Every file a command writes is closed by then; only
+    the standard streams may still hold buffered output."""
+    rc = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (`... | head`): nothing more can be said there
+        pass
+    os._exit(0 if rc is None else rc if isinstance(rc, int) else 1)
