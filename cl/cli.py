@@ -153,11 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir")
     s.add_argument("--json", action="store_true")
 
-    x = sub.add_parser("export", help="write a checkpoint's embeddings for the Embedding Projector, NumPy or a spreadsheet")
+    x = sub.add_parser("export", help="write a checkpoint's embeddings for the Embedding Projector, NumPy or a "
+                                      "spreadsheet, or the encoder as ONNX")
     x.add_argument("checkpoint")
     x.add_argument("--dataset", help="embed this data set instead of the one in the card (e.g. folder:PATH.zip)")
-    x.add_argument("--split", choices=("test", "train"), default="test")
-    x.add_argument("--format", choices=("projector", "npz", "csv"), required=True)
+    x.add_argument("--split", choices=("test", "train"), default="test",
+                   help="the images embedded (onnx: the images ONNX Runtime is checked on)")
+    x.add_argument("--format", choices=("projector", "npz", "csv", "onnx"), required=True,
+                   help="onnx: the encoder itself, its preprocessing in the model's metadata and export.json")
     x.add_argument("--data-dir")
     x.add_argument("--out", required=True, help="folder to write into (created if missing)")
     x.add_argument("--json", action="store_true")
@@ -430,12 +433,38 @@ def cmd_export(args) -> int:
     from .export import export_embeddings
     from .workflow import open_model
 
+    if args.format == "onnx":
+        return _export_onnx(args)
     opened = open_model(args.checkpoint, args.dataset, args.split, args.data_dir)
     model, card, data = opened.model, opened.card, opened.data
     result = export_embeddings(embed(model, data.images), data, args.format, args.out, card=card,
                                checkpoint=args.checkpoint, provenance=portable_provenance(data.provenance(), args.data_dir))
     text = (f"{result['n_images']:,} embeddings ({result['dim']} dimensions) of {data.describe()} -> "
             f"{args.out}: {', '.join(result['files'])}")
+    _emit(args, {k: v for k, v in result.items() if k != "card"}, text)
+    return 0
+
+
+def _export_onnx(args) -> int:
+    from .checkpoints import load_checkpoint
+    from .onnx_export import export_onnx, require_exporter
+    from .workflow import data_for_card
+
+    require_exporter()  # before any work: one line saying what to install
+    model, card = load_checkpoint(args.checkpoint)
+    name = Path(args.checkpoint).stem
+    try:  # the images ONNX Runtime is checked on; without them the model is still exported
+        data = data_for_card(card, args.dataset, args.split, args.data_dir, download=False, source=name)[1]
+    except UserError as err:
+        data, why = None, str(err)
+    result = export_onnx(model, card, args.out, name, verify_images=None if data is None else data.images)
+    v = result["verification"] or {"skipped": f"no {args.split} images here ({why})"}
+    result["verification"] = v
+    checked = (f"ONNX Runtime vs PyTorch on the first {v['n_images']} of {data.describe()}: max |diff| "
+               f"{v['max_abs_diff']:.2e} ({'within' if v['passed'] else 'OVER'} {v['tolerance']:g})"
+               if "n_images" in v else f"not checked: {v['skipped']}")
+    text = (f"{name} -> {args.out}: {', '.join(result['files'])}; input {result['input']['shape']} = pixel * 2/255 - 1, "
+            f"output {result['output']['shape']}\n{checked}")
     _emit(args, {k: v for k, v in result.items() if k != "card"}, text)
     return 0
 
