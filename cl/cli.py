@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "hardware computes it natively; the paper recipe uses fp32")
     t.add_argument("--data-dir")
     t.add_argument("--no-eval", action="store_true", help="skip evaluating after training")
+    t.add_argument("--tensorboard", metavar="DIR",
+                   help="write a TensorBoard run into this new or empty folder: per-epoch loss, images/s, kNN-30, "
+                        "alignment, uniformity, effective rank, and the test embeddings for the projector "
+                        "(needs: pip install tensorboard)")
     t.add_argument("--out", required=True)
     t.add_argument("--json", action="store_true")
 
@@ -273,7 +277,7 @@ def cmd_train(args) -> int:
 
     with distributed.session(pick_device(resolved.device)):  # torchrun: join the other processes; else nothing
         made = make_model(config, args.out, data_dir=args.data_dir, evaluate=not args.no_eval,
-                          progress=progress if distributed.is_main() else None)
+                          progress=progress if distributed.is_main() else None, tensorboard=args.tensorboard)
         if not distributed.is_main():
             return 0  # rank 0 alone reports and writes
     card = made.card
@@ -283,13 +287,16 @@ def cmd_train(args) -> int:
     payload = {"checkpoint": str(args.out), "dataset": args.dataset, "n_parameters": card["n_parameters"],
                "n_train": card["data"]["n_images"], "train_data": card["data"], "epochs": resolved.epochs,
                "epochs_completed": card["training"]["epochs_completed"], "seconds": card["training"]["seconds"],
-               "stopped": card["training"]["stopped"], "metrics": card["metrics"], "config": card["config"]}
+               "stopped": card["training"]["stopped"], "metrics": card["metrics"], "config": card["config"],
+               "tensorboard": args.tensorboard}
     m = card["metrics"].get("paper", {})
     text = (f"saved {args.out}: {card['n_parameters']:,} parameters, trained {card['training']['seconds']:.1f} s on "
             f"{card['data']['n_images']:,} {args.dataset} train images")
     if m:
         text += (f"\npaper protocol on {m['n_test']:,} {args.dataset} test images: linear {m['linear_acc']:.4f}, "
                  f"top-3 {m['top3_acc']:.4f}, kNN-30 {m['knn_acc']:.4f}")
+    if args.tensorboard:
+        text += f"\nTensorBoard run in {args.tensorboard}: tensorboard --logdir {args.tensorboard}"
     _emit(args, payload, text)
     return 0
 
