@@ -170,15 +170,9 @@ def verify(onnx_path: str | os.PathLike, model, images) -> dict:
 
 
 def _write_atomically(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the export from the user's other accounts and tools
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .checkpoints import _write_atomically as write  # temp file, fsync, rename: whole or not at all
+
+    write(path, blob, 0o644)
 
 
 def onnx_zip(checkpoint: str | os.PathLike, work_dir: str | os.PathLike) -> bytes:
