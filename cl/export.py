@@ -120,9 +120,7 @@ def _plain(o):
 def _write_projector(out: Path, emb, labels, idx, classes, image_set, name) -> dict[str, str]:
     from PIL import Image
 
-    with open(out / "tensors.tsv", "w", encoding="utf-8") as fh:
-        for row in emb:
-            fh.write("\t".join(f"{v:.7g}" for v in row) + "\n")
+    np.savetxt(out / "tensors.tsv", emb, fmt="%.7g", delimiter="\t", encoding="utf-8")  # no header: the projector's format
     with open(out / "metadata.tsv", "w", encoding="utf-8") as fh:
         # With more than one column the projector takes the first row as the header.
         fh.write("index\tlabel\tclass\n")
