@@ -86,9 +86,12 @@ def _check_folder(out: Path) -> None:
 
 def _to_onnx(model, channels: int, size: int):
     """PyTorch's exporter (``torch.export``-based; the TorchScript one is deprecated) -> ModelProto."""
+    import copy
+
     import torch
 
-    model = model.float().to("cpu", memory_format=torch.contiguous_format).eval()
+    # a copy: Module.to works in place, and the caller's model stays as it was (device, layout)
+    model = copy.deepcopy(model).float().to("cpu", memory_format=torch.contiguous_format).eval()
     sample = torch.zeros(2, channels, size, size)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     with warnings.catch_warnings():
