@@ -460,13 +460,16 @@ def _export_onnx(args) -> int:
     require_exporter()  # before any work: one line saying what to install
     model, card = load_checkpoint(args.checkpoint)
     name = Path(args.checkpoint).stem
+    data, why = None, ""
     try:  # the images ONNX Runtime is checked on; without them the model is still exported
         data = data_for_card(card, args.dataset, args.split, args.data_dir, download=False, source=name)[1]
     except UserError as err:
-        data, why = None, str(err)
-    result = export_onnx(model, card, args.out, name, verify_images=None if data is None else data.images)
-    v = result["verification"] or {"skipped": f"no {args.split} images here ({why})"}
-    result["verification"] = v
+        if args.dataset:  # asked for by name: a bad argument, not a missing extra
+            raise
+        why = f"no {args.split} images here ({err})"
+    result = export_onnx(model, card, args.out, name, verify_images=None if data is None else data.images,
+                         no_images_why=why)
+    v = result["verification"]
     checked = (f"ONNX Runtime vs PyTorch on the first {v['n_images']} of {data.describe()}: max |diff| "
                f"{v['max_abs_diff']:.2e} ({'within' if v['passed'] else 'OVER'} {v['tolerance']:g})"
                if "n_images" in v else f"not checked: {v['skipped']}")

@@ -101,11 +101,12 @@ def _to_onnx(model, channels: int, size: int):
     return program.model_proto
 
 
-def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_images=None) -> dict:
+def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_images=None,
+                no_images_why: str = "no images given") -> dict:
     """Write ``model`` as ``out/NAME.onnx`` with its preprocessing in its metadata, and ``export.json``.
 
     ``verify_images``: uint8 ``(N, C, H, W)`` images to compare ONNX Runtime with PyTorch on
-    (the first :data:`VERIFY_IMAGES`), or None. Files are written whole or not at all (a temporary
+    (the first :data:`VERIFY_IMAGES`), or None (``no_images_why`` says why in ``export.json``). Files are written whole or not at all (a temporary
     file, then a rename). Returns what ``export.json`` holds, plus ``out``."""
     import onnx
 
@@ -136,7 +137,7 @@ def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_ima
         _write_atomically(target, proto.SerializeToString())
     except OSError as err:
         raise ConfigError(f"cannot write {target}: {err.strerror or err}") from None
-    verification = verify(target, model, verify_images) if verify_images is not None else None
+    verification = verify(target, model, verify_images) if verify_images is not None else {"skipped": no_images_why}
     summary = {
         "format": "onnx", "checkpoint": name, "files": {target.name: "the encoder (ONNX, weights inside)"},
         "opset": max(int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")),
