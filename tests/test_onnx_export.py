@@ -130,6 +130,8 @@ def test_bad_export_inputs_give_one_line_exit_2_and_overwrite_nothing(tmp_path, 
         (["export", checkpoint, "--format", "onnx", "--out", existing], "cannot create"),
         (["export", checkpoint, "--format", "onnx", "--out", existing / "sub"], "cannot create"),
         (["export", checkpoint, "--format", "onnx", "--out", "/proc/cl-onnx-export"], "cannot"),
+        (["export", checkpoint, "--format", "onnx", "--dataset", f"folder:{tmp_path / 'none'}", "--out", tmp_path / "o"],
+         "does not exist"),
     ]
     for args, reason in cases:
         code, out, err = run(args, capsys)
