@@ -43,7 +43,9 @@ _API = {
     "rankme": "measures", "place_views": "placement", "place_in_checkpoint": "placement",
     # checkpoints and export
     "save_checkpoint": "checkpoints", "load_checkpoint": "checkpoints", "read_card": "checkpoints",
-    "export_embeddings": "export",
+    "export_embeddings": "export", "export_onnx": "onnx_export",
+    # training logs for TensorBoard
+    "TensorBoardLog": "tensorboard_log",
 }
 
 __all__ = sorted(_API)

@@ -42,23 +42,23 @@ def _tsv_cell(text: str) -> str:
 def sprite(images: np.ndarray) -> tuple[np.ndarray, int]:
     """Tile uint8 ``(N, C, H, W)`` images on a ``ceil(sqrt(N))`` square grid (row-major, black
     padding) as TensorBoard expects; ``(sprite HxW[x3], single image side)``. Thumbnails are
-    shrunk when the grid would pass :data:`SPRITE_MAX_SIDE`."""
-    from PIL import Image
+    shrunk (bilinear, antialiased) when the grid would pass :data:`SPRITE_MAX_SIDE`."""
+    import torch
+    from torchvision.utils import make_grid
 
     n, c, h, w = images.shape
     grid = max(1, math.ceil(math.sqrt(n)))
     side = min(h, SPRITE_MAX_SIDE // grid)
     if side < 1:
         raise ConfigError(f"{n:,} images are too many for one projector sprite")
-    out = np.zeros((grid * side, grid * side, c), dtype=np.uint8)
-    for i in range(n):
-        tile = np.ascontiguousarray(images[i].transpose(1, 2, 0))
-        if side != h:
-            pil = Image.fromarray(tile[..., 0] if c == 1 else tile).resize((side, side), Image.Resampling.BILINEAR)
-            tile = np.asarray(pil).reshape(side, side, c)
-        r, col = divmod(i, grid)
-        out[r * side:(r + 1) * side, col * side:(col + 1) * side] = tile
-    return (out[..., 0] if c == 1 else out), side
+    tiles = torch.from_numpy(np.ascontiguousarray(images))
+    if side != h:
+        tiles = torch.nn.functional.interpolate(tiles.float(), size=(side, side), mode="bilinear", antialias=True)
+        tiles = tiles.round_().clamp_(0, 255).to(torch.uint8)
+    # black tiles fill the last row, so that the sprite is the square the projector expects
+    tiles = torch.cat([tiles, torch.zeros((grid * grid - n, c, side, side), dtype=torch.uint8)])
+    out = make_grid(tiles, nrow=grid, padding=0).permute(1, 2, 0).numpy()  # grey comes back as 3 equal channels
+    return (np.ascontiguousarray(out[..., 0]) if c == 1 else out), side
 
 
 def export_embeddings(embeddings: np.ndarray, image_set, fmt: str, out: str | os.PathLike, card: dict | None = None,
@@ -120,9 +120,7 @@ def _plain(o):
 def _write_projector(out: Path, emb, labels, idx, classes, image_set, name) -> dict[str, str]:
     from PIL import Image
 
-    with open(out / "tensors.tsv", "w", encoding="utf-8") as fh:
-        for row in emb:
-            fh.write("\t".join(f"{v:.7g}" for v in row) + "\n")
+    np.savetxt(out / "tensors.tsv", emb, fmt="%.7g", delimiter="\t", encoding="utf-8")  # no header: the projector's format
     with open(out / "metadata.tsv", "w", encoding="utf-8") as fh:
         # With more than one column the projector takes the first row as the header.
         fh.write("index\tlabel\tclass\n")

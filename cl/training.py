@@ -415,7 +415,8 @@ def _optimise(run: _Run, loss: torch.Tensor, step: int) -> float:
 def train(config: TrainConfig, train_set: ImageSet,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
-          on_epoch_end: Callable[[torch.nn.Module, int], dict | None] | None = None) -> TrainResult:
+          on_epoch_end: Callable[[torch.nn.Module, int], dict | None] | None = None,
+          on_history: Callable[[dict], None] | None = None) -> TrainResult:
     """Train an encoder on ``train_set``; returns the model in eval mode and a history.
 
     ``progress(event)`` is called after every step with ``epoch``, ``epochs``, ``step``,
@@ -423,6 +424,7 @@ def train(config: TrainConfig, train_set: ImageSet,
     when it returns True training stops cleanly (``result.stopped == "cancelled"``).
     ``on_epoch_end(model, epoch)`` may return a dict of extra figures (for example kNN
     accuracy) recorded in the history; its time is not counted as training time.
+    ``on_history(row)`` hears each epoch's finished history row (a training log writes it).
     """
     c = resolve_config(config)
     if len(train_set) < 2 or len(torch.unique(train_set.labels)) < 2:
@@ -440,6 +442,8 @@ def train(config: TrainConfig, train_set: ImageSet,
                 run.module.eval()
                 row.update(on_epoch_end(run.module, epoch) or {})
             result.history.append(row)
+            if on_history is not None:
+                on_history(row)
         if stop_reason:
             break
     run.module.eval()

@@ -107,12 +107,18 @@ class MadeModel:
 
 def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_dir=None, evaluate: bool = True,
                made_by: str = "cli", progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
-               on_epoch_end: Callable | None = None, on_stage: Callable[[str, str], None] | None = None) -> MadeModel:
+               on_epoch_end: Callable | None = None, on_stage: Callable[[str, str], None] | None = None,
+               tensorboard: str | Path | None = None) -> MadeModel:
     """Train ``config``, evaluate it under both protocols, build its card and save it atomically.
 
     Pass ``train_set``/``test_set`` when already loaded (the app shows them before training starts);
     ``on_stage(stage, message)`` hears "training", "evaluating" and "saving". A cancel (``should_stop``)
     during training or before the save writes nothing, so earlier files are never touched.
+
+    ``tensorboard``: a new or empty folder for a TensorBoard run (:mod:`cl.tensorboard_log`): every
+    epoch's history row as it ends and, once saved, the final figures and the test embeddings for
+    the projector. Without an ``on_epoch_end`` of the caller's, each epoch then also gets kNN-30
+    accuracy, alignment, uniformity and RankMe (:func:`cl.tensorboard_log.epoch_figures`).
     """
     from . import distributed
     from .checkpoints import read_card, save_checkpoint
@@ -124,18 +130,39 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
             on_stage(name, message)
 
     resolved = resolve_config(config)
+    if tensorboard is not None:
+        from .tensorboard_log import check_run_dir
+
+        if distributed.current() is not None or distributed.launched_rank() is not None:
+            raise ConfigError("--tensorboard logs a training in one process; run it without torchrun")
+        check_run_dir(tensorboard)  # before any work: an earlier run is never overwritten
+    needs_test = evaluate or tensorboard is not None
     if train_set is None:  # under torchrun one node may lack the data: agree() tells every rank
         train_set, test_set = distributed.agree(
-            lambda: load_training_data(resolved.dataset, data_dir, evaluate and distributed.is_main()))
-    elif evaluate and test_set is None:
-        raise ConfigError("make_model: evaluating needs the test set")
+            lambda: load_training_data(resolved.dataset, data_dir, needs_test and distributed.is_main()))
+    elif needs_test and test_set is None:
+        raise ConfigError("make_model: evaluating (or a TensorBoard log) needs the test set")
     out = Path(out)
+    log = None
+    if tensorboard is not None:
+        from .tensorboard_log import TensorBoardLog, epoch_figures
+
+        log = TensorBoardLog(tensorboard, about=f"`{train_command(resolved, out=out.name)}`\n\nTrained on "
+                                                f"{train_set.describe()}; tested on {test_set.describe()}.")
+        if on_epoch_end is None:
+            on_epoch_end = epoch_figures(test_set, resolved.augmentation)
     if evaluate:
         from .evaluation import preload_probe_modules
 
         preload_probe_modules()  # scikit-learn's import overlaps the training, not the evaluation
     stage("training", f"training on {train_set.describe()}")
-    result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end)
+    try:
+        result = train(resolved, train_set, progress=progress, should_stop=should_stop, on_epoch_end=on_epoch_end,
+                       on_history=log.epoch if log is not None else None)
+    except BaseException:
+        if log is not None:
+            log.close()  # the epochs so far stay readable
+        raise
     if not distributed.is_main():  # under torchrun rank 0 alone evaluates, builds the card and saves
         return MadeModel({}, False, result, result.stopped)
     metrics, measures = {}, None
@@ -164,13 +191,17 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "made_by": made_by,
     }
-    if result.stopped == "cancelled":
-        return MadeModel(card, False, result, "cancelled")
-    if should_stop is not None and should_stop():
-        return MadeModel(card, False, result, "cancelled_before_save")
+    if result.stopped == "cancelled" or (should_stop is not None and should_stop()):
+        if log is not None:
+            log.close()
+        return MadeModel(card, False, result, "cancelled" if result.stopped == "cancelled" else "cancelled_before_save")
     stage("saving", f"saving {out.name}")
     save_checkpoint(out, result.model, card)  # atomic: temp file + rename
-    return MadeModel(read_card(out), True, result, result.stopped)
+    saved = read_card(out)
+    if log is not None:
+        stage("saving", f"writing the TensorBoard run {log.run_dir}")
+        log.finish(saved, result.model, test_set, out.stem, provenance=portable_provenance(test_set.provenance(), data_dir))
+    return MadeModel(saved, True, result, result.stopped)
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """Train: recipe and hyperparameters, start and cancel, live progress, loss curve, kNN per epoch."""
 
+import importlib.util
+from pathlib import Path
+
 import streamlit as st
 
 from cl.errors import UserError
@@ -110,6 +113,12 @@ with st.form("train_form", border=True):
     snaps = c7.checkbox("Keep each epoch for the replay", True, key="tr_snaps",
                         help="Records the embedding of up to 1,000 test images after every epoch, so the Embedding "
                              "page can replay the training.")
+    tb_missing = importlib.util.find_spec("tensorboard") is None
+    tb = st.checkbox("Write a TensorBoard log", False, key="tr_tb", disabled=demo.enabled() or tb_missing,
+                     help="Not on this demo server." if demo.enabled() else
+                     "Needs TensorBoard: pip install tensorboard." if tb_missing else
+                     f"Per-epoch scalars and the test embeddings for the projector, in a run folder under "
+                     f"`{jobs.tensorboard_dir(models.runs_dir())}`.")
     submitted = st.form_submit_button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:")
 
 if submitted and not busy:
@@ -118,7 +127,7 @@ if submitted and not busy:
                          time_budget=float(budget) if budget else None)
     try:
         job = jobs.start(state.session_id(), config, models.runs_dir(), knn_per_epoch=knn, snapshots=snaps,
-                         checkpoints_dir=models.checkpoints_dir())
+                         checkpoints_dir=models.checkpoints_dir(), tensorboard=tb)
         state.set_job_id(job.id)
         busy = True
     except UserError as err:
@@ -210,6 +219,9 @@ def monitor() -> None:
                    f"{paper.get('n_test', 0):,} {c.dataset} test images. Standard protocol: fitted on "
                    f"{standard.get('n_fit', 0):,} {c.dataset} train images, scored on {standard.get('n_test', 0):,} "
                    f"test images. Saved as `{demo.show_path(v['out'])}`. Reproduce with `{v['card'].get('command', '')}`.")
+        if v.get("tensorboard"):
+            st.caption(f"TensorBoard run: `{v['tensorboard']}`. See it with "
+                       f"`tensorboard --logdir {Path(v['tensorboard']).parent}`.")
         l1, l2, l3 = st.columns(3)
         l1.page_link("pages/embedding.py", label="See its embedding space", icon=":material/scatter_plot:")
         l2.page_link("pages/metrics.py", label="Its metrics", icon=":material/leaderboard:")

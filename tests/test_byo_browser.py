@@ -75,7 +75,35 @@ def test_a_stroke_on_the_canvas_gets_neighbours(browser, server):
                                          "projector_config.pbtxt", "sprite.png", "tensors.tsv"]
         rows = zf.read("metadata.tsv").decode().splitlines()
         assert rows[0] == "index\tlabel\tclass" and len(rows) == 541  # the 540 digits test images
+    _onnx_download_runs_in_onnx_runtime(page, model_file)
     page.context.close()
+
+
+def _onnx_download_runs_in_onnx_runtime(page, model_file: Path) -> None:
+    """The sidebar's "Model as ONNX": ONNX Runtime gives the downloaded checkpoint's embeddings."""
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from cl.checkpoints import load_checkpoint
+    from cl.data import load_dataset
+    from cl.evaluation import embed
+
+    with page.expect_download(timeout=180000) as got:
+        page.get_by_role("button", name="Model as ONNX").click()
+    assert got.value.suggested_filename.endswith("-onnx.zip")
+    folder = Path(tempfile.mkdtemp(prefix="cl-onnx-dl-"))
+    try:
+        with zipfile.ZipFile(got.value.path()) as zf:
+            (name,) = [n for n in zf.namelist() if n.endswith(".onnx")]
+            assert sorted(zf.namelist()) == sorted([name, "export.json"])
+            zf.extractall(folder)
+        images = load_dataset("digits", "test").images[:64]
+        session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+        got_emb = session.run(None, {"images": images.numpy().astype(np.float32) * (2 / 255) - 1})[0]
+        model, _ = load_checkpoint(model_file)
+        assert np.abs(got_emb - embed(model, images)).max() <= 1e-4
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_camera_photo_gets_neighbours(browser, server):

@@ -65,6 +65,7 @@ class Job:
     out: Path
     knn_per_epoch: bool = True
     snapshots: bool = True
+    tensorboard: Path | None = None  # a TensorBoard run folder (cl.tensorboard_log), when asked for
     status: str = "queued"  # queued, loading, training, evaluating, saving, mapping, done, cancelled, failed
     message: str = ""
     created: float = field(default_factory=time.time)
@@ -95,6 +96,7 @@ class Job:
                 "config": self.config, "out": str(self.out), "train_note": self.train_note,
                 "test_note": self.test_note, "card": self.card, "created": self.created, "finished": self.finished,
                 "cancel_requested": self.cancel_event.is_set(),
+                "tensorboard": str(self.tensorboard) if self.tensorboard else None,
             }
 
     def _set(self, **kw) -> None:
@@ -136,9 +138,15 @@ def run_filename(config) -> str:
     return f"{config.dataset}-{config.augmentation}-{config.loss}-{stamp}-{uuid.uuid4().hex[:6]}.safetensors"
 
 
+def tensorboard_dir(runs_dir: Path) -> Path:
+    """Where the Train page's TensorBoard runs go, one sub-folder per model (``tensorboard --logdir`` it)."""
+    return Path(runs_dir) / "tensorboard"
+
+
 def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snapshots: bool = True,
-          checkpoints_dir: Path | None = None) -> Job:
-    """Validate, reserve a slot and start the thread; raise a UserError when refused."""
+          checkpoints_dir: Path | None = None, tensorboard: bool = False) -> Job:
+    """Validate, reserve a slot and start the thread; raise a UserError when refused.
+    ``tensorboard``: also write a TensorBoard run under :func:`tensorboard_dir`, named as the model."""
     from cl.data import dataset_spec
     from cl.training import resolve_config
 
@@ -159,6 +167,14 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
         except OSError:
             pass
     _check_writable(runs_dir)  # fail now, not after minutes of training
+    filename, tb_run = run_filename(resolved), None
+    if tensorboard:
+        if demo.enabled():
+            raise ConfigError("this demo server keeps no TensorBoard logs; on your own machine: python -m cl train "
+                              "... --tensorboard DIR")
+        from cl.tensorboard_log import check_run_dir
+
+        tb_run = check_run_dir(tensorboard_dir(runs_dir) / Path(filename).stem)  # TensorBoard installed, folder new
     _deleted, fits = demo.enforce_quota(runs_dir, incoming=EXPECTED_RUN_BYTES)
     if not fits:
         raise CapacityError("the demo server's disk quota for trained models is full with the models of "
@@ -173,8 +189,8 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
             raise CapacityError(
                 f"the server is already running {len(alive)} training{'s' if len(alive) != 1 else ''} "
                 f"(limit {limit}); please try again when one has finished. Every other page keeps working.")
-        job = Job(uuid.uuid4().hex[:12], session, resolved, runs_dir / run_filename(resolved),
-                  knn_per_epoch=knn_per_epoch, snapshots=snapshots)
+        job = Job(uuid.uuid4().hex[:12], session, resolved, runs_dir / filename,
+                  knn_per_epoch=knn_per_epoch, snapshots=snapshots, tensorboard=tb_run)
         _JOBS[job.id] = job
         demo.SESSIONS.own(session, job.out)
         _prune()
@@ -290,7 +306,8 @@ def _train(job: Job) -> None:
         job._set(status=stage, message=message)
 
     made = make_model(c, job.out, train_set=train_set, test_set=test_set, made_by="app", progress=progress,
-                      should_stop=job.cancel_event.is_set, on_epoch_end=on_epoch_end, on_stage=on_stage)
+                      should_stop=job.cancel_event.is_set, on_epoch_end=on_epoch_end, on_stage=on_stage,
+                      tensorboard=job.tensorboard)
     result = made.result
     with job.lock:
         # the library's per-epoch rows (loss, seconds, images/s) replace our partial ones

@@ -288,6 +288,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
     st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{model.name}.safetensors",
                        mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
                        icon=":material/download:", width="stretch")
+    _onnx_download(model)
     if not test_available:
         return
     from cl.archive import cache_dir
@@ -307,6 +308,31 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
         col.download_button(fmt, data=build, file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
                             key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="content",
                             help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
+
+
+def _onnx_download(model: models.ModelEntry) -> None:
+    """The encoder as ONNX (cl.onnx_export), built on click: a zip of NAME.onnx and export.json."""
+    from cl.onnx_export import INSTALL_HINT, require_exporter
+    from cl.errors import UserError
+
+    try:
+        require_exporter()
+        missing = None
+    except UserError:
+        missing = INSTALL_HINT
+
+    def build(path=model.path) -> bytes:  # runs only when clicked: the export takes a few seconds
+        from cl.archive import cache_dir
+        from cl.onnx_export import onnx_zip
+
+        return onnx_zip(path, cache_dir() / "exports")
+
+    st.download_button("Model as ONNX", data=build, file_name=f"{model.name}-onnx.zip", mime="application/zip",
+                       key="byo_dl_onnx", on_click="ignore", icon=":material/download:", width="stretch",
+                       disabled=missing is not None,
+                       help=f"Needs ONNX: {missing}" if missing else
+                       "The encoder for ONNX Runtime and other tools (batch axis free), with its preprocessing in "
+                       "the model's metadata and export.json: pixels * 2/255 - 1, channels first.")
 
 
 def render() -> Context:
