@@ -277,10 +277,21 @@ def cmd_train(args) -> int:
     text = (f"saved {args.out}: {card['n_parameters']:,} parameters, trained {card['training']['seconds']:.1f} s on "
             f"{card['data']['n_images']:,} {args.dataset} train images")
     if m:
-        text += (f"\npaper protocol on {m['n_test']:,} {args.dataset} test images: linear {m['linear_acc']:.4f}, "
-                 f"top-3 {m['top3_acc']:.4f}, kNN-30 {m['knn_acc']:.4f}")
+        text += f"\npaper protocol on {m['n_test']:,} {args.dataset} test images:\n" + _accuracy_lines(m)
     _emit(args, payload, text)
     return 0
+
+
+def _accuracy_lines(r: dict, extra: tuple[str, ...] = ()) -> str:
+    """The three accuracies with their 95 % intervals, and why any of them is flagged or not shown."""
+    from .uncertainty import figure_text, flags
+
+    names = {"linear_acc": "linear probe", "top3_acc": "top-3", "knn_acc": "kNN-30"}
+    lines = [f"  {names[k]:<13} {figure_text(r, k)}" for k in names if k in r] + list(extra)
+    why = {f["why"] for f in flags(r).values()}
+    lines += [f"  [!] {w}" for w in sorted(why)]
+    lines.append("  (95 % Wilson score intervals from the number of images scored)")
+    return "\n".join(lines)
 
 
 def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
@@ -302,8 +313,7 @@ def cmd_evaluate(args) -> int:
     payload["checkpoint"] = args.checkpoint
     text = (f"{args.protocol} protocol, {name}: probe fitted on {r['n_fit']:,} images, scored on {r['n_test']:,} test "
             f"images ({test_set.describe()})\n"
-            f"linear {r['linear_acc']:.4f}  top-3 {r['top3_acc']:.4f}  kNN-30 {r['knn_acc']:.4f}  "
-            f"precision@10 {r['precision_at_10']:.4f}")
+            + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}",)))
     _emit(args, payload, text)
     return 0
 
