@@ -320,20 +320,25 @@ def cmd_evaluate(args) -> int:
 
 def cmd_neighbors(args) -> int:
     from .evaluation import embed
-    from .retrieval import NeighborIndex, embed_one, prepare_query
+    from .retrieval import NeighborIndex, SimilarityScale, embed_one, fmt_match, ink_share, is_blank, prepare_query
 
     model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
     invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
     prepared = prepare_query(args.image, test_set.channels, test_set.size, name, invert=invert)
     index = NeighborIndex(embed(model, test_set.images), test_set.labels.numpy())
-    hits = index.query(embed_one(model, prepared.tensor), k=args.k)
-    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "similarity": round(h.similarity, 6)}
-            for h in hits]
+    scale = SimilarityScale(index.z.numpy())
+    hits = scale.rate(index.query(embed_one(model, prepared.tensor), k=args.k))
+    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "similarity": round(h.similarity, 6),
+             "match_percentile": round(h.percentile, 2)} for h in hits]
+    blank = is_blank(prepared.tensor)
     payload = {"neighbors": rows, "gallery": test_set.provenance(), "preprocessing": prepared.steps,
-               "inverted": prepared.inverted}
+               "inverted": prepared.inverted, "blank_query": blank, "ink_share": round(ink_share(prepared.tensor), 4),
+               "match_reference": scale.describe()}
     text = "\n".join([f"gallery: {test_set.describe()}; preprocessing: {'; '.join(prepared.steps) or 'none'}"]
-                     + [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} similarity {r['similarity']:.4f}"
-                        for i, r in enumerate(rows)])
+                     + [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} similarity {r['similarity']:.3f}  "
+                        f"{fmt_match(r['match_percentile'])}" for i, r in enumerate(rows)]
+                     + [f"match: the percentile of a similarity among {scale.describe()}"]
+                     + (["warning: the image is blank as the model sees it; its neighbours mean nothing"] if blank else []))
     _emit(args, payload, text)
     return 0
 

@@ -119,7 +119,8 @@ def fmt_range(accuracy: float, n: int, digits: int = 2) -> str:
 # ------------------------------------------------------------------ figures that cannot be trusted
 def flags(result: dict, n_classes: int | None = None) -> dict[str, dict]:
     """Per accuracy key of an evaluation result (or a card's summary of one), why it cannot be
-    trusted: ``{key: {"level": "hide" | "warn", "why": sentence}}``; keys that are fine are absent.
+    trusted: ``{key: {"level": "hide" | "warn", "why": sentence}}`` (a whole sentence, capitalised
+    unless it starts with a name such as kNN-30); keys that are fine are absent.
 
     Uses ``n_test``, ``n_fit``, ``n_classes``, ``fit_class_min`` and ``knn_k`` where the result
     has them; an older card without the last two gets them estimated from a stratified split
@@ -132,16 +133,16 @@ def flags(result: dict, n_classes: int | None = None) -> dict[str, dict]:
         wide = half_width(n)
         for key in ACCURACY_KEYS:
             out[key] = {"level": "warn",
-                        "why": f"scored on only {n:,} images: its 95 % interval is up to +-{wide:.2f} wide "
+                        "why": f"Scored on only {n:,} images: its 95 % interval is up to +-{wide:.2f} wide "
                                f"(at least {MIN_SCORED} images are needed for +-{MAX_HALF_WIDTH:.2f})."}
     if c:
         if TOP_K >= c:
             out["top3_acc"] = {"level": "hide",
-                               "why": f"with {c} classes the top-{TOP_K} guesses hold every class, so top-{TOP_K} "
+                               "why": f"With {c} classes the top-{TOP_K} guesses hold every class, so top-{TOP_K} "
                                       "accuracy is 1 by construction and says nothing."}
         elif TOP_K / c >= 0.5:
             out["top3_acc"] = {"level": "warn",
-                               "why": f"with {c} classes, {TOP_K} random guesses already hold the true class "
+                               "why": f"With {c} classes, {TOP_K} random guesses already hold the true class "
                                       f"{TOP_K / c:.0%} of the time."}
     if n_fit:
         k = int(result.get("knn_k") or min(KNN_K, n_fit))
@@ -175,7 +176,7 @@ def figure_text(result: dict, key: str, digits: int = 3) -> str:
     not shown, with a ``[!]`` mark when it is flagged."""
     f = flags(result).get(key)
     if f is not None and f["level"] == "hide":
-        return "not shown (" + f["why"].rstrip(".") + ")"
+        return "not shown. " + f["why"]
     text = fmt(result.get(key), int(result.get("n_test") or 0), digits=digits)
     return text + (" [!]" if f else "")
 

@@ -300,7 +300,10 @@ def test_hostile_uploads_give_a_message_and_odd_images_give_neighbours():
         at.file_uploader(key="ret_upload").set_value((name, data, mime)).run()
         assert not at.exception, (name, [e.message for e in at.exception])
         assert not at.error, (name, [e.value for e in at.error])
-        assert "Top 10 neighbours of your image" in texts(at), name
+        if name == "tiny.png":  # one white pixel: blank as the model sees it, its neighbours are no matches
+            assert "is blank as the model sees it" in texts(at) and "Top 10 neighbours" not in texts(at)
+        else:
+            assert "Top 10 neighbours of your image" in texts(at), name
         assert "Preprocessing" in texts(at)
     # the shown preprocessing says what happened to a dark-on-light drawing
     at.file_uploader(key="ret_upload").set_value(("drawn.png", odd_valid_files()[-2][1], "image/png")).run()

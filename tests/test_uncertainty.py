@@ -157,8 +157,8 @@ def test_the_cli_trains_and_evaluates_a_tiny_folder(tmp_path, capsys):
     assert main(["train", "--dataset", data, "--epochs", "1", "--threads", "1", "--out", ckpt]) == 0
     assert main(["evaluate", ckpt, "--dataset", data]) == 0
     out = capsys.readouterr().out
-    assert "scored on 3 test images" in out and "top-3         not shown (with 3 classes" in out
-    assert "linear probe  0." in out and "3 images) [!]" in out and "[!] scored on only 3 images" in out
+    assert "scored on 3 test images" in out and "top-3         not shown. With 3 classes" in out
+    assert "linear probe  0." in out and "3 images) [!]" in out and "[!] Scored on only 3 images" in out
     assert main(["evaluate", ckpt, "--dataset", data, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["intervals"]["linear_acc"]["n"] == 3 and payload["flags"]["top3_acc"]["level"] == "hide"

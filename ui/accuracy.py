@@ -29,7 +29,7 @@ def warnings_text(results: list[dict], n_classes: int | None = None) -> str | No
     reasons = [f["why"] for r in results for f in accuracy_flags(r, n_classes).values() if f["level"] == "warn"]
     if not reasons:
         return None
-    return "Hard to trust: " + " ".join(dict.fromkeys(w[0].upper() + w[1:] for w in reasons))
+    return "Hard to trust: " + " ".join(dict.fromkeys(reasons))
 
 
 def knn_curve_caption(n: int | None, test_note: str) -> str:
