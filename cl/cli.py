@@ -490,7 +490,7 @@ def cmd_place(args) -> int:
 
 
 def cmd_measures(args) -> int:
-    from .measures import measure
+    from .measures import COLLAPSE_RULE, collapse, measure
     from .workflow import open_model
 
     opened = open_model(args.checkpoint, args.dataset, "test", args.data_dir)
@@ -508,6 +508,7 @@ def cmd_measures(args) -> int:
             f"uniformity  {f(m['uniformity'], '.4f')}  (0 = all on one point; points uniform on the "
             f"{m['embedding_dim']}-d sphere: {f(m['sphere_uniformity'], '.4f')})\n"
             f"RankMe      {f(m['rankme'], '.2f')} of {m['embedding_dim']}  (directions used: 1 = collapsed)\n"
+            f"collapsed   {({True: 'yes', False: 'no', None: '-'})[collapse(m)]}  ({COLLAPSE_RULE})\n"
             f"singular values (largest 8 of {len(m['singular_values'])}): {top}\n"
             f"mean cosine of the two views {f(m['positive_cosine_mean'], '.3f')}; pairs of images: "
             f"{m['n_same_class_pairs']:,} same class, {m['n_other_pairs']:,} other")

@@ -200,3 +200,16 @@ def neighbour_agreement(emb_a: np.ndarray, emb_b: np.ndarray, k: int = 10) -> np
     # sort both rows, then count common members with a broadcast comparison (k is small)
     common = (np.sort(na, axis=1)[:, :, None] == np.sort(nb, axis=1)[:, None, :]).any(axis=2).sum(axis=1)
     return common.astype(np.float32) / max(k, 1)
+
+
+def most_changed(agreement: np.ndarray, n: int = 10, seed: int = 0) -> tuple[np.ndarray, int]:
+    """``(indices, tied)``: the ``n`` images with the lowest :func:`neighbour_agreement`, and how many
+    images share the lowest value. Ties are broken by a seeded random order, not by index (which
+    listed the first ten of hundreds of images at 0 as if they were the ten most changed)."""
+    a = np.asarray(agreement, dtype=np.float64)
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    shuffle = np.random.default_rng(seed).permutation(len(a))
+    order = shuffle[np.argsort(a[shuffle], kind="stable")]
+    tied = int(np.isclose(a, a.min()).sum())
+    return order[:n], tied

@@ -200,10 +200,18 @@ if a != b and ea.dataset == eb.dataset and 0 in maps:
     # fixed by the left map and the right model's content id
     st.vega_lite_chart(spec=vega.spec(agreement_map, identity=("agreement", identities[0], ea.name, eb.cid, eb.name)),
                        width="stretch", key="cmp_agreement")
-    moved = np.argsort(agree, kind="stable")[:10]
-    st.markdown(f"**The 10 images whose neighbourhoods changed most** (share of 10 neighbours kept; over all "
-                f"{len(agree):,} {test.describe()}: mean {agree.mean():.2f})")
+    from cl.retrieval import most_changed
+
+    moved, tied = most_changed(agree, 10)
+    lowest = int(round(float(agree.min()) * 10))
+    if tied > len(moved):  # many ties: say how many, show a random few, not the first by index
+        st.markdown(f"**{tied:,} of the {len(agree):,} images keep only {lowest} of their 10 neighbours**, the fewest "
+                    f"({test.describe()}; mean {agree.mean() * 10:.1f} of 10 kept); {len(moved)} of them at random:")
+    else:
+        st.markdown(f"**The {len(moved)} images whose neighbourhoods changed most** (over all {len(agree):,} "
+                    f"{test.describe()}: on average {agree.mean() * 10:.1f} of 10 neighbours kept)")
     common.image_gallery(test.images[torch.from_numpy(moved)],
-                         [f"#{i} {test.classes[test.labels[i]]} · {agree[i]:.1f}" for i in moved], ncol=10, scale=2)
+                         [f"#{i} {test.classes[test.labels[i]]} · {int(round(agree[i] * 10))} of 10 kept" for i in moved],
+                         ncol=10, scale=2)
     st.caption("Neighbours: the 10 most similar other test images by cosine similarity, under each model; 1 = the "
                "same 10, 0 = none in common.")

@@ -13,6 +13,7 @@ from cl.errors import UserError
 from ui import cache, common, state
 from ui import images as ui_images
 from ui import measures as shape
+from ui.words import class_counts
 
 
 ctx = state.context()
@@ -61,7 +62,7 @@ def show_neighbours(hits, query_label: int | None) -> None:
         st.caption(f"{same} of {len(hits)} neighbours share the query's class ({test.classes[query_label]}).")
     else:
         counts = np.bincount([h.label for h in hits], minlength=len(test.classes))
-        st.caption("Neighbour classes: " + ", ".join(f"{test.classes[c]} {n}" for c, n in enumerate(counts) if n))
+        st.caption("Neighbours by class: " + class_counts(test.classes, counts) + ".")
 
 
 INDEX_KEY = f"ret_index_{ctx.dataset}"  # one per data set: their sizes differ

@@ -207,3 +207,57 @@ def test_neighbors_cli_rates_its_matches_and_flags_a_blank(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["blank_query"] is True and all("match_percentile" in r for r in payload["neighbors"])
     assert read_card(CKPT / "digits-best.safetensors")  # the checkpoint is read, not changed
+
+
+def test_counts_read_as_counts():
+    from ui.words import class_counts
+
+    # before: "Classes in the selection: 9 1", read as two classes
+    assert class_counts([str(k) for k in range(10)], [0] * 9 + [1]) == "class 9: 1 image"
+    assert class_counts(["cat", "dog"], [2, 5]) == "class dog: 5 images; class cat: 2 images"
+
+
+def test_the_most_changed_neighbourhoods_say_when_they_are_ties():
+    from cl.retrieval import most_changed
+
+    agree = np.full(500, 0.5)
+    agree[[7, 100, 300]] = 0.1
+    picked, tied = most_changed(agree, 10)
+    assert set(picked[:3]) == {7, 100, 300} and tied == 3
+    zeros = np.zeros(400)  # every image keeps nothing: a tie of all 400, not "the first 10 by index"
+    picked, tied = most_changed(zeros, 10)
+    assert tied == 400 and len(picked) == 10 and list(picked) != list(range(10))
+
+
+@pytest.mark.parametrize("model,collapsed", [("mnist-simclr-triplet-batch-hard", True), ("mnist-simclr-triplet", False)])
+def test_a_collapsed_models_map_says_why_it_still_looks_like_a_cloud(monkeypatch, tmp_path, model, collapsed):
+    at = _open_link(monkeypatch, tmp_path, "embedding", dataset="mnist", model=model, method="tsne")
+    notes = [i.value for i in at.info if "still looks like a cloud" in i.value]
+    assert bool(notes) is collapsed
+    if collapsed:
+        from cl.checkpoints import load_checkpoint
+        from cl.data import load_dataset
+        from cl.evaluation import embed
+
+        net, _ = load_checkpoint(CKPT / f"{model}.safetensors")
+        z = embed(net, load_dataset("mnist", "test").images).astype(np.float64)
+        rms = np.sqrt(2 * len(z) / (len(z) - 1) * z.var(0).sum())  # root-mean-square pairwise distance
+        assert f"on average {rms:.2g} apart" in notes[0] and "RankMe 1.01" in notes[0]
+
+
+def _open_link(monkeypatch, tmp_path, page: str, **params) -> AppTest:
+    import streamlit.testing.v1.app_test as app_test_module
+
+    from test_measures_pages import ROOT, _ServerPagesManager
+
+    monkeypatch.setattr(app_test_module, "PagesManager", _ServerPagesManager)
+    monkeypatch.setenv("CL_CHECKPOINTS_DIR", str(CKPT))
+    monkeypatch.setenv("CL_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at

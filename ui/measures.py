@@ -198,3 +198,35 @@ def show_alignment_path(measured: list[dict], data: str) -> None:
                 + (f", effective rank {one['rankme']:.1f}" if one.get("rankme") is not None else "") + ".")
     st.caption(f"{explain('alignment')} {explain('uniformity')} A path through the alignment-uniformity plane needs "
                "two measured epochs; this run was too short to measure more within 3 % of its training time.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def spread_of(path: str, cid: str, dataset: str) -> dict:
+    """:func:`cl.measures.spread` of the model's test embeddings (once per model, for everyone)."""
+    from cl.measures import spread
+
+    from . import cache
+
+    return spread(cache.embeddings(path, cid, dataset, "test"))
+
+
+def collapse_note(entry, dataset: str) -> str | None:
+    """For a collapsed model (by its card's measures), why its t-SNE or UMAP map still looks like
+    a cloud, in numbers: how far apart its embeddings really are. None for any other model."""
+    m = from_card(entry.card, dataset)
+    if m is None or not is_collapsed(m):
+        return None
+    s = spread_of(entry.path, entry.cid, dataset)
+    if not s.get("rms_distance") or not s.get("rms_norm"):
+        return None
+    knn = ((entry.card.get("metrics") or {}).get("paper") or {}).get("knn_acc")
+    return (f"**Why this map still looks like a cloud.** This model has collapsed ({COLLAPSE_RULE}; here uniformity "
+            f"{m['uniformity']:.2g}, RankMe {m['rankme']:.2f} of {m.get('embedding_dim', '?')}). Two of its "
+            f"{s['n_images']:,} test images' embeddings are on average {s['rms_distance']:.2g} apart "
+            f"(root-mean-square), {s['relative']:.2%} of the embeddings' length ({s['rms_norm']:.3g}); embeddings "
+            "pointing in random directions would be 141 % of it apart. t-SNE and UMAP keep only who is whose "
+            "neighbour and give every neighbourhood about the same size on the map, so they blow differences of "
+            f"{s['rms_distance']:.2g} up to fill the picture. The clusters are real neighbourhoods"
+            + (f" (kNN-30 reads {knn:.3f} from them)" if knn is not None else "")
+            + f", but in a space about 1/{max(1, round(2 ** 0.5 / s['relative'])):,} the size of a spread-out "
+            "one: distances between them mean nothing and a tiny change to the model reshuffles them.")

@@ -55,3 +55,10 @@ def explain(term: str, data: str = "") -> str:
 
 def glossary_markdown() -> str:
     return "\n".join(f"- **{term}**: {sentence}" for term, sentence in GLOSSARY.items())
+
+
+def class_counts(classes: list[str], counts) -> str:
+    """``"class 9: 1 image; class 4: 3 images"``, largest first: a count beside a class name that is
+    itself a number ("9 1") reads as two classes."""
+    pairs = sorted(((int(c), name) for name, c in zip(classes, counts) if c), key=lambda p: -p[0])
+    return "; ".join(f"class {name}: {c:,} image{'' if c == 1 else 's'}" for c, name in pairs)
