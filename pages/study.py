@@ -292,9 +292,9 @@ if rows:
         st.markdown(f"**Collapsed**: {listed}. Collapsed means {COLLAPSE_RULE}: the shape of the space, not its "
                     "accuracy. A linear probe or a kNN vote compares only distances, so it can still tell classes "
                     "apart inside the tiny space left (hence a collapsed model above chance), as t-SNE still draws "
-                    "a cloud. With the study's sigmoid output and plain SGD at lr 0.15, mining the hardest triplets "
-                    "from the first step pulls every embedding to one point, where the loss sits at the margin "
-                    "(1.0); a known failure of batch-hard mining without a warm-up.")
+                    "a cloud. The batch-hard models: with the study's sigmoid output and plain SGD at lr 0.15, mining "
+                    "the hardest triplets from the first step pulls every embedding to one point, where the loss sits "
+                    "at the margin (1.0); a known failure of batch-hard mining without a warm-up.")
 else:
     st.info("No outlook model is here yet: `python -m cl grid --preset outlook --out DIR` trains them.",
             icon=":material/info:")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cl.measures import COLLAPSE_RULE, histogram_edges
+from cl.measures import COLLAPSE_RANKME, COLLAPSE_RULE, COLLAPSE_UNIFORMITY, histogram_edges
 from cl.measures import is_collapsed as _is_collapsed
 KIND_NAMES = {"positive": "views of one image", "same_class": "same class", "other": "different classes"}
 KIND_COLORS = ["#2ca02c", "#1f77b4", "#d62728"]
@@ -220,13 +220,16 @@ def collapse_note(entry, dataset: str) -> str | None:
     if not s.get("rms_distance") or not s.get("rms_norm"):
         return None
     knn = ((entry.card.get("metrics") or {}).get("paper") or {}).get("knn_acc")
-    return (f"**Why this map still looks like a cloud.** This model has collapsed ({COLLAPSE_RULE}; here uniformity "
-            f"{m['uniformity']:.2g}, RankMe {m['rankme']:.2f} of {m.get('embedding_dim', '?')}). Two of its "
-            f"{s['n_images']:,} test images' embeddings are on average {s['rms_distance']:.2g} apart "
-            f"(root-mean-square), {s['relative']:.2%} of the embeddings' length ({s['rms_norm']:.3g}); embeddings "
-            "pointing in random directions would be 141 % of it apart. t-SNE and UMAP keep only who is whose "
-            "neighbour and give every neighbourhood about the same size on the map, so they blow differences of "
-            f"{s['rms_distance']:.2g} up to fill the picture. The clusters are real neighbourhoods"
+    shrink = 2 ** 0.5 / s["relative"]
+    shrink = float(f"{shrink:.2g}")  # two significant digits: "1/3,500", not "1/3,481"
+    return (f"**Why this map still looks like a cloud.** This model has collapsed: uniformity {m['uniformity']:.2g} and "
+            f"RankMe {m['rankme']:.2f} of {m.get('embedding_dim', '?')} (collapsed = uniformity above "
+            f"{COLLAPSE_UNIFORMITY} and RankMe below {COLLAPSE_RANKME:g}: every image in a narrow cone of directions). Two "
+            f"of its {s['n_images']:,} test images' embeddings are on average {s['rms_distance']:.2g} apart, "
+            f"{100 * s['relative']:.2g} % of the embeddings' length ({s['rms_norm']:.3g}); embeddings pointing in random "
+            "directions would be 141 % of it apart. t-SNE and UMAP keep only who is whose neighbour and give every "
+            f"neighbourhood about the same size on the map, so they blow differences of {s['rms_distance']:.2g} up to fill "
+            "the picture. The clusters are real neighbourhoods"
             + (f" (kNN-30 reads {knn:.3f} from them)" if knn is not None else "")
-            + f", but in a space about 1/{max(1, round(2 ** 0.5 / s['relative'])):,} the size of a spread-out "
-            "one: distances between them mean nothing and a tiny change to the model reshuffles them.")
+            + f", but in a space about 1/{shrink:,.0f} the size of a spread-out one: distances between them mean "
+            "nothing, and a small change to the model reshuffles them.")
