@@ -354,6 +354,13 @@ def observations_markdown(obs: dict) -> str:
 
 
 # ------------------------------------------------------------------ figures for slides
+def _noise(n: int) -> str:
+    """``", each +-0.02 at most (95 %)"``: the widest Wilson interval of an accuracy on ``n`` images."""
+    from .uncertainty import half_width
+
+    return f", each +-{half_width(n):.2f} at most (95 %)" if n else ""
+
+
 def _panel(ax, xy, labels, classes, title, caption):
     import matplotlib.pyplot as plt
 
@@ -421,7 +428,7 @@ def scenario_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict
     n_test = next((g["n_test"] for k, g in grid_figures(ckpt_dir).items() if k.startswith(dataset + "-")), 0)
     n_train = next((train_images_text(g) for k, g in grid_figures(ckpt_dir).items() if k.startswith(dataset + "-")), "?")
     fig.text(0.5, 0.045, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
-             f"scored); ours trained on {n_train} train images. Points: {'; '.join(sorted(sources))}.",
+             f"scored{_noise(n_test)}); ours trained on {n_train} train images. Points: {'; '.join(sorted(sources))}.",
              ha="center", fontsize=10, wrap=True)
     _legend(fig, classes)
     fig.tight_layout(rect=(0, 0.06, 1, 0.985))
@@ -467,7 +474,7 @@ def outlook_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict 
     fig.suptitle(f"{DATASET_TITLES[dataset]}: the outlook, SimCLR augmentation, the study's encoder and triplet budget\n"
                  f"(the study's best scenario, {best_name}: {fmt2(best_paper)})", fontsize=15, fontweight="bold", y=0.995)
     fig.text(0.5, 0.045, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
-             f"scored); trained on {n_train} train images. Points: {'; '.join(sorted(sources)) or '-'}.",
+             f"scored{_noise(n_test)}); trained on {n_train} train images. Points: {'; '.join(sorted(sources)) or '-'}.",
              ha="center", fontsize=10, wrap=True)
     _legend(fig, classes)
     fig.tight_layout(rect=(0, 0.06, 1, 0.975))

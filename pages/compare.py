@@ -205,8 +205,9 @@ if a != b and ea.dataset == eb.dataset and 0 in maps:
     moved, tied = most_changed(agree, 10)
     lowest = int(round(float(agree.min()) * 10))
     if tied > len(moved):  # many ties: say how many, show a random few, not the first by index
-        st.markdown(f"**{tied:,} of the {len(agree):,} images keep only {lowest} of their 10 neighbours**, the fewest "
-                    f"({test.describe()}; mean {agree.mean() * 10:.1f} of 10 kept); {len(moved)} of them at random:")
+        st.markdown(f"**The neighbourhoods that changed most: {tied:,} of the {len(agree):,} images keep only {lowest} "
+                    f"of their 10 neighbours** ({test.describe()}; on average {agree.mean() * 10:.1f} of 10 kept); "
+                    f"{len(moved)} of them at random:")
     else:
         st.markdown(f"**The {len(moved)} images whose neighbourhoods changed most** (over all {len(agree):,} "
                     f"{test.describe()}: on average {agree.mean() * 10:.1f} of 10 neighbours kept)")

@@ -198,8 +198,10 @@ cols[2].metric("RankMe", f"{ms.get('rankme', float('nan')):.1f} of {d_emb}",
                     f"1 = everything on one line, {d_emb} = every direction used equally. {where}.")
 if shape.is_collapsed(ms):
     st.warning(f"This model has collapsed: its test images land on (nearly) one point (uniformity "
-               f"{ms['uniformity']:.3f}, where 0 is a single point), so distances between its embeddings say little "
-               "about the images.", icon=":material/warning:")
+               f"{ms['uniformity']:.3f}, where 0 is a single point; RankMe {ms.get('rankme', float('nan')):.1f}), so "
+               f"distances between its embeddings say little about the images. {shape.COLLAPSE_TEXT[0].upper()}"
+               f"{shape.COLLAPSE_TEXT[1:]}; the accuracies above can still be well above chance, because a probe and "
+               "a kNN vote rescale the tiny differences left.", icon=":material/warning:")
 st.caption(f"Alignment: the two views of an image should land close together (lower is better). Uniformity: the "
            f"images should spread out instead of bunching up (lower is better). Computed on {where}"
            + ("; stored in the model's card." if shape.from_card(m.card, ctx.dataset) is not None
