@@ -11,7 +11,6 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from cl import uncertainty as u
 from cl.data import ImageSet
 from cl.evaluation import _paper_split, evaluate_embeddings, summary
 
@@ -31,6 +30,7 @@ def _wilson_by_hand(k: int, n: int) -> tuple[float, float]:
 @pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (6, 16), (16, 16), (0, 16), (5, 5), (23, 204), (1982, 2000),
                                  (9910, 10000), (1, 3)])
 def test_wilson_matches_scipy_and_the_quadratic(k, n):
+    from cl import uncertainty as u
     ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     lo, hi = u.wilson(k, n)
     assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
@@ -40,6 +40,7 @@ def test_wilson_matches_scipy_and_the_quadratic(k, n):
 
 
 def test_the_too_few_threshold_is_where_the_interval_reaches_a_tenth():
+    from cl import uncertainty as u
     n = u.MIN_SCORED
     for m, wider in ((n - 1, True), (n, False)):
         lo, hi = _wilson_by_hand(m / 2, m)  # p = 0.5, the widest interval
@@ -48,6 +49,7 @@ def test_the_too_few_threshold_is_where_the_interval_reaches_a_tenth():
 
 
 def test_the_issue_s_format():
+    from cl import uncertainty as u
     assert u.fmt(10 / 16, 16) == "0.62 (0.39-0.82, 16 images)"
     ref = binomtest(1982, 2000).proportion_ci(method="wilson")
     assert u.fmt(0.991, 2000, digits=3) == f"0.991 ({ref.low:.3f}-{ref.high:.3f}, 2,000 images)"
@@ -63,6 +65,7 @@ def _newcombe_by_hand(k1, n1, k2, n2):
 
 
 def test_newcombe_difference_and_the_study_s_noise():
+    from cl import uncertainty as u
     # Newcombe (1998), table II, example (a): 56/70 - 48/80 -> 0.0524 to 0.3339
     d = u.difference(56 / 70, 70, 48 / 80, 80)
     assert (round(d["low"], 4), round(d["high"], 4)) == (0.0524, 0.3339)
@@ -87,6 +90,7 @@ def _result(n_test, n_fit, n_classes, fit_class_min=None, knn_k=None):
 
 
 def test_flags_say_why_a_figure_cannot_be_trusted():
+    from cl import uncertainty as u
     # the issue's zip: 3 classes, 5 images scored, kNN-30 fitted on 19
     f = u.flags(_result(5, 19, 3, fit_class_min=6, knn_k=19))
     assert f["linear_acc"]["level"] == "warn" and "only 5 images" in f["linear_acc"]["why"]
