@@ -261,3 +261,18 @@ def _open_link(monkeypatch, tmp_path, page: str, **params) -> AppTest:
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def test_compare_table_gives_intervals_and_the_one_collapse_verdict(monkeypatch, tmp_path):
+    from cl.measures import collapse
+
+    at = open_page(monkeypatch, tmp_path, "compare")
+    every = at.dataframe[1].value.set_index("model")
+    for name in ("mnist-simclr-contrastive", "mnist-best", "cifar10-simclr-triplet-batch-hard"):
+        assert bool(every.loc[name, "collapsed"]) is collapse(CARDS[name]["measures"]), name
+    paper = CARDS["cifar10-best"]["metrics"]["paper"]
+    ref = binomtest(round(paper["linear_acc"] * paper["n_test"]), paper["n_test"]).proportion_ci(method="wilson")
+    assert every.loc["cifar10-best", "paper acc, 95 %"] == f"{ref.low:.3f}-{ref.high:.3f}"
+    captions = "\n".join(str(c.value) for c in at.caption)
+    ringed = captions.split("Ringed and named:")[1]
+    assert "mnist-simclr-contrastive" in ringed  # Compare and Study agree (Study lists it too)
