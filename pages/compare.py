@@ -217,7 +217,8 @@ if a != b and ea.dataset == eb.dataset and 0 in maps:
     moved, tied = most_changed(agree, 10)
     lowest = int(round(float(agree.min()) * 10))
     if tied > len(moved):  # many ties: say how many, show a random few, not the first by index
-        st.markdown(f"**The neighbourhoods that changed most: {tied:,} of the {len(agree):,} images keep only {lowest} "
+        kept = "none" if lowest == 0 else f"only {lowest}"
+        st.markdown(f"**The neighbourhoods that changed most: {tied:,} of the {len(agree):,} images keep {kept} "
                     f"of their 10 neighbours** ({test.describe()}; on average {agree.mean() * 10:.1f} of 10 kept); "
                     f"{len(moved)} of them at random:")
     else:
