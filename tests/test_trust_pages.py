@@ -78,7 +78,7 @@ def test_the_knn_curve_on_16_images_says_its_wiggles_are_noise_and_draws_its_ban
                                "kNN-30 accuracy per epoch", "kNN-30 accuracy", 16).to_dict()
     band = spec["layer"][0]
     assert band["mark"]["type"] == "area" and band["encoding"]["y2"]["field"] == "high"
-    assert spec["layer"][1]["title"]["text"] if isinstance(spec["layer"][1].get("title"), dict) else True
+    assert spec["title"] == "kNN-30 accuracy per epoch"  # short enough not to be cut; the data is in the caption
 
 
 def test_a_single_alignment_point_is_written_not_drawn_and_a_path_has_readable_axes():
