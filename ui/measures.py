@@ -166,7 +166,7 @@ def alignment_path(rows: list[dict], data: str):
     """The model's path through Wang and Isola's alignment-uniformity plane, one point per measured epoch."""
     df = pd.DataFrame([{"epoch": r["epoch"], "alignment": r["alignment"], "uniformity": r["uniformity"],
                         "effective rank": r.get("rankme")} for r in rows])
-    base = alt.Chart(df, title=alt.TitleParams("Alignment and uniformity per epoch", subtitle=data))
+    base = alt.Chart(df)
     # few digits on the axes and integer epochs: the defaults printed 0.036817 and "2.000000"
     x = alt.X("uniformity:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".2f", tickCount=5))
     y = alt.Y("alignment:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~f", tickCount=5))
@@ -176,7 +176,8 @@ def alignment_path(rows: list[dict], data: str):
     points = base.mark_circle(size=70).encode(x=x, y=y, tooltip=tooltip,
                                               color=alt.Color("epoch:Q", scale=alt.Scale(scheme="viridis"),
                                                               legend=alt.Legend(format="d", tickMinStep=1)))
-    return (line + points).properties(height=260)
+    return (line + points).properties(height=260, title=alt.TitleParams("Alignment and uniformity per epoch",
+                                                                        subtitle=data))
 
 
 def show_alignment_path(measured: list[dict], data: str) -> None:
