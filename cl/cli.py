@@ -306,12 +306,23 @@ def cmd_train(args) -> int:
     text = (f"saved {args.out}: {card['n_parameters']:,} parameters, trained {card['training']['seconds']:.1f} s on "
             f"{card['data']['n_images']:,} {args.dataset} train images")
     if m:
-        text += (f"\npaper protocol on {m['n_test']:,} {args.dataset} test images: linear {m['linear_acc']:.4f}, "
-                 f"top-3 {m['top3_acc']:.4f}, kNN-30 {m['knn_acc']:.4f}")
+        text += f"\npaper protocol on {m['n_test']:,} {args.dataset} test images:\n" + _accuracy_lines(m)
     if args.tensorboard:
         text += f"\nTensorBoard run in {args.tensorboard}: tensorboard --logdir {args.tensorboard}"
     _emit(args, payload, text)
     return 0
+
+
+def _accuracy_lines(r: dict, extra: tuple[str, ...] = ()) -> str:
+    """The three accuracies with their 95 % intervals, and why any of them is flagged or not shown."""
+    from .uncertainty import figure_text, flags
+
+    names = {"linear_acc": "linear probe", "top3_acc": "top-3", "knn_acc": "kNN-30"}
+    lines = [f"  {names[k]:<13} {figure_text(r, k)}" for k in names if k in r] + list(extra)
+    why = {f["why"] for f in flags(r).values()}
+    lines += [f"  [!] {w}" for w in sorted(why)]
+    lines.append("  (95 % Wilson score intervals from the number of images scored)")
+    return "\n".join(lines)
 
 
 def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
@@ -333,28 +344,32 @@ def cmd_evaluate(args) -> int:
     payload["checkpoint"] = args.checkpoint
     text = (f"{args.protocol} protocol, {name}: probe fitted on {r['n_fit']:,} images, scored on {r['n_test']:,} test "
             f"images ({test_set.describe()})\n"
-            f"linear {r['linear_acc']:.4f}  top-3 {r['top3_acc']:.4f}  kNN-30 {r['knn_acc']:.4f}  "
-            f"precision@10 {r['precision_at_10']:.4f}")
+            + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}",)))
     _emit(args, payload, text)
     return 0
 
 
 def cmd_neighbors(args) -> int:
     from .evaluation import embed
-    from .retrieval import NeighborIndex, embed_one, prepare_query
+    from .retrieval import NeighborIndex, SimilarityScale, embed_one, fmt_match, ink_share, is_blank, prepare_query
 
     model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
     invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
     prepared = prepare_query(args.image, test_set.channels, test_set.size, name, invert=invert)
     index = NeighborIndex(embed(model, test_set.images), test_set.labels.numpy())
-    hits = index.query(embed_one(model, prepared.tensor), k=args.k)
-    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "similarity": round(h.similarity, 6)}
-            for h in hits]
+    scale = SimilarityScale(index.z.numpy())
+    hits = scale.rate(index.query(embed_one(model, prepared.tensor), k=args.k))
+    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "similarity": round(h.similarity, 6),
+             "match_percentile": round(h.percentile, 2)} for h in hits]
+    blank = is_blank(prepared.tensor)
     payload = {"neighbors": rows, "gallery": test_set.provenance(), "preprocessing": prepared.steps,
-               "inverted": prepared.inverted}
+               "inverted": prepared.inverted, "blank_query": blank, "ink_share": round(ink_share(prepared.tensor), 4),
+               "match_reference": scale.describe()}
     text = "\n".join([f"gallery: {test_set.describe()}; preprocessing: {'; '.join(prepared.steps) or 'none'}"]
-                     + [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} similarity {r['similarity']:.4f}"
-                        for i, r in enumerate(rows)])
+                     + [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} similarity {r['similarity']:.3f}  "
+                        f"{fmt_match(r['match_percentile'])}" for i, r in enumerate(rows)]
+                     + [f"match: the percentile of a similarity among {scale.describe()}"]
+                     + (["warning: the image is blank as the model sees it; its neighbours mean nothing"] if blank else []))
     _emit(args, payload, text)
     return 0
 
@@ -539,7 +554,7 @@ def cmd_place(args) -> int:
 
 
 def cmd_measures(args) -> int:
-    from .measures import measure
+    from .measures import COLLAPSE_RULE, collapse, measure
     from .workflow import open_model
 
     opened = open_model(args.checkpoint, args.dataset, "test", args.data_dir)
@@ -557,6 +572,7 @@ def cmd_measures(args) -> int:
             f"uniformity  {f(m['uniformity'], '.4f')}  (0 = all on one point; points uniform on the "
             f"{m['embedding_dim']}-d sphere: {f(m['sphere_uniformity'], '.4f')})\n"
             f"RankMe      {f(m['rankme'], '.2f')} of {m['embedding_dim']}  (directions used: 1 = collapsed)\n"
+            f"collapsed   {({True: 'yes', False: 'no', None: '-'})[collapse(m)]}  ({COLLAPSE_RULE})\n"
             f"singular values (largest 8 of {len(m['singular_values'])}): {top}\n"
             f"mean cosine of the two views {f(m['positive_cosine_mean'], '.3f')}; pairs of images: "
             f"{m['n_same_class_pairs']:,} same class, {m['n_other_pairs']:,} other")

@@ -6,11 +6,15 @@
   confusion matrix.
 - ``standard``: fit the probe and kNN on the *train* embeddings, score on the whole test split.
 
-Both add retrieval precision@k over the scored test images (leave-one-out cosine neighbours).
+Both add retrieval precision@k over the scored test images (leave-one-out cosine neighbours), and
+each accuracy's 95 % Wilson interval from the number of images scored, with a flag where a figure
+cannot be trusted (too few images, top-3 with 3 classes or fewer, kNN-30 with small classes):
+:mod:`cl.uncertainty`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
@@ -19,6 +23,7 @@ import torch
 
 from .data import ImageSet, to_float
 from .errors import ConfigError
+from .uncertainty import with_intervals
 
 PROTOCOLS = ("paper", "standard")
 
@@ -93,7 +98,8 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
         probe = LogisticRegression(max_iter=1000, random_state=seed)
         probe.fit(x_fit, y_fit)
         proba = probe.predict_proba(x_score)
-        knn = KNeighborsClassifier(n_neighbors=min(30, len(y_fit)))
+        knn_k = min(30, len(y_fit))
+        knn = KNeighborsClassifier(n_neighbors=knn_k)
         knn.fit(x_fit, y_fit)
         knn_pred = knn.predict(x_score)
     pred = probe.classes_[proba.argmax(1)]
@@ -104,7 +110,12 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
     top3 = float((top == np.asarray(y_score)[:, None]).any(1).mean()) if len(y_score) else float("nan")
     cm = confusion_matrix(y_score, pred, labels=labels_all)
     per_class = [float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None for i in range(n_classes)]
+    fit_counts = np.bincount(np.asarray(y_fit), minlength=n_classes)
     return {
+        "n_classes": int(n_classes),
+        "knn_k": int(knn_k),
+        # the smallest class among those fitted: kNN-k cannot be won by a class with fewer than k
+        "fit_class_min": int(fit_counts[fit_counts > 0].min()) if fit_counts.any() else 0,
         "linear_acc": float((pred == y_score).mean()),
         "top3_acc": float(top3),
         "knn_acc": float((knn_pred == y_score).mean()),
@@ -115,12 +126,23 @@ def _probe(x_fit, y_fit, x_score, y_score, n_classes: int, seed: int) -> dict:
 
 
 def _paper_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The study's seeded 80/20 split of the test split (stratified when every class has 2+)."""
+    """The study's seeded 80/20 split of the test split (stratified when every class has 2+).
+
+    A stratified split needs at least one image of each class on both sides, so a tiny set (a
+    3-class folder whose test split holds 6 images: 20 % would be 2) scores ``max(20 %, one per
+    class)`` images instead of failing; a set too small even for that is split unstratified."""
     from sklearn.model_selection import train_test_split
 
+    n = len(y)
+    if n < 2:
+        raise ConfigError(f"the paper protocol needs at least 2 test images to fit on some and score the others; "
+                          f"this test split has {n}")
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    return train_test_split(np.arange(len(y)), test_size=0.2, random_state=seed, stratify=stratify)
+    present = int((counts > 0).sum())
+    n_score = math.ceil(0.2 * n)
+    if counts[counts > 0].min() >= 2 and n - present >= present:
+        return train_test_split(np.arange(n), test_size=max(n_score, present), random_state=seed, stratify=y)
+    return train_test_split(np.arange(n), test_size=n_score, random_state=seed)
 
 
 def evaluate_embeddings(test_emb: np.ndarray, test_set: ImageSet, protocol: str = "paper",
@@ -158,7 +180,7 @@ def evaluate_embeddings(test_emb: np.ndarray, test_set: ImageSet, protocol: str 
         "classes": list(test_set.classes),
         "seed": seed,
     })
-    return result
+    return with_intervals(result)
 
 
 def evaluate_model(model: torch.nn.Module, test_set: ImageSet, protocol: str = "paper",
@@ -171,8 +193,10 @@ def evaluate_model(model: torch.nn.Module, test_set: ImageSet, protocol: str = "
     return result
 
 
-def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: int = 0) -> float:
-    """Quick kNN-k accuracy under the paper split (for per-epoch monitoring)."""
+def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: int = 0,
+                 with_count: bool = False) -> float | tuple[float, int]:
+    """Quick kNN-k accuracy under the paper split (for per-epoch monitoring); with ``with_count``,
+    ``(accuracy, images scored)``, so the caller can give its interval."""
     emb = embed(model, test_set.images)
     y = test_set.labels.numpy()
     fit_idx, score_idx = _paper_split(y, seed)
@@ -181,11 +205,12 @@ def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: 
 
     with threadpool_limits(limits=1):
         knn = KNeighborsClassifier(n_neighbors=min(k, len(fit_idx))).fit(emb[fit_idx], y[fit_idx])
-        return float((knn.predict(emb[score_idx]) == y[score_idx]).mean())
+        acc = float((knn.predict(emb[score_idx]) == y[score_idx]).mean())
+    return (acc, int(len(score_idx))) if with_count else acc
 
 
 SUMMARY_KEYS = ("protocol", "dataset", "split", "n_test", "n_fit", "linear_acc", "top3_acc", "knn_acc",
-                "precision_at_10")
+                "precision_at_10", "n_classes", "knn_k", "fit_class_min", "intervals", "flags", "interval_method")
 
 
 def summary(result: dict) -> dict:

@@ -34,6 +34,22 @@ two augmented views of image ``i`` (the model's own augmentation, drawn from a s
   pairs. A good embedding has its positives near 1 and its other pairs well below its same-class
   pairs.
 
+- **Collapse** (:func:`collapse`, the one definition the app, the command line and the docs use):
+  a model has *collapsed* when its uniformity is above :data:`COLLAPSE_UNIFORMITY` (-0.05) **and**
+  its effective rank is below :data:`COLLAPSE_RANKME` (3). ``U > -0.05`` means the mean of
+  ``exp(-2 ||u_i - u_j||^2)`` is above 0.95, so (Jensen) the pairs' mean squared distance between
+  directions is below 0.025: every image inside a cone of about 9 degrees, where two classes put
+  at right angles already give ``U = -0.67``. ``RankMe < 3`` means the embedding matrix uses
+  fewer than three directions. Both, because either alone misleads: a space on one line through
+  the origin (``+c`` and ``-c``) has RankMe 1 but two far-apart points (``U = -0.69``), and
+  uniformity says nothing about how many directions carry the spread. Accuracy is not part of
+  it: a linear probe or a kNN vote only compares distances, so it can still separate classes
+  inside a collapsed space (mnist-simclr-contrastive reads 0.52), as t-SNE still draws a cloud.
+- **Spread** (:func:`spread`): the root-mean-square distance between two images' embeddings,
+  ``sqrt(mean_{i != j} ||z_i - z_j||^2) = sqrt(2n/(n-1) (mean ||z||^2 - ||mean z||^2))``, exact in
+  O(N d), beside the embeddings' root-mean-square length: how small the differences are that a
+  map (t-SNE, UMAP) or a kNN vote rescales.
+
 :func:`measure` computes all of them for a model on an :class:`~cl.data.ImageSet` and says which
 data they came from; :func:`measures_on_sample` is the cheap form a training loop can call once per
 epoch on a fixed sample; :func:`measure_embeddings` is the pure computation on arrays.
@@ -56,6 +72,10 @@ BATCH = 256  # images per forward pass; also the augmentation's chunk, so it is 
 BLOCK_ELEMENTS = 1 << 22  # pair similarities held at once (4 M floats: 16 MB, ~40 MB with temporaries)
 CARD_LIMIT = 2000  # test images measured for a new model's card
 SAMPLE_LIMIT = 1000  # the most images measures_on_sample is meant for
+COLLAPSE_UNIFORMITY = -0.05  # above it: every image inside a cone of ~9 degrees (see the module docstring)
+COLLAPSE_RANKME = 3.0  # below it: fewer than three directions carry the embedding matrix
+COLLAPSE_RULE = (f"uniformity above {COLLAPSE_UNIFORMITY} (every image inside a narrow cone of directions) and "
+                 f"effective rank (RankMe) below {COLLAPSE_RANKME:g} (fewer than three directions used)")
 
 
 def _normalise(z: torch.Tensor) -> torch.Tensor:
@@ -163,6 +183,42 @@ def sphere_uniformity(d: int, t: float = T) -> float:
     return float(-2.0 * t + log_e)
 
 
+def collapse(m: dict) -> bool | None:
+    """Whether measures ``m`` (a :func:`measure` result or a card's ``measures``) show a collapse
+    by :data:`COLLAPSE_RULE`; None when they lack the uniformity or the effective rank."""
+    uni, rank = m.get("uniformity"), m.get("rankme")
+    if uni is None or rank is None or not (math.isfinite(uni) and math.isfinite(rank)):
+        return None
+    return bool(uni > COLLAPSE_UNIFORMITY and rank < COLLAPSE_RANKME)
+
+
+def is_collapsed(m: dict) -> bool:
+    """:func:`collapse` as a plain yes / no (unknown counts as no)."""
+    return bool(collapse(m))
+
+
+def spread(z) -> dict:
+    """How far apart the embeddings ``z`` (N x d, as output) are, exactly, in O(N d):
+    ``rms_distance`` (root-mean-square distance over the pairs i != j), ``rms_norm`` (root-mean-square
+    length), ``relative`` (their ratio), ``direction_rms_distance`` (the same for the L2-normalised
+    rows) and ``n_images``. Uses ``mean_{i != j} ||z_i - z_j||^2 = 2n/(n-1) (mean ||z||^2 - ||mean z||^2)``."""
+    x = np.asarray(z, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        return {"rms_distance": None, "rms_norm": None, "relative": None, "direction_rms_distance": None, "n_images": n}
+
+    def rms_pairs(v):
+        sq = (v * v).sum(1).mean() - float((v.mean(0) ** 2).sum())
+        return math.sqrt(max(0.0, 2.0 * n / (n - 1) * sq))
+
+    norms = np.linalg.norm(x, axis=1)
+    rms_norm = float(np.sqrt((norms ** 2).mean()))
+    units = x / np.maximum(norms, 1e-30)[:, None]
+    d = rms_pairs(x)
+    return {"rms_distance": d, "rms_norm": rms_norm, "relative": d / rms_norm if rms_norm > 0 else None,
+            "direction_rms_distance": rms_pairs(units), "n_images": n}
+
+
 def histogram_edges(bins: int = BINS) -> np.ndarray:
     return np.linspace(RANGE[0], RANGE[1], bins + 1)
 
@@ -187,6 +243,7 @@ def measure_embeddings(z, z1=None, z2=None, labels=None, *, t: float = T, alpha:
            "sphere_uniformity": sphere_uniformity(int(zt.shape[1]), t) if zt.shape[1] else None,
            "t": t, "alpha": alpha, "n_images": n, "n_pairs": n * (n - 1) // 2,
            "histograms": {"range": list(RANGE), "bins": bins}}
+    out["collapsed"] = collapse(out)
     if z1 is not None and z2 is not None:
         v1, v2 = _normalise(torch.as_tensor(np.asarray(z1))), _normalise(torch.as_tensor(np.asarray(z2)))
         cos = (v1 * v2).sum(1).clamp_(-1.0, 1.0)
@@ -287,6 +344,7 @@ def measure(model: torch.nn.Module, image_set, augmentation: str, seed: int = 0,
     labels = image_set.labels.numpy()[idx]
     z, z1, z2 = embed_views(model, images, augmentation, seed)
     out = measure_embeddings(z, z1, z2, labels)
+    out["spread"] = spread(z)
     out["data"] = {"dataset": image_set.name, "split": image_set.split, "n_images": int(len(idx)),
                    "n_split": len(image_set), "complete_split": bool(image_set.complete),
                    "sample": f"seeded random {len(idx):,} of {len(image_set):,} (seed {seed})" if subset else "all"}
@@ -328,8 +386,9 @@ def describe(m: dict) -> str:
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
+    state = {True: "; collapsed", False: "", None: ""}[collapse(m)]
     return (f"alignment {f(m.get('alignment'), '.3f')}, uniformity {f(m.get('uniformity'), '.3f')}, "
-            f"RankMe {f(m.get('rankme'), '.1f')} of {m.get('embedding_dim', '?')} "
+            f"RankMe {f(m.get('rankme'), '.1f')} of {m.get('embedding_dim', '?')}{state} "
             f"({where}, augmentation {m.get('augmentation', '?')}, seed {m.get('seed', '?')})")
 
 

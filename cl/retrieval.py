@@ -40,6 +40,88 @@ class Neighbor:
     index: int
     label: int
     similarity: float
+    percentile: float | None = None  # its match (:class:`SimilarityScale`), when rated
+
+
+BLANK_INK_SHARE = 0.01  # below this share of pixels off the background an image shows (almost) nothing
+INK_LEVEL = 24  # grey levels (of 255) a pixel must differ from the background to count as drawn
+
+
+def ink_share(image_uint8) -> float:
+    """The share of an image's pixels (uint8, (C, H, W) or (H, W)) that differ from its background
+    (the median of each channel) by more than :data:`INK_LEVEL` grey levels in some channel."""
+    a = np.asarray(image_uint8, dtype=np.int16)
+    if a.ndim == 2:
+        a = a[None]
+    if a.size == 0:
+        return 0.0
+    background = np.median(a.reshape(a.shape[0], -1), axis=1)[:, None, None]
+    return float((np.abs(a - background) > INK_LEVEL).any(axis=0).mean())
+
+
+def is_blank(image_uint8) -> bool:
+    """Whether the image, as the model sees it, is blank or near-blank (fewer than 1 % of its
+    pixels drawn): its embedding is the model's answer to nothing, and so are its neighbours."""
+    return ink_share(image_uint8) < BLANK_INK_SHARE
+
+
+class SimilarityScale:
+    """What a cosine similarity means for one model: how it compares with the similarity each test
+    image has to its own nearest other test image (for a seeded sample of at most ``limit`` test
+    images, their nearest neighbour searched among all of them).
+
+    A raw cosine does not separate good matches from bad: the study's encoder ends in a sigmoid,
+    so every output is positive and every pair of images has a cosine near 1, and a blank query's
+    neighbours sit at 0.997 on mnist-best where a real digit's sit at 0.999. The *match* of a
+    neighbour is the percentile of its similarity among those nearest-neighbour similarities
+    (ties count half): 50 = as close as a typical test image is to its nearest neighbour; near 0 =
+    farther than almost every test image is from its nearest neighbour, a poor match."""
+
+    def __init__(self, embeddings: np.ndarray, limit: int = 2000, seed: int = 0):
+        z = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)), dim=1)
+        n = len(z)
+        rows = np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+        best = []
+        with one_thread():
+            for s in range(0, len(rows), 512):
+                r = torch.from_numpy(rows[s:s + 512])
+                sim = z[r] @ z.T
+                sim[torch.arange(len(r)), r] = float("-inf")  # not itself
+                best.append(sim.max(dim=1).values)
+        values = torch.cat(best).numpy().astype(np.float64) if best and n >= 2 else np.zeros(0)
+        self.sorted = np.sort(values)
+        self.n_images = len(self.sorted)
+        self.n_gallery = n
+
+    def percentile(self, similarity: float) -> float:
+        """100 x the share of the reference similarities below ``similarity`` (ties count half)."""
+        if self.n_images == 0:
+            return float("nan")
+        lo = np.searchsorted(self.sorted, similarity, side="left")
+        hi = np.searchsorted(self.sorted, similarity, side="right")
+        return 100.0 * (lo + hi) / 2.0 / self.n_images
+
+    def quantile(self, q: float) -> float:
+        return float(np.quantile(self.sorted, q)) if self.n_images else float("nan")
+
+    def rate(self, hits: list[Neighbor]) -> list[Neighbor]:
+        """The same neighbours with their match percentiles filled in."""
+        return [Neighbor(h.index, h.label, h.similarity, self.percentile(h.similarity)) for h in hits]
+
+    def spread(self) -> float:
+        """The width of the middle 90 % of the reference similarities."""
+        return self.quantile(0.95) - self.quantile(0.05)
+
+    def describe(self) -> str:
+        return (f"the similarity of each of {self.n_images:,} test images to its nearest other test image: median "
+                f"{self.quantile(0.5):.3f}, 5th-95th percentile {self.quantile(0.05):.3f}-{self.quantile(0.95):.3f}")
+
+
+def fmt_match(p: float | None) -> str:
+    """``"match 73 %"``: a neighbour's percentile among the test images' nearest-neighbour similarities."""
+    if p is None or not np.isfinite(p):
+        return "match -"
+    return f"match {p:.0f} %"
 
 
 class NeighborIndex:
@@ -118,3 +200,16 @@ def neighbour_agreement(emb_a: np.ndarray, emb_b: np.ndarray, k: int = 10) -> np
     # sort both rows, then count common members with a broadcast comparison (k is small)
     common = (np.sort(na, axis=1)[:, :, None] == np.sort(nb, axis=1)[:, None, :]).any(axis=2).sum(axis=1)
     return common.astype(np.float32) / max(k, 1)
+
+
+def most_changed(agreement: np.ndarray, n: int = 10, seed: int = 0) -> tuple[np.ndarray, int]:
+    """``(indices, tied)``: the ``n`` images with the lowest :func:`neighbour_agreement`, and how many
+    images share the lowest value. Ties are broken by a seeded random order, not by index (which
+    listed the first ten of hundreds of images at 0 as if they were the ten most changed)."""
+    a = np.asarray(agreement, dtype=np.float64)
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    shuffle = np.random.default_rng(seed).permutation(len(a))
+    order = shuffle[np.argsort(a[shuffle], kind="stable")]
+    tied = int(np.isclose(a, a.min()).sum())
+    return order[:n], tied

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
+from .uncertainty import DIFFERENCE_METHOD
 from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
 
 ROWS = ("none", "fer", "simclr")
@@ -64,7 +65,12 @@ def card_figures(path: str | os.PathLike) -> dict | None:
     d = card.get("data") or {}
     if "linear_acc" not in m:
         return None
+    from .measures import collapse
+
+    ms = card.get("measures") if isinstance(card.get("measures"), dict) else {}
     return {"acc": float(m["linear_acc"]), "top3": float(m["top3_acc"]), "knn": float(m["knn_acc"]),
+            "collapsed": collapse(ms), "uniformity": ms.get("uniformity"), "rankme": ms.get("rankme"),
+            "embedding_dim": ms.get("embedding_dim"),
             "n_test": int(m.get("n_test", 0)), "test_split": m.get("split", "test"),
             "n_train": int(d.get("n_images", 0)), "n_full": int(d.get("n_full", 0) or 0),
             "complete": bool(d.get("complete", True)), "seconds": float((card.get("training") or {}).get("seconds", 0.0)),
@@ -226,13 +232,19 @@ def observations(figures: dict[str, dict], structure: dict) -> dict:
     them, the study's own figures).
 
     1. ``augmentation``: per data set and loss, linear accuracy none -> FER -> SimCLR and the two
-       changes; ``not_monotone`` lists the (data set, loss) where a stronger augmentation lowered it.
+       changes, each with Newcombe's 95 % interval and a verdict (:func:`cl.uncertainty.verdict`:
+       ``higher``, ``lower`` or ``within noise``); ``not_monotone`` lists the (data set, loss)
+       where a stronger augmentation lowered it by more than its noise, ``within_noise`` those
+       where it lowered it by less (counted as no change), ``not_monotone_paper`` the study's own
+       decreases (its report gives no counts to test them with).
     2. ``gain``: per data set, the mean over losses of (best augmented accuracy - no-augmentation
        accuracy), ours and the study's.
     3. ``shape``: per data set and augmentation, the linearity of pairwise and of triplet, and how
        many of the scenario pairs have pairwise more line-like than triplet.
     """
-    aug_rows, not_monotone, not_monotone_paper = [], [], []
+    from .uncertainty import difference
+
+    aug_rows, not_monotone, not_monotone_paper, within_noise = [], [], [], []
     gain = {}
     for d in DATASETS:
         gains, gains_paper = [], []
@@ -240,10 +252,20 @@ def observations(figures: dict[str, dict], structure: dict) -> dict:
             ours = [figures.get(scenario_name(d, a, l), {}).get("acc") for a in ROWS]
             paper = [(paper_figures(d, a, l) or (None,))[0] for a in ROWS]
             n_test = next((figures[scenario_name(d, a, l)]["n_test"] for a in ROWS if scenario_name(d, a, l) in figures), None)
-            aug_rows.append({"dataset": d, "loss": l, "ours": ours, "paper": paper, "n_test": n_test})
+            changes = []
+            if None not in ours and n_test:
+                for a, b in ((0, 1), (1, 2)):
+                    diff = difference(ours[b], n_test, ours[a], n_test)
+                    verdict = ("within noise" if not diff["effect"] else "higher" if diff["diff"] > 0 else "lower")
+                    changes.append({"from": ROWS[a], "to": ROWS[b], "diff": diff["diff"], "low": diff["low"],
+                                    "high": diff["high"], "verdict": verdict})
+            aug_rows.append({"dataset": d, "loss": l, "ours": ours, "paper": paper, "n_test": n_test,
+                             "changes": changes})
             if None not in ours:
-                if ours[2] < ours[1] or ours[1] < ours[0]:
+                if any(c["verdict"] == "lower" for c in changes):
                     not_monotone.append(f"{d} {l}")
+                elif any(c["diff"] < 0 for c in changes):
+                    within_noise.append(f"{d} {l}")
                 gains.append(max(ours[1], ours[2]) - ours[0])
             if paper[2] < paper[1] or paper[1] < paper[0]:
                 not_monotone_paper.append(f"{d} {l}")
@@ -260,7 +282,8 @@ def observations(figures: dict[str, dict], structure: dict) -> dict:
             if p is not None and t is not None:
                 total += 1
                 wins += p > t
-    return {"augmentation": aug_rows, "not_monotone": not_monotone, "not_monotone_paper": not_monotone_paper,
+    return {"augmentation": aug_rows, "not_monotone": not_monotone, "within_noise": within_noise,
+            "not_monotone_paper": not_monotone_paper, "difference_method": DIFFERENCE_METHOD,
             "gain": gain, "shape": shape_rows, "pairwise_more_linear": (wins, total)}
 
 
@@ -279,7 +302,9 @@ def outlook_rows(ckpt_dir=None, structure: dict | None = None) -> list[dict]:
             if f is None:
                 continue
             rows.append({"model": name, "dataset": d, "what": title, "labels": labels_text,
-                         "uses_labels": suffix not in NO_LABELS, **{k: f[k] for k in ("acc", "top3", "knn", "n_test", "seconds")},
+                         "uses_labels": suffix not in NO_LABELS,
+                         **{k: f[k] for k in ("acc", "top3", "knn", "n_test", "seconds", "collapsed", "uniformity",
+                                              "rankme", "embedding_dim")},
                          "train_images": train_images_text(f),
                          "linearity": structure.get(name, {}).get("linearity"),
                          "study_best": best_name, "study_best_paper": best_paper,
@@ -313,8 +338,10 @@ def outlook_markdown(rows: list[dict]) -> str:
 def observations_markdown(obs: dict) -> str:
     out = ["| observation | data set | loss / augmentation | ours | study | computed on |", "| --- | --- | --- | --- | --- | --- |"]
     for r in obs["augmentation"]:
-        out.append(f"| 1. accuracy none -> FER -> SimCLR | {r['dataset']} | {r['loss']} | {fmt3(r['ours'])} | "
-                   f"{fmt2(r['paper'])} | paper protocol, {r['n_test'] or 0:,} test images scored |")
+        said = "; ".join(f"{c['diff']:+.3f} {c['verdict']}" for c in r.get("changes") or [])
+        out.append(f"| 1. accuracy none -> FER -> SimCLR | {r['dataset']} | {r['loss']} | {fmt3(r['ours'])}"
+                   + (f" ({said})" if said else "") + f" | {fmt2(r['paper'])} | paper protocol, "
+                   f"{r['n_test'] or 0:,} test images scored |")
     for d, g in obs["gain"].items():
         ours = "-" if g["ours"] is None else f"{g['ours']:+.3f}"
         out.append(f"| 2. mean gain of the best augmentation over none | {d} | both | {ours} | {g['paper']:+.3f} | "
@@ -327,6 +354,13 @@ def observations_markdown(obs: dict) -> str:
 
 
 # ------------------------------------------------------------------ figures for slides
+def _noise(n: int) -> str:
+    """``", each +-0.02 at most (95 %)"``: the widest Wilson interval of an accuracy on ``n`` images."""
+    from .uncertainty import half_width
+
+    return f", each +-{half_width(n):.2f} at most (95 %)" if n else ""
+
+
 def _panel(ax, xy, labels, classes, title, caption):
     import matplotlib.pyplot as plt
 
@@ -394,7 +428,7 @@ def scenario_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict
     n_test = next((g["n_test"] for k, g in grid_figures(ckpt_dir).items() if k.startswith(dataset + "-")), 0)
     n_train = next((train_images_text(g) for k, g in grid_figures(ckpt_dir).items() if k.startswith(dataset + "-")), "?")
     fig.text(0.5, 0.045, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
-             f"scored); ours trained on {n_train} train images. Points: {'; '.join(sorted(sources))}.",
+             f"scored{_noise(n_test)}); ours trained on {n_train} train images. Points: {'; '.join(sorted(sources))}.",
              ha="center", fontsize=10, wrap=True)
     _legend(fig, classes)
     fig.tight_layout(rect=(0, 0.06, 1, 0.985))
@@ -440,7 +474,7 @@ def outlook_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict 
     fig.suptitle(f"{DATASET_TITLES[dataset]}: the outlook, SimCLR augmentation, the study's encoder and triplet budget\n"
                  f"(the study's best scenario, {best_name}: {fmt2(best_paper)})", fontsize=15, fontweight="bold", y=0.995)
     fig.text(0.5, 0.045, f"Captions: linear / top-3 / kNN-30 accuracy, paper protocol ({n_test:,} {dataset} test images "
-             f"scored); trained on {n_train} train images. Points: {'; '.join(sorted(sources)) or '-'}.",
+             f"scored{_noise(n_test)}); trained on {n_train} train images. Points: {'; '.join(sorted(sources)) or '-'}.",
              ha="center", fontsize=10, wrap=True)
     _legend(fig, classes)
     fig.tight_layout(rect=(0, 0.06, 1, 0.975))

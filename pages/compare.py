@@ -7,6 +7,7 @@ import streamlit as st
 
 from cl.data import dataset_spec
 from cl.study import scenario_table
+from cl.uncertainty import fmt_range
 from cl.errors import UserError
 from ui import cache, charts, common, models, state, vega
 from ui import measures as shape
@@ -29,12 +30,21 @@ def metric(card: dict, protocol: str, key: str):
     return round(float(v), 3) if v is not None else None
 
 
+def interval_text(card: dict, protocol: str) -> str | None:
+    """The linear probe's 95 % Wilson interval from the card's figure and image count."""
+    r = (card.get("metrics") or {}).get(protocol, {})
+    if r.get("linear_acc") is None or not r.get("n_test"):
+        return None
+    return fmt_range(r["linear_acc"], int(r["n_test"]), 3)
+
+
 def measure_columns(card: dict) -> dict:
     m = card.get("measures") or {}
     r = {k: (round(float(m[k]), 3) if m.get(k) is not None else None) for k in ("alignment", "uniformity")}
     r["RankMe"] = round(float(m["rankme"]), 1) if m.get("rankme") is not None else None
     d = m.get("data") or {}
     r["measured on"] = f"{d['n_images']:,} {d.get('dataset')} test" if d.get("n_images") else None
+    r["collapsed"] = shape.is_collapsed(m)  # cl.measures.collapse: uniformity and effective rank
     return r
 
 
@@ -89,6 +99,7 @@ if everything:
                         "train images": d.get("n_images"), "complete": d.get("complete"),
                         "epochs": (e.card.get("training") or {}).get("epochs_completed"),
                         "paper acc": metric(e.card, "paper", "linear_acc"),
+                        "paper acc, 95 %": interval_text(e.card, "paper"),
                         "paper kNN": metric(e.card, "paper", "knn_acc"),
                         "paper test images": (e.card.get("metrics") or {}).get("paper", {}).get("n_test"),
                         "standard acc": metric(e.card, "standard", "linear_acc"),
@@ -96,8 +107,9 @@ if everything:
                         "standard test images": (e.card.get("metrics") or {}).get("standard", {}).get("n_test"),
                         **measure_columns(e.card)})
     st.dataframe(pd.DataFrame(allrows), hide_index=True, width="stretch")
-    st.caption("Figures as recorded in each checkpoint's card. Alignment, uniformity and RankMe: on the test images "
-               "named in 'measured on' (see the plane above).")
+    st.caption("Figures as recorded in each checkpoint's card; '95 %': the linear probe's Wilson interval from the "
+               "test images it was scored on. Alignment, uniformity and RankMe: on the test images named in 'measured "
+               "on' (see the plane above); 'collapsed' by those measures (uniformity above -0.05 and RankMe below 3).")
 if problems:
     with st.expander(f"{len(problems)} checkpoint file(s) could not be read"):
         for p in problems:
@@ -200,10 +212,20 @@ if a != b and ea.dataset == eb.dataset and 0 in maps:
     # fixed by the left map and the right model's content id
     st.vega_lite_chart(spec=vega.spec(agreement_map, identity=("agreement", identities[0], ea.name, eb.cid, eb.name)),
                        width="stretch", key="cmp_agreement")
-    moved = np.argsort(agree, kind="stable")[:10]
-    st.markdown(f"**The 10 images whose neighbourhoods changed most** (share of 10 neighbours kept; over all "
-                f"{len(agree):,} {test.describe()}: mean {agree.mean():.2f})")
+    from cl.retrieval import most_changed
+
+    moved, tied = most_changed(agree, 10)
+    lowest = int(round(float(agree.min()) * 10))
+    if tied > len(moved):  # many ties: say how many, show a random few, not the first by index
+        kept = "none" if lowest == 0 else f"only {lowest}"
+        st.markdown(f"**The neighbourhoods that changed most: {tied:,} of the {len(agree):,} images keep {kept} "
+                    f"of their 10 neighbours** ({test.describe()}; on average {agree.mean() * 10:.1f} of 10 kept); "
+                    f"{len(moved)} of them at random:")
+    else:
+        st.markdown(f"**The {len(moved)} images whose neighbourhoods changed most** (over all {len(agree):,} "
+                    f"{test.describe()}: on average {agree.mean() * 10:.1f} of 10 neighbours kept)")
     common.image_gallery(test.images[torch.from_numpy(moved)],
-                         [f"#{i} {test.classes[test.labels[i]]} · {agree[i]:.1f}" for i in moved], ncol=10, scale=2)
+                         [f"#{i} {test.classes[test.labels[i]]} · {int(round(agree[i] * 10))} of 10 kept" for i in moved],
+                         ncol=10, scale=2)
     st.caption("Neighbours: the 10 most similar other test images by cosine similarity, under each model; 1 = the "
                "same 10, 0 = none in common.")

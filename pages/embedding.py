@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cl.data import SPECS
-from ui import cache, charts, common, links, state, vega
+from ui import cache, charts, common, links, measures, state, vega, words
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
@@ -14,6 +14,11 @@ common.require_model(ctx)
 m = ctx.model
 st.caption(common.model_line(ctx))
 n_total = int(ctx.status.get("n_test", 0))
+# A collapsed model's map still looks like an ordinary cloud: say why, in numbers (issue 29).
+with common.user_errors():
+    collapse_note = measures.collapse_note(m, ctx.dataset)
+if collapse_note:
+    st.info(collapse_note, icon=":material/info:")
 
 # A shipped model brings its t-SNE, UMAP and PCA of the test gallery (seed 0, default parameters):
 # its default view is that t-SNE, drawn at once without PyTorch, and any other setting is
@@ -147,7 +152,7 @@ if len(chosen):
         caps.append(text)
     common.image_gallery(test.images[torch.from_numpy(shown)], caps, ncol=10, scale=2)
     counts = np.bincount(labels[chosen], minlength=len(test.classes))
-    st.caption("Classes in the selection: " + ", ".join(f"{test.classes[k]} {c}" for k, c in enumerate(counts) if c))
+    st.caption("Classes in the selection: " + words.class_counts(test.classes, counts) + ".")
 
 
 def augmented_views_section() -> None:

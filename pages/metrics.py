@@ -6,8 +6,12 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from cl.data import SPECS
 from cl.errors import DataUnavailableError
-from ui import cache, charts, common, demo, state, vega
+from cl.uncertainty import flags as accuracy_flags
+from cl.uncertainty import fmt as fmt_interval
+from cl.uncertainty import wilson
+from ui import accuracy, cache, charts, common, demo, state, vega
 from ui import measures as shape
 from ui.words import explain
 
@@ -25,17 +29,24 @@ def summary_line(r: dict, fit_split: str) -> str:
             f"scored on {r.get('n_test', 0):,} {r.get('dataset', '?')} test images")
 
 
+N_CLASSES = len(SPECS[ctx.dataset].classes) if ctx.dataset in SPECS else None
+
+
 def headline(r: dict, where: str) -> None:
     st.subheader("Headline figures")
     cols = st.columns(4)
     line = summary_line(r, "test")
     # each help says what the number measures; the data sentence is said once, in the caption below
-    cols[0].metric("Linear probe accuracy", f"{r['linear_acc']:.3f}", help=explain("linear probe"))
-    cols[1].metric("Top-3 accuracy", f"{r['top3_acc']:.3f}", help=explain("top-3"))
-    cols[2].metric("kNN-30 accuracy", f"{r['knn_acc']:.3f}", help=explain("kNN-30"))
+    accuracy.metric(cols[0], "Linear probe accuracy", r, "linear_acc", explain("linear probe"), N_CLASSES)
+    accuracy.metric(cols[1], "Top-3 accuracy", r, "top3_acc", explain("top-3"), N_CLASSES)
+    accuracy.metric(cols[2], "kNN-30 accuracy", r, "knn_acc", explain("kNN-30"), N_CLASSES)
     cols[3].metric("Precision@10", f"{r.get('precision_at_10', float('nan')):.3f}", help=explain("Precision@10"))
+    flagged = accuracy.warnings_text([r], N_CLASSES)
+    if flagged:
+        st.warning(flagged, icon=":material/warning:")
     st.caption(f"Paper protocol (the study's), {where}: {line}; the test embeddings are split 80/20, seeded and "
-               "stratified.")
+               "stratified. 95 %: the Wilson score interval of each accuracy from the number of images scored (how "
+               "far it could move on another draw of as many test images).")
 
 
 # The card's figures come first (instant); the live evaluation below adds per-class accuracy and
@@ -73,7 +84,11 @@ def data_line(r: dict) -> str:
 
 rows = []
 for protocol, r in results.items():
-    rows.append({"protocol": protocol, "linear probe": r["linear_acc"], "top-3": r["top3_acc"], "kNN-30": r["knn_acc"],
+    hidden = {k for k, f in accuracy_flags(r, N_CLASSES).items() if f["level"] == "hide"}
+    rows.append({"protocol": protocol, "linear probe": r["linear_acc"],
+                 "linear probe, 95 %": fmt_interval(r["linear_acc"], r["n_test"], 3),
+                 "top-3": None if "top3_acc" in hidden else r["top3_acc"], "kNN-30": r["knn_acc"],
+                 "kNN-30, 95 %": fmt_interval(r["knn_acc"], r["n_test"], 3),
                  "precision@10": r["precision_at_10"], "fitted on": f"{r['n_fit']:,} {r['fitted_on'].get('split')}",
                  "scored on": f"{r['n_test']:,} test"})
 shipped_note = ("Shipped with the model: computed by `scripts/build_checkpoints.py` on these same test images. "
@@ -91,9 +106,14 @@ for protocol, r in results.items():
     cm = np.asarray(r["confusion_matrix"])
     for k, cls in enumerate(test.classes):
         if r["per_class_acc"][k] is not None:
-            bars.append({"class": cls, "protocol": protocol, "accuracy": r["per_class_acc"][k], "n": int(cm[k].sum())})
+            n_k = int(cm[k].sum())
+            low, high = wilson(int(cm[k, k]), n_k)
+            bars.append({"class": cls, "protocol": protocol, "accuracy": r["per_class_acc"][k], "n": n_k,
+                         "low": low, "high": high})
 st.vega_lite_chart(spec=vega.spec(charts.per_class, test.classes, bars, f"Per-class accuracy on {ctx.dataset} test images"),
                    width="stretch")
+st.caption("Each bar: the share of that class's scored images the probe got right; the black line is its 95 % Wilson "
+           "interval, from that class's image count (hover a bar for it). Fewer images, wider line.")
 
 st.subheader("Confusion matrix")
 protocol = st.radio("Protocol", list(results), horizontal=True, key="met_protocol",
@@ -178,8 +198,10 @@ cols[2].metric("RankMe", f"{ms.get('rankme', float('nan')):.1f} of {d_emb}",
                     f"1 = everything on one line, {d_emb} = every direction used equally. {where}.")
 if shape.is_collapsed(ms):
     st.warning(f"This model has collapsed: its test images land on (nearly) one point (uniformity "
-               f"{ms['uniformity']:.3f}, where 0 is a single point), so distances between its embeddings say little "
-               "about the images.", icon=":material/warning:")
+               f"{ms['uniformity']:.3f}, where 0 is a single point; RankMe {ms.get('rankme', float('nan')):.1f}), so "
+               f"distances between its embeddings say little about the images. {shape.COLLAPSE_TEXT[0].upper()}"
+               f"{shape.COLLAPSE_TEXT[1:]}; the accuracies above can still be well above chance, because a probe and "
+               "a kNN vote rescale the tiny differences left.", icon=":material/warning:")
 st.caption(f"Alignment: the two views of an image should land close together (lower is better). Uniformity: the "
            f"images should spread out instead of bunching up (lower is better). Computed on {where}"
            + ("; stored in the model's card." if shape.from_card(m.card, ctx.dataset) is not None

@@ -8,10 +8,12 @@ import streamlit as st
 import torch
 
 from cl.images import MAX_BYTES as MAX_IMAGE_BYTES
-from cl.retrieval import NeighborIndex, embed_one, prepare_query
+from cl.retrieval import NeighborIndex, SimilarityScale, embed_one, fmt_match, ink_share, is_blank, prepare_query
 from cl.errors import UserError
 from ui import cache, common, state
 from ui import images as ui_images
+from ui import measures as shape
+from ui.words import class_counts
 
 
 ctx = state.context()
@@ -24,21 +26,43 @@ with common.user_errors():
     net, _card = cache.model(m.path, m.cid)
 index = NeighborIndex(emb, test.labels.numpy())
 labels = test.labels.numpy()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def similarity_scale(path: str, cid: str, dataset: str) -> SimilarityScale:
+    """Each test image's similarity to its nearest other test image: what a neighbour's match is
+    measured against (once per model and data set, for everyone)."""
+    return SimilarityScale(cache.embeddings(path, cid, dataset, "test"))
+
+
+scale = similarity_scale(m.path, m.cid, ctx.dataset)
 st.caption(f"{common.model_line(ctx)} Neighbours are searched among {test.describe()} by cosine similarity.")
+card_measures = shape.from_card(m.card, ctx.dataset)
+if card_measures is not None and shape.is_collapsed(card_measures):
+    st.warning(f"This model has collapsed ({shape.COLLAPSE_TEXT}): every test image lands on nearly the same "
+               "direction, so every similarity is close to 1 and the neighbours below depend on differences far "
+               "smaller than the images' own.", icon=":material/warning:")
 
 k = st.slider("Neighbours (k)", 1, 50, 10, key="ret_k")
 
 
 def show_neighbours(hits, query_label: int | None) -> None:
+    hits = scale.rate(hits)
     imgs = test.images[torch.tensor([h.index for h in hits], dtype=torch.long)]
-    caps = [f"{test.classes[h.label]} · {h.similarity:.4f} · #{h.index}" for h in hits]
+    caps = [f"{test.classes[h.label]} · {fmt_match(h.percentile)} · #{h.index}" for h in hits]
     common.image_gallery(imgs, caps, ncol=min(10, max(5, len(hits))), scale=3)
+    if hits:
+        sims = [h.similarity for h in hits]
+        st.caption(f"**Match**: how this neighbour's similarity compares with {scale.describe()}; 50 % = as close "
+                   "as a typical test image is to its nearest neighbour, near 0 % = a poor match. These neighbours' "
+                   f"cosine similarities: {min(sims):.3f} to {max(sims):.3f} (this model's cosines alone do not tell "
+                   "good matches from bad).")
     if query_label is not None and hits:
         same = sum(h.label == query_label for h in hits)
         st.caption(f"{same} of {len(hits)} neighbours share the query's class ({test.classes[query_label]}).")
     else:
         counts = np.bincount([h.label for h in hits], minlength=len(test.classes))
-        st.caption("Neighbour classes: " + ", ".join(f"{test.classes[c]} {n}" for c, n in enumerate(counts) if n))
+        st.caption("Neighbours by class: " + class_counts(test.classes, counts) + ".")
 
 
 INDEX_KEY = f"ret_index_{ctx.dataset}"  # one per data set: their sizes differ
@@ -58,7 +82,7 @@ with tab_test:
         st.image(ui_images.to_array(test.images[i], 4), caption=f"query #{i}: {test.classes[labels[i]]}")
     with q2:
         hits = index.query(emb[i], k=k, exclude=i)
-        st.markdown(f"**Top {len(hits)} neighbours** (class · cosine similarity · test index; the query is excluded)")
+        st.markdown(f"**Top {len(hits)} neighbours** (class · match · test index; the query is excluded)")
         show_neighbours(hits, int(labels[i]))
 
 
@@ -93,6 +117,14 @@ def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
         st.markdown("\n".join(f"1. {s}" for s in steps))
         st.caption(f"Inverted: {'yes' if prepared.inverted else 'no'} (setting: {invert}).")
     hits = index.query(embed_one(net, prepared.tensor), k=k)
+    if is_blank(prepared.tensor):
+        # the model embeds a blank like any image, so it has neighbours; they are not matches
+        st.warning(f"{what[0].upper() + what[1:]} is blank as the model sees it ({ink_share(prepared.tensor):.1%} of "
+                   "its pixels differ from the background): its nearest neighbours are only whatever the model puts "
+                   "near an empty picture and say nothing about the image.", icon=":material/block:")
+        with st.expander(f"Show the {len(hits)} neighbours anyway"):
+            show_neighbours(hits, None)
+        return
     st.markdown(f"**Top {len(hits)} neighbours of {what}** among {test.describe()}")
     show_neighbours(hits, None)
 

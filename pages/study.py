@@ -14,6 +14,7 @@ import streamlit as st
 from cl import study
 from cl.data import SPECS
 from cl.layouts import read_layouts
+from cl.uncertainty import fmt_range, half_width
 from ui import state
 
 try:
@@ -196,7 +197,8 @@ for tab, d in zip(tabs, study.DATASETS):
                  for a in study.ROWS for l in study.COLS]
         grid(d, items, key=f"study_grid_{d}", draw=tab.open is not False)
         st.caption(f"Points: {POINTS[d]} of the {d} test gallery shipped with the app (t-SNE of all of it, seed 0). "
-                   f"Accuracies: paper protocol, {n_test:,} {d} test images scored; ours trained on {n_train} "
+                   f"Accuracies: paper protocol, {n_test:,} {d} test images scored, so each of ours is uncertain by "
+                   f"up to ±{half_width(n_test):.2f} (95 % Wilson interval); ours trained on {n_train} "
                    f"train images, the study on the full training split.")
 
 # ------------------------------------------------------------------ observations
@@ -209,14 +211,23 @@ for r in obs["augmentation"]:
     ours, paper = r["ours"], r["paper"]
     rows1.append({"data set": r["dataset"], "loss": r["loss"],
                   "ours none / FER / SimCLR": study.fmt3(ours),
-                  "ours change to FER, to SimCLR": ("-" if None in ours else f"{ours[1] - ours[0]:+.3f}, {ours[2] - ours[1]:+.3f}"),
+                  "ours change to FER, to SimCLR": ("-" if not r["changes"] else
+                                                    ", ".join(f"{c['diff']:+.3f} ({c['verdict']})" for c in r["changes"])),
                   "study none / FER / SimCLR": study.fmt2(paper),
                   "study change": f"{paper[1] - paper[0]:+.2f}, {paper[2] - paper[1]:+.2f}",
                   "test images scored": r["n_test"]})
 st.dataframe(pd.DataFrame(rows1), hide_index=True, width="stretch")
-st.markdown(f"A stronger augmentation lowered linear accuracy in **{len(obs['not_monotone'])} of 4** of our "
-            f"(data set, loss) series ({', '.join(obs['not_monotone']) or 'none'}); in the study in "
-            f"{len(obs['not_monotone_paper'])} of 4 ({', '.join(obs['not_monotone_paper']) or 'none'}).")
+st.markdown(f"A stronger augmentation lowered linear accuracy by more than its noise in **{len(obs['not_monotone'])} "
+            f"of 4** of our (data set, loss) series ({', '.join(obs['not_monotone']) or 'none'})"
+            + (f"; it lowered it **within noise** in {', '.join(obs['within_noise'])}, which counts as no change"
+               if obs["within_noise"] else "")
+            + f". In the study: {len(obs['not_monotone_paper'])} of 4 ({', '.join(obs['not_monotone_paper']) or 'none'}).")
+st.caption("A change is an effect only when its 95 % interval (Newcombe's hybrid score interval for a difference of two "
+           "accuracies, from their Wilson intervals and the images scored) leaves out 0; otherwise it is *within noise*"
+           + "".join(f"; on {r['n_test']:,} {r['dataset']} images ({r['loss']}) a change must exceed about "
+                     f"{max((c['high'] - c['low']) / 2 for c in r['changes']):.2f} to count"
+                     for r in obs["augmentation"] if r["changes"] and r["loss"] == study.COLS[0])
+           + ". The study reports no counts, so its own changes cannot be tested.")
 
 st.subheader("2. The more complex data set gains less")
 g = obs["gain"]
@@ -261,7 +272,8 @@ st.markdown(
 rows = outlook
 if rows:
     table = pd.DataFrame([{"model": r["model"], "labels": "yes" if r["uses_labels"] else "none",
-                           "linear": r["acc"], "top-3": r["top3"], "kNN": r["knn"], "images scored": r["n_test"],
+                           "linear": r["acc"], "linear 95 %": fmt_range(r["acc"], r["n_test"], 3),
+                           "top-3": r["top3"], "kNN": r["knn"], "images scored": r["n_test"],
                            "train images": r["train_images"], "train s": round(r["seconds"]),
                            "vs the study's best (ours)": r["vs_our_best"], "study's best": r["study_best"],
                            "its study / ours linear": f"{r['study_best_paper'][0]:.2f} / "
@@ -271,12 +283,18 @@ if rows:
                                 for k in ("linear", "top-3", "kNN", "vs the study's best (ours)")})
     st.caption("Paper protocol on the named number of test images. 'vs the study's best (ours)': linear accuracy minus "
                "our reproduction of the study's best scenario (SimCLR / triplet) on the same images.")
-    collapsed = [r["model"] for r in rows if r["acc"] < 2.0 / len(SPECS[r["dataset"]].classes)]
+    collapsed = [r for r in rows if r.get("collapsed")]
     if collapsed:
-        st.markdown(f"**Collapsed** (linear accuracy below twice chance): {', '.join(collapsed)}. With the study's "
-                    "sigmoid output and plain SGD at lr 0.15, mining the hardest triplets from the first step "
-                    "pulls every embedding to one point, where the loss sits at the margin (1.0); a known failure "
-                    "of batch-hard mining without a warm-up.")
+        from cl.measures import COLLAPSE_RULE
+
+        listed = ", ".join(f"{r['model']} (uniformity {r['uniformity']:.3g}, RankMe {r['rankme']:.1f}, linear "
+                           f"{r['acc']:.3f})" for r in collapsed)
+        st.markdown(f"**Collapsed**: {listed}. Collapsed means {COLLAPSE_RULE}: the shape of the space, not its "
+                    "accuracy. A linear probe or a kNN vote compares only distances, so it can still tell classes "
+                    "apart inside the tiny space left (hence a collapsed model above chance), as t-SNE still draws "
+                    "a cloud. The batch-hard models: with the study's sigmoid output and plain SGD at lr 0.15, mining "
+                    "the hardest triplets from the first step pulls every embedding to one point, where the loss sits "
+                    "at the margin (1.0); a known failure of batch-hard mining without a warm-up.")
 else:
     st.info("No outlook model is here yet: `python -m cl grid --preset outlook --out DIR` trains them.",
             icon=":material/info:")

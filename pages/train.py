@@ -8,9 +8,9 @@ import streamlit as st
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
 from cl.catalog import AUGMENTATIONS, LOSSES
-from ui import cache, charts, demo, jobs, models, state, vega
+from ui import accuracy, cache, charts, demo, jobs, models, state, vega
 from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
-from ui.measures import alignment_path
+from ui.measures import show_alignment_path
 from ui.words import explain
 
 ENCODER_WORDS = {"paper": "study's encoder", "convnet": "small ConvNet encoder"}
@@ -188,9 +188,10 @@ def monitor() -> None:
                                width="stretch")
     if any("knn_acc" in h for h in v["history"]):
         with g2:
-            st.vega_lite_chart(spec=vega.spec(charts.epoch_metric, v["history"], "knn_acc",
-                                              f"kNN-30 accuracy per epoch ({v['test_note']}, paper split)",
-                                              "kNN-30 accuracy"), width="stretch")
+            n_knn = next((int(h["knn_scored"]) for h in v["history"] if h.get("knn_scored")), None)
+            st.vega_lite_chart(spec=vega.spec(charts.epoch_metric, v["history"], "knn_acc", "kNN-30 accuracy per epoch",
+                                              "kNN-30 accuracy", n_knn), width="stretch")
+            st.caption(accuracy.knn_curve_caption(n_knn, v["test_note"]))
     measured = [h for h in v["history"] if "alignment" in h]
     final = (v["card"] or {}).get("measures") if v["status"] == "done" else None
     if final and "alignment" in final:  # the finished model's own point, measured for its card
@@ -198,23 +199,19 @@ def monitor() -> None:
                                 "uniformity": final["uniformity"], "rankme": final.get("rankme"),
                                 "measured_on": final.get("n_images", 0)}]
     if measured:
-        st.vega_lite_chart(spec=vega.spec(alignment_path, measured, f"{dataset_label(c.dataset)} test images"),
-                           width="stretch")
-        st.caption(f"{explain('alignment')} {explain('uniformity')} A good model moves down and to the left; a "
-                   "collapsing one runs to the right edge (uniformity 0). Measured after an epoch when it fits in 3 % "
-                   "of the training time.")
+        show_alignment_path(measured, f"{dataset_label(c.dataset)} test images")
     if v["status"] == "done" and v["card"]:
         m = v["card"]["metrics"]
         cols = st.columns(4)
         paper, standard = m.get("paper", {}), m.get("standard", {})
-        cols[0].metric("Linear probe (paper)", f"{paper.get('linear_acc', 0):.3f}",
-                       help=f"fitted on {paper.get('n_fit', 0):,} and scored on {paper.get('n_test', 0):,} "
-                            f"{c.dataset} test images")
-        cols[1].metric("Top-3 (paper)", f"{paper.get('top3_acc', 0):.3f}")
-        cols[2].metric("kNN-30 (paper)", f"{paper.get('knn_acc', 0):.3f}")
-        cols[3].metric("Linear probe (standard)", f"{standard.get('linear_acc', 0):.3f}",
-                       help=f"fitted on {standard.get('n_fit', 0):,} train, scored on {standard.get('n_test', 0):,} "
-                            f"{c.dataset} test images")
+        for col, label, r, key in ((cols[0], "Linear probe (paper)", paper, "linear_acc"),
+                                   (cols[1], "Top-3 (paper)", paper, "top3_acc"),
+                                   (cols[2], "kNN-30 (paper)", paper, "knn_acc"),
+                                   (cols[3], "Linear probe (standard)", standard, "linear_acc")):
+            accuracy.metric(col, label, r, key)
+        flagged = accuracy.warnings_text([paper, standard])
+        if flagged:
+            st.warning(flagged, icon=":material/warning:")
         st.caption(f"Paper protocol: probe fitted on {paper.get('n_fit', 0):,} and scored on "
                    f"{paper.get('n_test', 0):,} {c.dataset} test images. Standard protocol: fitted on "
                    f"{standard.get('n_fit', 0):,} {c.dataset} train images, scored on {standard.get('n_test', 0):,} "

@@ -208,24 +208,44 @@ def loss_curve(losses: list, title: str) -> alt.Chart:
     return line.properties(height=260)
 
 
-def epoch_metric(history: list[dict], field: str, title: str, y_title: str) -> alt.Chart:
+def epoch_metric(history: list[dict], field: str, title: str, y_title: str, n_scored: int | None = None) -> alt.Chart:
+    """One accuracy per epoch; with ``n_scored`` (the images each is scored on) a band of each
+    point's 95 % Wilson interval, so a wiggle inside it reads as the noise it is."""
+    from cl.uncertainty import wilson
+
     df = pd.DataFrame([h for h in history if field in h])
-    return alt.Chart(df, title=title).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
-        y=alt.Y(f"{field}:Q", title=y_title, scale=alt.Scale(domain=[0, 1])),
-        tooltip=["epoch", alt.Tooltip(f"{field}:Q", format=".3f")]).properties(height=260)
+    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1))
+    tooltip = [alt.Tooltip("epoch:Q", format="d"), alt.Tooltip(f"{field}:Q", format=".3f")]
+    line = alt.Chart(df).mark_line(point=True).encode(
+        x=x, y=alt.Y(f"{field}:Q", title=y_title, scale=alt.Scale(domain=[0, 1])), tooltip=tooltip)
+    if not n_scored or df.empty:
+        return line.properties(height=260, title=title)
+    bounds = [wilson(round(a * n_scored), n_scored) for a in df[field]]
+    df["low"], df["high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    band = alt.Chart(df).mark_area(opacity=0.2, color="#4c78a8").encode(
+        x=x, y="low:Q", y2="high:Q", tooltip=tooltip + [alt.Tooltip("low:Q", title="95 % from", format=".2f"),
+                                                         alt.Tooltip("high:Q", title="to", format=".2f")])
+    return alt.layer(band, line).properties(height=260, title=title)  # on the layer: a child's title is not drawn
 
 
-def per_class(classes: list[str], values: list[dict], title: str) -> alt.Chart:
-    """values: rows of {class, protocol, accuracy}."""
+def per_class(classes: list[str], values: list[dict], title: str) -> alt.Chart | alt.LayerChart:
+    """values: rows of {class, protocol, accuracy, n} and, optionally, the interval {low, high}
+    (drawn as a black line across each bar)."""
     df = pd.DataFrame(values)
-    return alt.Chart(df, title=title).mark_bar().encode(
-        x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
-        y=alt.Y("class:N", sort=list(classes), title=None, axis=alt.Axis(labelOverlap=False)),
-        color=alt.Color("protocol:N", legend=alt.Legend(title="protocol")),
-        yOffset="protocol:N",
-        tooltip=["class", "protocol", alt.Tooltip("accuracy:Q", format=".3f"), "n"],
-    ).properties(height=max(260, 40 * len(classes)))
+    y = alt.Y("class:N", sort=list(classes), title=None, axis=alt.Axis(labelOverlap=False))
+    tooltip = ["class", "protocol", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("n:Q", title="images")]
+    has_interval = {"low", "high"} <= set(df.columns)
+    if has_interval:
+        tooltip += [alt.Tooltip("low:Q", title="95 % from", format=".2f"), alt.Tooltip("high:Q", title="to", format=".2f")]
+    bars = alt.Chart(df).mark_bar().encode(
+        x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"), y=y,
+        color=alt.Color("protocol:N", legend=alt.Legend(title="protocol")), yOffset="protocol:N", tooltip=tooltip)
+    height = max(260, 40 * len(classes))
+    if not has_interval:
+        return bars.properties(height=height, title=title)
+    whiskers = alt.Chart(df).mark_rule(color="#222", strokeWidth=1.5).encode(
+        x="low:Q", x2="high:Q", y=y, yOffset="protocol:N", tooltip=tooltip)
+    return alt.layer(bars, whiskers).properties(height=height, title=title)
 
 
 def agreement_map(frame: pd.DataFrame, title: str) -> alt.Chart:

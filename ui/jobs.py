@@ -279,7 +279,7 @@ def _train(job: Job) -> None:
     def on_epoch_end(model, epoch: int) -> dict:
         extra = {}
         if job.knn_per_epoch and not job.cancel_event.is_set():
-            extra["knn_acc"] = knn_accuracy(model, test_set)
+            extra["knn_acc"], extra["knn_scored"] = knn_accuracy(model, test_set, with_count=True)
             elapsed = float(job.progress.get("elapsed", 0.0)) if job.progress else 0.0
             if budget["spent"] + budget["last"] <= MEASURE_SHARE * elapsed:
                 m = measures_on_sample(model, test_set.images[measure_idx], test_set.labels.numpy()[measure_idx],

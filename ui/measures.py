@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cl.measures import histogram_edges
-
-COLLAPSED_UNIFORMITY = -0.05  # above this, (nearly) every image sits on one point
+from cl.measures import COLLAPSE_RANKME, COLLAPSE_RULE, COLLAPSE_UNIFORMITY, histogram_edges
+from cl.measures import is_collapsed as _is_collapsed
 KIND_NAMES = {"positive": "views of one image", "same_class": "same class", "other": "different classes"}
 KIND_COLORS = ["#2ca02c", "#1f77b4", "#d62728"]
 
@@ -52,8 +51,11 @@ def data_line(m: dict) -> str:
 
 
 def is_collapsed(m: dict) -> bool:
-    u = m.get("uniformity")
-    return u is not None and u > COLLAPSED_UNIFORMITY
+    """The library's one definition (:func:`cl.measures.collapse`): uniformity and effective rank."""
+    return _is_collapsed(m)
+
+
+COLLAPSE_TEXT = f"collapsed: {COLLAPSE_RULE}"
 
 
 def loss_label(config: dict) -> str:
@@ -164,10 +166,71 @@ def alignment_path(rows: list[dict], data: str):
     """The model's path through Wang and Isola's alignment-uniformity plane, one point per measured epoch."""
     df = pd.DataFrame([{"epoch": r["epoch"], "alignment": r["alignment"], "uniformity": r["uniformity"],
                         "effective rank": r.get("rankme")} for r in rows])
-    base = alt.Chart(df, title=f"Alignment and uniformity per epoch ({data})")
-    line = base.mark_line(color="#8a94a6").encode(x=alt.X("uniformity:Q", scale=alt.Scale(zero=False)),
-                                                  y=alt.Y("alignment:Q", scale=alt.Scale(zero=False)), order="epoch:Q")
-    points = base.mark_circle(size=70).encode(x="uniformity:Q", y="alignment:Q",
-                                              color=alt.Color("epoch:Q", scale=alt.Scale(scheme="viridis")),
-                                              tooltip=["epoch", "alignment", "uniformity", "effective rank"])
-    return (line + points).properties(height=260)
+    base = alt.Chart(df)
+    # few digits on the axes and integer epochs: the defaults printed 0.036817 and "2.000000"
+    x = alt.X("uniformity:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".2f", tickCount=5))
+    y = alt.Y("alignment:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~f", tickCount=5))
+    tooltip = [alt.Tooltip("epoch:Q", format="d"), alt.Tooltip("alignment:Q", format=".3f"),
+               alt.Tooltip("uniformity:Q", format=".3f"), alt.Tooltip("effective rank:Q", format=".1f")]
+    line = base.mark_line(color="#8a94a6").encode(x=x, y=y, order="epoch:Q")
+    points = base.mark_circle(size=70).encode(x=x, y=y, tooltip=tooltip,
+                                              color=alt.Color("epoch:Q", scale=alt.Scale(scheme="viridis"),
+                                                              legend=alt.Legend(format="d", tickMinStep=1)))
+    return (line + points).properties(height=260, title=alt.TitleParams("Alignment and uniformity per epoch",
+                                                                        subtitle=data))
+
+
+def show_alignment_path(measured: list[dict], data: str) -> None:
+    """The path through the alignment-uniformity plane when at least two epochs were measured; one
+    measured point is not a path, so its numbers are written instead of drawing a lone dot."""
+    from ui.words import explain
+
+    from . import vega
+
+    if len(measured) >= 2:
+        st.vega_lite_chart(spec=vega.spec(alignment_path, measured, data), width="stretch")
+        st.caption(f"{explain('alignment')} {explain('uniformity')} A good model moves down and to the left; a "
+                   "collapsing one runs to the right edge (uniformity 0). Measured after an epoch when it fits in 3 % "
+                   "of the training time.")
+        return
+    one = measured[0]
+    st.markdown(f"**Alignment and uniformity**, measured once (after epoch {one['epoch']}, {data}): alignment "
+                f"{one['alignment']:.3f}, uniformity {one['uniformity']:.2f}"
+                + (f", effective rank {one['rankme']:.1f}" if one.get("rankme") is not None else "") + ".")
+    st.caption(f"{explain('alignment')} {explain('uniformity')} A path through the alignment-uniformity plane needs "
+               "two measured epochs; this run was too short to measure more within 3 % of its training time.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def spread_of(path: str, cid: str, dataset: str) -> dict:
+    """:func:`cl.measures.spread` of the model's test embeddings (once per model, for everyone)."""
+    from cl.measures import spread
+
+    from . import cache
+
+    return spread(cache.embeddings(path, cid, dataset, "test"))
+
+
+def collapse_note(entry, dataset: str) -> str | None:
+    """For a collapsed model (by its card's measures), why its t-SNE or UMAP map still looks like
+    a cloud, in numbers: how far apart its embeddings really are. None for any other model."""
+    m = from_card(entry.card, dataset)
+    if m is None or not is_collapsed(m):
+        return None
+    s = spread_of(entry.path, entry.cid, dataset)
+    if not s.get("rms_distance") or not s.get("rms_norm"):
+        return None
+    knn = ((entry.card.get("metrics") or {}).get("paper") or {}).get("knn_acc")
+    shrink = 2 ** 0.5 / s["relative"]
+    shrink = float(f"{shrink:.2g}")  # two significant digits: "1/3,500", not "1/3,481"
+    return (f"**Why this map still looks like a cloud.** This model has collapsed: uniformity {m['uniformity']:.2g} and "
+            f"RankMe {m['rankme']:.2f} of {m.get('embedding_dim', '?')} (collapsed = uniformity above "
+            f"{COLLAPSE_UNIFORMITY} and RankMe below {COLLAPSE_RANKME:g}: every image in a narrow cone of directions). Two "
+            f"of its {s['n_images']:,} test images' embeddings are on average {s['rms_distance']:.2g} apart, "
+            f"{100 * s['relative']:.2g} % of the embeddings' length ({s['rms_norm']:.3g}); embeddings pointing in random "
+            "directions would be 141 % of it apart. t-SNE and UMAP keep only who is whose neighbour and give every "
+            f"neighbourhood about the same size on the map, so they blow differences of {s['rms_distance']:.2g} up to fill "
+            "the picture. The clusters are real neighbourhoods"
+            + (f" (kNN-30 reads {knn:.3f} from them)" if knn is not None else "")
+            + f", but in a space about 1/{shrink:,.0f} the size of a spread-out one: distances between them mean "
+            "nothing, and a small change to the model reshuffles them.")

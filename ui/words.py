@@ -44,6 +44,10 @@ GLOSSARY: dict[str, str] = {
     "uniformity": "How evenly the embeddings spread over the sphere (more negative is more spread out; 0 means "
                   "everything collapsed onto one point).",
     "effective rank": "How many directions the embeddings really use (RankMe); 1 means they collapsed onto a line.",
+    "collapsed": "Every test image points in nearly the same direction (uniformity above -0.05) and the embeddings "
+                 "use fewer than three directions (effective rank below 3); accuracy is not part of it.",
+    "95 % interval": "The range an accuracy could have landed in on another draw of as many test images (Wilson's "
+                     "score interval); the fewer images scored, the wider.",
 }
 
 
@@ -55,3 +59,10 @@ def explain(term: str, data: str = "") -> str:
 
 def glossary_markdown() -> str:
     return "\n".join(f"- **{term}**: {sentence}" for term, sentence in GLOSSARY.items())
+
+
+def class_counts(classes: list[str], counts) -> str:
+    """``"class 9: 1 image; class 4: 3 images"``, largest first: a count beside a class name that is
+    itself a number ("9 1") reads as two classes."""
+    pairs = sorted(((int(c), name) for name, c in zip(classes, counts) if c), key=lambda p: -p[0])
+    return "; ".join(f"class {name}: {c:,} image{'' if c == 1 else 's'}" for c, name in pairs)
