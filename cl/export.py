@@ -160,26 +160,3 @@ def zip_folder(folder: str | os.PathLike) -> bytes:
             if path.is_file():
                 zf.write(path, path.name)
     return buf.getvalue()
-
-
-def export_zip(checkpoint: str | os.PathLike, dataset: str, split: str, fmt: str, work_dir: str | os.PathLike,
-               data_dir=None) -> bytes:
-    """Embed ``split`` of ``dataset`` with ``checkpoint`` and return the export as one zip (what the
-    app's download button serves). Files are staged in a temporary folder under ``work_dir``."""
-    import shutil
-    import tempfile
-
-    from .data import portable_provenance
-    from .evaluation import embed
-    from .workflow import open_model
-
-    opened = open_model(checkpoint, dataset, split, data_dir, download=False)
-    model, card, data = opened.model, opened.card, opened.data
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export.", dir=work_dir)
-    try:
-        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card, checkpoint=card.get("name") or checkpoint,
-                          provenance=portable_provenance(data.provenance(), data_dir))
-        return zip_folder(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

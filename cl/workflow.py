@@ -11,6 +11,7 @@ that read a model (evaluate, neighbors, project, export) and by the app's export
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from dataclasses import dataclass, fields
@@ -236,3 +237,26 @@ def open_model(checkpoint: str | Path, dataset: str | None = None, split: str = 
     model, card = load_checkpoint(checkpoint)
     name, data = data_for_card(card, dataset, split, data_dir, download, source=Path(checkpoint).name)
     return OpenedModel(model, card, name, data)
+
+
+def export_zip(checkpoint: str | os.PathLike, dataset: str, split: str, fmt: str, work_dir: str | os.PathLike,
+               data_dir=None) -> bytes:
+    """Embed ``split`` of ``dataset`` with ``checkpoint`` and return the export as one zip (what the
+    app's download button serves). Files are staged in a temporary folder under ``work_dir``."""
+    import shutil
+    import tempfile
+
+    from .data import portable_provenance
+    from .evaluation import embed
+    from .export import export_embeddings, zip_folder
+
+    opened = open_model(checkpoint, dataset, split, data_dir, download=False)
+    model, card, data = opened.model, opened.card, opened.data
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export.", dir=work_dir)
+    try:
+        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card, checkpoint=card.get("name") or checkpoint,
+                          provenance=portable_provenance(data.provenance(), data_dir))
+        return zip_folder(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

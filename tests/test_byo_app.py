@@ -144,7 +144,7 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
     from cl.checkpoints import load_checkpoint
     from cl.data import load_dataset
     from cl.evaluation import embed
-    from cl.export import export_zip
+    from cl.workflow import export_zip
 
     data = export_zip(box.value, at.sidebar.selectbox(key="sb_dataset").value, "test", "npz", archive_cache_dir / "exports")
     with zipfile.ZipFile(io.BytesIO(data)) as zf:

@@ -301,7 +301,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
     row = st.container(horizontal=True, wrap=True, gap="small")
     for fmt, col in zip(("projector", "npz", "csv"), (row, row, row)):
         def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
-            from cl.export import export_zip
+            from cl.workflow import export_zip
 
             return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
 
