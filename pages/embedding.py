@@ -208,7 +208,7 @@ if st.toggle("Show an image's augmented views on the map", key="emb_views",
                   "by clicking a point or by its number."):
     augmented_views_section()
 
-snap = m.snapshots
+snap = m.replay()
 if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
     test_split()
     labels = test.labels.numpy()

@@ -64,16 +64,22 @@ class Context:
 
 
 def _sync_job() -> None:
-    """Register a finished training of this session (once) and make it the active model."""
+    """Follow this browser's training: adopt a running one this session did not start (a reload,
+    another tab), and take a finished one in once: it becomes this session's active model."""
     job = jobs.get(state.job_id())
-    if job is None or job.alive or job.consumed:
+    if job is None or (not job.alive and state.job_registered(job.id)):
+        mine = [j for j in jobs.owned(state.owner_key()) if j.alive]
+        if mine:
+            job = mine[0]
+            state.set_job_id(job.id)
+    if job is None or job.alive or state.job_registered(job.id):
         return
+    state.register_job(job.id)
+    if job.session != state.owner_key():
+        return  # someone else's training, watched through its link: it is theirs to use
     view = job.view()
-    job.consumed = True
     if view["status"] == "done":
-        with job.lock:
-            snaps, job.snapshot_data = job.snapshot_data, None  # the session keeps the only copy
-        state.add_session_model({"path": view["out"], "card": view["card"], "snapshots": snaps})
+        state.add_session_model({"path": view["out"], "card": view["card"], "snapshots": None})
         state.set_active_model(view["out"])
         state.push_flash("success", f"Training finished: {view['message']}. It is now the active model.")
     elif view["status"] == "cancelled":
@@ -309,11 +315,26 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
                             help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
 
 
+def _training_note(job_id: str) -> None:
+    """The sidebar's line about this session's running training; when it ends, a full run takes
+    the model in (whichever page is open)."""
+    job = jobs.get(job_id)
+    if job is None or not job.alive:
+        st.rerun()
+    v = job.view()
+    p = v["progress"]
+    where = f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}" if p else v["status"]
+    st.info(f"Training {dataset_label(v['config'].dataset)} in the background: {where}.",
+            icon=":material/hourglass_top:")
+    st.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:",
+                 query_params={"run": v["run"]})
+
+
 def render() -> Context:
-    demo.SESSIONS.touch(state.session_id())  # a live session's trained models stay under the quota
+    demo.SESSIONS.touch(state.owner_key())  # a live visitor's trained models stay under the quota
+    link = links.capture()
     _sync_job()
-    link = links.requested()
-    if links.is_new(link):
+    if state.url_at_start().get("new"):
         _apply_link(link)
     sb = st.sidebar
     with sb:
@@ -382,10 +403,7 @@ def render() -> Context:
 
         job = jobs.get(state.job_id())
         if job is not None and job.alive:
-            v = job.view()
-            p = v["progress"]
-            where = f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}" if p else v["status"]
-            st.info(f"Training {v['config'].dataset} in the background: {where}.", icon=":material/hourglass_top:")
+            st.fragment(_training_note, run_every=2.0)(job.id)
 
     state.set_last_dataset(dataset)
     mc = model.config if model is not None else {}
