@@ -295,24 +295,30 @@ def _prune() -> None:
         _JOBS.pop(j.id, None)
 
 
-def dataset_slug(dataset: str) -> str:
-    """A data set's name as a portable file-name part: an uploaded image set by its own file name
-    (``my photos.zip`` -> ``my-photos``); never a ``:``, which Windows cannot store."""
-    name = dataset
-    if dataset.startswith("archive:"):
-        try:
-            from cl.archive import read_manifest
-
-            name = Path(read_manifest(dataset[len("archive:"):]).archive_name).stem
-        except UserError:
-            name = dataset
+def file_part(dataset: str) -> str:
+    """A data set's (or a model's) name as a portable file-name part: an uploaded image set by its
+    own file name (``archive:ID`` of ``my photos.zip`` -> ``my-photos``); never a ``:``, which
+    Windows cannot store."""
+    name = Path(display_name(dataset)).stem if dataset.startswith("archive:") else dataset
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:60]
     return slug or "images"
 
 
+def display_name(dataset: str) -> str:
+    """How a person names a data set: an uploaded image set by its own file name."""
+    if dataset.startswith("archive:"):
+        try:
+            from cl.archive import read_manifest
+
+            return read_manifest(dataset[len("archive:"):]).archive_name
+        except UserError:
+            pass
+    return dataset
+
+
 def run_filename(config) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return (f"{dataset_slug(config.dataset)}-{config.augmentation}-{config.loss}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return (f"{file_part(config.dataset)}-{config.augmentation}-{config.loss}-{stamp}-{uuid.uuid4().hex[:6]}"
             ".safetensors")
 
 
@@ -424,7 +430,7 @@ def _train(job: Job) -> None:
     from cl.workflow import load_training_data, make_model
 
     c = job.config
-    job._set(status="loading", message=f"loading {c.dataset}")
+    job._set(status="loading", message=f"loading {display_name(c.dataset)}")
     train_set, test_set = load_training_data(c.dataset, download=False)
     job._set(train_note=train_set.describe(), test_note=test_set.describe())
 

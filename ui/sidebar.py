@@ -114,7 +114,7 @@ def model_order(entry: models.ModelEntry, dataset: str) -> tuple:
             within = (1, STUDY_ORDER.index(suffix), "")
         else:
             within = (2, 0, suffix)
-    return (entry.dataset != dataset, SOURCE_ORDER[entry.source], within)
+    return (not entry.trained_on(dataset), SOURCE_ORDER[entry.source], within)
 
 
 def _mtime(entry: models.ModelEntry) -> float:
@@ -144,10 +144,19 @@ def _apply_link(params: dict[str, str]) -> None:
     short message and leave the data set's default view (its best model)."""
     dataset, name = params.get("dataset"), params.get("model")
     if dataset is not None and dataset not in SPECS:
-        state.push_flash("info", f"The link names an unknown data set {dataset!r}; showing the default view "
-                                 f"({FALLBACK_DATASET}). Known: {', '.join(SPECS)}.")
-        dataset = None
-        name = None  # the model was chosen for that data set
+        uploaded = _uploaded_set(dataset)
+        if uploaded is not None:
+            dataset = uploaded
+        else:
+            if dataset.startswith(UPLOAD_PREFIXES):
+                state.push_flash("info", "The link names an uploaded image set that is no longer on this server "
+                                         "(uploads are kept while there is room); upload it again under \"Bring your "
+                                         f"own\". Showing {FALLBACK_DATASET} meanwhile.")
+            else:
+                state.push_flash("info", f"The link names an unknown data set {dataset!r}; showing the default view "
+                                         f"({FALLBACK_DATASET}). Known: {', '.join(SPECS)}.")
+            dataset = None
+            name = None  # the model was chosen for that data set
     entry = None
     if name is not None:
         entry = models.entry_for_link(name)
@@ -160,7 +169,7 @@ def _apply_link(params: dict[str, str]) -> None:
             state.add_session_model({"path": entry.path, "card": entry.card, "snapshots": None,
                                      "uploaded": entry.uploaded})
     if dataset is None and entry is not None:
-        dataset = entry.dataset if entry.dataset in SPECS else None
+        dataset = entry.dataset if entry.dataset in SPECS else _uploaded_set(entry.dataset)
     if dataset is not None:
         state.set_widget(state.K_DATASET, dataset)
         if entry is None:
@@ -171,10 +180,31 @@ def _apply_link(params: dict[str, str]) -> None:
         state.set_projection_request({"method": params["method"]} if params["method"] in METHODS else {})
 
 
+UPLOAD_PREFIXES = ("upload:", "archive:")  # an uploaded image set in a link: upload:ID (archive:ID still read)
+
+
+def _uploaded_set(name: str) -> str | None:
+    """The data-set name (``archive:ID``) of an uploaded image set a link names (``upload:ID``),
+    while its files are on this server; it joins this session's list. ``None`` otherwise."""
+    if not name.startswith(UPLOAD_PREFIXES):
+        return None
+    from cl.archive import read_manifest
+
+    archive_id = name.split(":", 1)[1]
+    try:
+        m = read_manifest(archive_id)
+    except UserError:
+        return None
+    dataset = f"archive:{m.id}"
+    state.add_session_dataset({"name": dataset, "label": m.archive_name, "summary": m.describe()})
+    return dataset
+
+
 def _link_params(ctx: "Context") -> dict[str, str | None]:
-    # An uploaded image set is this session's only: a link to it would mean nothing elsewhere.
-    return {"dataset": ctx.dataset if ctx.dataset in SPECS else None,
-            "model": models.link_id(ctx.model) if ctx.model is not None else None}
+    # An uploaded image set by its id (upload:ID), like an uploaded model: reopened while its files exist.
+    dataset = ctx.dataset if ctx.dataset in SPECS else (
+        "upload:" + ctx.dataset.split(":", 1)[1] if ctx.dataset.startswith("archive:") else None)
+    return {"dataset": dataset, "model": models.link_id(ctx.model) if ctx.model is not None else None}
 
 
 # ----------------------------------------------------------------- bring your own
@@ -291,7 +321,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
         return
     st.caption("Take it with you")
     path = model.path
-    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{model.name}.safetensors",
+    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{jobs.file_part(model.name)}.safetensors",
                        mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
                        icon=":material/download:", width="stretch")
     if not test_available:
@@ -301,7 +331,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
     st.caption("Embeddings of the test split: projector (TensorBoard Embedding Projector files), npz (NumPy "
                "arrays) or csv (one row per image); the model's card and the data's provenance come along as "
                "export.json.")
-    safe = dataset.replace(":", "-")
+    safe = jobs.file_part(dataset)  # the image set's own file name, never "archive:ID" (nor a ":")
     # A row that wraps (not three columns): on a phone's narrow sidebar each button keeps its whole label.
     row = st.container(horizontal=True, wrap=True, gap="small")
     for fmt, col in zip(("projector", "npz", "csv"), (row, row, row)):
@@ -310,7 +340,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
 
             return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
 
-        col.download_button(fmt, data=build, file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
+        col.download_button(fmt, data=build, file_name=f"{jobs.file_part(model.name)}-{safe}-test-{fmt}.zip", mime="application/zip",
                             key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="content",
                             help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
 
@@ -377,7 +407,7 @@ def render() -> Context:
             default = active if active in by_path else paths[0]
             if state.last_dataset() != dataset:
                 # a new data set: prefer the best model trained on it over the previous choice
-                if active in by_path and by_path[active].dataset != dataset and usable[0].dataset == dataset:
+                if active in by_path and not by_path[active].trained_on(dataset) and usable[0].trained_on(dataset):
                     default = paths[0]
                 state.set_widget(state.K_MODEL, default)
             chosen = _select("Model", state.K_MODEL, paths, default, format_func=lambda p: by_path[p].label,

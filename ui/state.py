@@ -203,7 +203,11 @@ def clear_byo_note(kind: str) -> None:
 
 
 def set_byo_note(kind: str, level: str, text: str, about: str | None = None) -> None:
+    """Record what became of an upload; an upload taken in also retires the other uploader's old
+    error (it no longer applies once something was taken in)."""
     notes = dict(_get(_BYO_NOTES) or {})
+    if level != "error":  # the upload was taken in (a warning only says how to use it)
+        notes = {k: v for k, v in notes.items() if v[0] != "error"}
     notes[kind] = (level, text, about)
     _set(_BYO_NOTES, notes)
 
