@@ -60,7 +60,7 @@ with st.expander("Projection settings" + (": the shipped view" if shipped_view e
         req = {"method": method, "n": int(n), "seed": int(seed), "perplexity": float(perplexity),
                "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
         state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
-links.set_view(method=req["method"])
+links.set_view(method=req["method"], points=req["n"] if req["n"] < n_total else None)
 shipped_view = bool(shipped) and req["method"] in shipped and cache.is_shipped_view(req, n_default)
 if n_total > 3000 and req["method"] != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
@@ -84,9 +84,11 @@ else:
                                        _progress=lambda msg: status.update(label=f"{label}: {msg}"))
         status.update(label=f"{label} (seed {req['seed']})", state="complete")
 
+links.preset("color", "emb_color", ("class", "predicted", "correct"))
 color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], default="class", key="emb_color",
                                 format_func={"class": "true class", "predicted": "predicted class",
                                              "correct": "correct / wrong"}.get) or "class"
+links.set_view(color=None if color_by == "class" else color_by)
 pred = None
 if color_by != "class":
     with st.spinner(f"Fitting the linear probe on the {ctx.dataset} train embeddings (once per model, then cached "

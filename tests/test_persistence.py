@@ -197,19 +197,22 @@ def test_a_cli_model_uploaded_then_its_image_set_stays_the_active_model(app_env,
 
 # ----------------------------------------------------------------------------- views a slide links to
 def test_the_study_tab_has_a_link():
-    at = open_page("study", tab="cifar10")
-    assert at.query_params["tab"] == "cifar10"
-    assert "CIFAR-10" in [t.label for t in at.tabs if t.proto.label][0] or at.session_state["study_tab"]
+    at = open_page("study", study_tab="CIFAR-10")
+    assert at.session_state["study_tab"] == "CIFAR-10", "the CIFAR-10 grid is the open tab"
+    assert any("of the cifar10 test gallery" in c.value for c in at.caption), "its pictures are drawn"
 
 
 def test_the_embedding_points_and_colouring_have_a_link():
-    at = open_page("embedding", dataset="digits", model="digits-best", method="pca", points="300", color="correct")
-    assert at.query_params["points"] == "300" and at.query_params["color"] == "correct"
+    at = open_page("embedding", dataset="digits", method="pca", points="300", color="correct")
     assert at.session_state["emb_color"] == "correct"
-    assert "300 digits test images" in texts(at) or any("300" in str(c.proto.spec)[:3000] for c in at.get("vega_lite_chart"))
+    assert "300 of 540 points" in texts(at) and "Predictions: linear probe" in texts(at), texts(at)[:1500]
+    assert at.query_params["points"] == "300" and at.query_params["color"] == "correct"
+    assert at.query_params["method"] == "pca"
 
 
 def test_the_augmented_views_settings_have_a_link():
-    at = open_page("augmentations", dataset="digits", anchors="12", zoom="2")
+    at = open_page("augmentations", dataset="digits", aug="simclr", anchors="12", zoom="2", draw="3")
     assert at.session_state["aug_n"] == 12 and at.session_state["aug_scale"] == 2
-    assert at.query_params["anchors"] == "12" and at.query_params["zoom"] == "2"
+    assert "Pairs with simclr" in texts(at) and "(draw 3)" in texts(at), texts(at)[:1500]
+    assert {k: at.query_params[k] for k in ("aug", "anchors", "zoom", "draw")} == \
+        {"aug": "simclr", "anchors": "12", "zoom": "2", "draw": "3"}

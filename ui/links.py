@@ -23,7 +23,7 @@ SHARED = ("dataset", "model")
 # page url path -> its own view parameters (the Train page: the run it shows; the Study page: its
 # tab; the Embedding page: the projection, the points and the colouring; Augmentations: its grid)
 PAGE_VIEW = {"embedding": ("method", "points", "color"), "train": ("run",), "study": ("tab",),
-             "augmentations": ("anchors", "zoom", "aug")}
+             "augmentations": ("aug", "anchors", "zoom", "draw")}
 KNOWN = SHARED + tuple(p for ps in PAGE_VIEW.values() for p in ps)
 
 

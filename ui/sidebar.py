@@ -176,8 +176,11 @@ def _apply_link(params: dict[str, str]) -> None:
             state.set_active_model(None)  # the data set's default model, not the previous choice
     if entry is not None:
         state.set_active_model(entry.path)
-    if "method" in params:
-        state.set_projection_request({"method": params["method"]} if params["method"] in METHODS else {})
+    if "method" in params or "points" in params:  # the Embedding page's projection
+        request = {"method": params["method"]} if params.get("method") in METHODS else {}
+        if str(params.get("points", "")).isdigit() and int(params["points"]) >= 3:
+            request["n"] = int(params["points"])
+        state.set_projection_request(request)
 
 
 UPLOAD_PREFIXES = ("upload:", "archive:")  # an uploaded image set in a link: upload:ID (archive:ID still read)

@@ -286,6 +286,10 @@ def aug_seed() -> int:
     return int(_get(_AUG_SEED, 0))
 
 
+def set_aug_seed(value: int) -> None:
+    _set(_AUG_SEED, int(value))
+
+
 def reroll_augmentations() -> None:
     _set(_AUG_SEED, aug_seed() + 1)
 
