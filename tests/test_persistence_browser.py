@@ -89,3 +89,46 @@ def test_a_reload_mid_training_keeps_its_progress_cancel_result_and_replay(brows
     page.screenshot(path=str(SHOTS / "train-after-reload-finished.png"))
     page.context.close()
     other.context.close()
+
+
+def test_an_uploaded_image_set_and_its_model_survive_a_reload(browser, server, cache_dir):
+    page = new_page(browser, server)
+    visit(page, "train")
+    page.get_by_text("Bring your own, take it with you").first.click()
+    idle(page)
+    inputs = page.locator("[data-testid=stSidebar] [data-testid=stFileUploader] input[type=file]")
+    inputs.nth(1).set_input_files(files=[{"name": "my photos.zip", "mimeType": "application/zip",
+                                          "buffer": colour_zip()}])
+    page.get_by_text("It is now the data set").first.wait_for(timeout=120000)
+    idle(page)
+    dataset = query(page).get("dataset", "")
+    assert re.fullmatch(r"upload:[0-9a-f]{16}", dataset), page.url
+
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Training finished").first.wait_for(timeout=300000)
+    idle(page)
+    model = query(page).get("model", "")
+    assert model.startswith("run:my-photos-") and ":" not in model[len("run:"):], page.url
+
+    page.locator("[data-testid=stSidebarNav] a", has_text="Retrieval").first.click()  # within the app
+    idle(page)
+    assert query(page).get("dataset") == dataset and query(page).get("model") == model, page.url
+    page.reload()  # the reload that used to fall back to digits
+    idle(page)
+    text = sidebar_text(page)
+    assert "my photos.zip" in text and "36 train / 10 test images here" in text, text
+    assert "trained on 36 my photos.zip train images" in text, "the model trained on it is still the active one"
+    body = main_text(page)
+    assert "unknown" not in body and "archive:" not in body and "archive:" not in text, body[:1500]
+    assert "Top 9 neighbours" in body, body[:1500]
+
+    # the copied link, in another browser: the same set and model
+    other = new_page(browser, server)
+    visit(other, f"retrieval?dataset={dataset}&model={model}")
+    assert "my photos.zip" in sidebar_text(other) and "Top 9 neighbours" in main_text(other)
+    other.screenshot(path=str(SHOTS / "uploaded-set-from-a-link.png"))
+    page.context.close()
+    other.context.close()
