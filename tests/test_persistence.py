@@ -131,7 +131,7 @@ def write_folder(root: Path, per_class: int = 25) -> list[Path]:
 
 
 def test_a_folder_and_its_zip_give_the_same_split_and_the_same_images(tmp_path, archive_cache_dir):
-    from cl.data import clear_cache, load_dataset, split_by_path
+    from cl.data import clear_cache, load_dataset
 
     folder = tmp_path / "my set"
     files = write_folder(folder)
@@ -148,6 +148,8 @@ def test_a_folder_and_its_zip_give_the_same_split_and_the_same_images(tmp_path, 
         assert torch.equal(a.labels, b.labels) and torch.equal(a.images, b.images), split
     # the rule itself, computed by hand: per class the 20 % of paths with the smallest SHA-256
     import hashlib
+
+    from cl.data import split_by_path
 
     paths = sorted(f"{f.parent.name}/{f.name}" for f in files)
     labels = np.array([("cats", "dogs", "owls").index(p.split("/")[0]) for p in paths])
@@ -216,3 +218,18 @@ def test_the_augmented_views_settings_have_a_link():
     assert "Pairs with simclr" in texts(at) and "(draw 3)" in texts(at), texts(at)[:1500]
     assert {k: at.query_params[k] for k in ("aug", "anchors", "zoom", "draw")} == \
         {"aug": "simclr", "anchors": "12", "zoom": "2", "draw": "3"}
+
+
+def test_a_link_to_a_run_saved_under_an_old_name_still_opens(app_env):
+    import shutil
+
+    from ui import models
+
+    app_env.mkdir(parents=True, exist_ok=True)
+    cifar = Path(__file__).resolve().parent.parent / "checkpoints" / "cifar10-best.safetensors"
+    old = app_env / "archive:7ef42959f70bf41b-none-supcon-20261201-101010-abcdef.safetensors"
+    shutil.copy(cifar, old)
+    entry = models.entry_for_link(f"run:{old.stem}")
+    assert entry is not None and Path(entry.path).name == old.name
+    assert models.link_id(entry) == f"run:{old.stem}"
+    assert models.entry_for_link("run:../archive:7ef42959f70bf41b") is None, "never a path outside the runs folder"
