@@ -164,7 +164,8 @@ def monitor(run_id: str, live: bool = False) -> None:
     mine = v["owner"] == jobs.owner_hash(state.owner_key())
     st.subheader(f"Run: {dataset_label(c.dataset)}, {c.augmentation}, {c.loss} ({c.recipe} recipe)")
     st.caption(f"Run `{v['run']}`: this page's link reopens it while its file exists, from a reload, another tab "
-               f"or another computer." + ("" if mine else " Started by another visitor: only they can cancel it."))
+               f"or another computer." + ("" if mine or not v["alive"] else " Started by another visitor: only they "
+                                                                              "can cancel it."))
     if p:
         done = (p["epoch"] - 1) * p["steps"] + p["step"]
         total = max(1, p["epochs"] * p["steps"])

@@ -233,3 +233,26 @@ def test_a_link_to_a_run_saved_under_an_old_name_still_opens(app_env):
     assert entry is not None and Path(entry.path).name == old.name
     assert models.link_id(entry) == f"run:{old.stem}"
     assert models.entry_for_link("run:../archive:7ef42959f70bf41b") is None, "never a path outside the runs folder"
+
+
+def test_the_quota_counts_and_removes_a_runs_record_and_replay_with_it(tmp_path, monkeypatch):
+    import os
+
+    from ui import demo
+    from ui.demo import SessionRegistry
+
+    monkeypatch.setenv("CL_RUNS_QUOTA_MB", "0.004")  # 4,000 bytes
+    registry = SessionRegistry()
+    monkeypatch.setattr(demo, "SESSIONS", registry)
+    registry.touch("me")
+    for i, owner in enumerate(["old-visitor", "me"]):
+        p = tmp_path / f"run{i}.safetensors"
+        p.write_bytes(b"x" * 1000)
+        (tmp_path / f"run{i}.run.json").write_bytes(b"{}" + b" " * 500)
+        (tmp_path / f"run{i}.replay.npz").write_bytes(b"z" * 600)
+        os.utime(p, (time.time() - 100 + i, time.time() - 100 + i))
+        registry.own(owner, p)
+    assert sum(f.size for f in demo.run_files(tmp_path)) == 2 * 2102, "a run counts with its record and replay"
+    deleted, fits = demo.enforce_quota(tmp_path, incoming=1000)
+    assert fits and [os.path.basename(d) for d in deleted] == ["run0.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.replay.npz", "run1.run.json", "run1.safetensors"]
