@@ -66,7 +66,7 @@ if n_total > 3000 and req["method"] != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
-label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.dataset} test images"
+label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.name} test images"
 if shipped_view:
     idx, xy = shipped["rows"], shipped[req["method"]]
     labels, thumbs = shipped["labels"], shipped["thumbs"]
@@ -91,7 +91,7 @@ color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], 
 links.set_view(color=None if color_by == "class" else color_by)
 pred = None
 if color_by != "class":
-    with st.spinner(f"Fitting the linear probe on the {ctx.dataset} train embeddings (once per model, then cached "
+    with st.spinner(f"Fitting the linear probe on the {ctx.name} train embeddings (once per model, then cached "
                     "for everyone) ..."), common.user_errors():
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
@@ -117,7 +117,7 @@ chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[req["metho
 picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
-where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
+where = test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images"
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear.")
 
@@ -232,7 +232,7 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
             sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
             st.vega_lite_chart(spec=vega.spec(charts.scatter, sdf, "class", test.classes, replay_method, height=420,
                                               selectable=False, title=f"Epoch {epochs[k]}: {replay_method} of "
-                                                                      f"{len(sidx):,} {ctx.dataset} test images"),
+                                                                      f"{len(sidx):,} {ctx.name} test images"),
                                width="stretch")
 
         def play() -> None:
@@ -253,5 +253,5 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
         if path:  # the same training as a path through the alignment-uniformity plane
             from ui.measures import alignment_path
 
-            st.vega_lite_chart(spec=vega.spec(alignment_path, path, f"{ctx.dataset} test images, a fixed sample"),
+            st.vega_lite_chart(spec=vega.spec(alignment_path, path, f"{ctx.name} test images, a fixed sample"),
                                width="stretch")

@@ -51,6 +51,11 @@ class Context:
     notes: list = field(default_factory=list)
 
     @property
+    def name(self) -> str:
+        """The data set as a person names it in a sentence: an uploaded image set by its file name."""
+        return jobs.display_name(self.dataset)
+
+    @property
     def spec(self):
         return dataset_spec(self.dataset)  # also an uploaded image set (archive:ID)
 
