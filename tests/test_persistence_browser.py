@@ -45,7 +45,7 @@ def test_a_reload_mid_training_keeps_its_progress_cancel_result_and_replay(brows
     page = new_page(browser, server)
     visit(page, "train")
     epochs = page.get_by_label("Epochs")
-    epochs.fill("12")
+    epochs.fill("10")
     epochs.press("Tab")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Cancel training").first.wait_for(timeout=120000)
@@ -59,6 +59,12 @@ def test_a_reload_mid_training_keeps_its_progress_cancel_result_and_replay(brows
     assert page.locator("[data-testid=stProgress]").count() >= 1, "live progress after the reload"
     assert "in the background" in sidebar_text(page), "the sidebar still says a training runs"
     page.screenshot(path=str(SHOTS / "train-reloaded-mid-run.png"))
+
+    # another tab of the same browser: the same run, with its Cancel
+    tab = page.context.new_page()
+    tab.goto(page.url)
+    tab.get_by_text("Cancel training").first.wait_for(timeout=60000)
+    tab.close()
 
     # the copied link, opened in another browser: the same run, live, without its Cancel
     other = new_page(browser, server)
@@ -129,6 +135,7 @@ def test_an_uploaded_image_set_and_its_model_survive_a_reload(browser, server, c
     other = new_page(browser, server)
     visit(other, f"retrieval?dataset={dataset}&model={model}")
     assert "my photos.zip" in sidebar_text(other) and "Top 9 neighbours" in main_text(other)
+    idle(other)
     other.screenshot(path=str(SHOTS / "uploaded-set-from-a-link.png"))
     page.context.close()
     other.context.close()
