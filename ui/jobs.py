@@ -118,6 +118,7 @@ class Job:
     card: dict | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    record_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one writer at a time
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -201,15 +202,18 @@ def save_record(job: Job) -> None:
     """Write the job's record beside its checkpoint, atomically (a reader never sees half a file)."""
     path = record_path(job.out)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.part")
-    try:
-        tmp.write_text(json.dumps(job.record(), separators=(",", ":")))
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError) as err:  # a record is a convenience: the training goes on
-        log.warning("could not write the record of %s: %s", job.run_id, err)
+    # The snapshot and its rename under one lock: a heartbeat taken while the job ran can never
+    # land after the final record and make a finished run look as if it still ran.
+    with job.record_lock:
         try:
-            tmp.unlink()
-        except OSError:
-            pass
+            tmp.write_text(json.dumps(job.record(), separators=(",", ":")))
+            os.replace(tmp, path)
+        except (OSError, TypeError, ValueError) as err:  # a record is a convenience: the training goes on
+            log.warning("could not write the record of %s: %s", job.run_id, err)
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def _save_replay(job: Job) -> None:
