@@ -256,3 +256,20 @@ def test_the_quota_counts_and_removes_a_runs_record_and_replay_with_it(tmp_path,
     deleted, fits = demo.enforce_quota(tmp_path, incoming=1000)
     assert fits and [os.path.basename(d) for d in deleted] == ["run0.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.replay.npz", "run1.run.json", "run1.safetensors"]
+
+
+def test_upload_notes_that_no_longer_apply_go_away(app_env, tmp_path):
+    from test_byo_app import home_model
+
+    at = new_session()
+    upload(at, "byo_archive", "my photos.zip", colour_zip())
+    assert "It is now the data set" in sidebar_notes(at)
+    at.sidebar.selectbox(key="sb_dataset").set_value("digits").run()
+    assert "It is now the data set" not in sidebar_notes(at), "another data set is in use: the note is stale"
+    upload(at, "byo_model", "home-model.safetensors", home_model(tmp_path))
+    assert "home-model is now the active model" in sidebar_notes(at)
+    box = model_box(at)
+    before = box.value
+    box.select_index(1 if box.index == 0 else 0).run()
+    assert model_box(at).value != before
+    assert "is now the active model" not in sidebar_notes(at), "another model is active: the note is stale"

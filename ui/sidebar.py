@@ -250,7 +250,7 @@ def _on_model_upload() -> None:
     name = card.get("name") or upload.name
     if _shape_of(current) == shape:
         state.set_active_model(path)
-        state.set_byo_note("model", "success", f"{name} is now the active model on every page.")
+        state.set_byo_note("model", "success", f"{name} is now the active model on every page.", about=path)
         return
     fits = [n for n in [*SPECS, *(d["name"] for d in state.session_datasets())] if _shape_of(n) == shape]
     have = _shape_of(current)
@@ -283,7 +283,7 @@ def _on_archive_upload() -> None:
     m = extracted.manifest
     state.add_session_dataset({"name": extracted.dataset, "label": m.archive_name, "summary": m.describe()})
     state.set_widget(state.K_DATASET, extracted.dataset)
-    state.set_byo_note("archive", "success", f"{m.describe()}. It is now the data set: train a model on it on "
+    state.set_byo_note("archive", "success", about=extracted.dataset, text=f"{m.describe()}. It is now the data set: train a model on it on "
                                              f"the Train page, or explore it with a model of its shape (3x32x32).")
 
 
@@ -405,6 +405,8 @@ def render() -> Context:
             st.caption(f"{dataset_label(dataset)}: {status['n_train']:,} train{partial} / {status['n_test']:,} test "
                        f"images here")
 
+        if state.byo_note_about("archive") not in (None, dataset):
+            state.clear_byo_note("archive")  # "it is now the data set": another one is, the note is stale
         spec = dataset_spec(dataset)
         usable, problems = _model_options(dataset, spec.channels, spec.size)
         model = None
@@ -425,8 +427,11 @@ def render() -> Context:
                                   "are offered.")
             model = by_path[chosen]
             state.remember_active_model(chosen)
-            if state.byo_note_about("model") == chosen:
-                state.clear_byo_note("model")  # "choose another data set to use it": done, the advice is stale
+            model_note = state.byo_note("model")
+            if model_note is not None and state.byo_note_about("model") is not None and \
+                    (state.byo_note_about("model") == chosen) == (model_note[0] == "warning"):
+                # "choose another data set to use it": done; "X is now the active model": no longer so
+                state.clear_byo_note("model")
             cross = "" if model.dataset == dataset else f"; used here on {dataset_label(dataset)}"
             st.caption(f"{model.train_note()}{cross}")
         else:
