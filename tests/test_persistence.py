@@ -273,3 +273,21 @@ def test_upload_notes_that_no_longer_apply_go_away(app_env, tmp_path):
     box.select_index(1 if box.index == 0 else 0).run()
     assert model_box(at).value != before
     assert "is now the active model" not in sidebar_notes(at), "another model is active: the note is stale"
+
+
+def test_a_finished_run_reads_back_from_its_files_after_a_restart(app_env, monkeypatch):
+    from cl.training import TrainConfig
+    from ui import jobs
+
+    job = jobs.start("someone", TrainConfig(dataset="digits", epochs=2), app_env)
+    assert jobs.wait(job, 600) and job.view()["status"] == "done", job.view()["message"]
+    run = job.run_id
+    monkeypatch.setattr(jobs, "_JOBS", {})  # a new server process: nothing in memory
+    at = open_page("train", run=run)
+    assert any("Finished" in s.value for s in at.success), texts(at)
+    assert [m.label for m in at.metric][:1] == ["Linear probe (paper)"]
+    specs = " ".join(c.proto.spec for c in at.get("vega_lite_chart"))
+    assert "kNN-30 accuracy per epoch" in specs and "Training loss" in specs
+    emb = open_page("embedding", model=f"run:{run}")
+    assert any("Replay: the embedding after each training epoch (2 epochs)" in e.label for e in emb.expander), \
+        "the replay was saved with the run"
