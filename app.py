@@ -21,7 +21,8 @@ Environment (all optional):
 
 Deep links: every page keeps its view in the URL, e.g.
   /embedding?dataset=mnist&model=mnist-best&method=tsne   (dataset, model; method on Embedding)
-  a model trained or uploaded in the app is model=run:NAME or model=upload:NAME
+  a model trained or uploaded in the app is model=run:NAME or model=upload:NAME, an uploaded
+  image set dataset=upload:ID; a training is /train?run=NAME (docs/app.md: what survives what)
 """
 
 from __future__ import annotations

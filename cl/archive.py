@@ -50,7 +50,7 @@ from .errors import UserError
 
 ARCHIVE_PREFIX = "archive:"  # the data-set name of an extracted archive: archive:<id>
 MANIFEST = "manifest.json"
-FORMAT = "contrastive-explorer-archive/1"
+FORMAT = "contrastive-explorer-archive/2"  # /2: the manifest keeps each image's path in the archive
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Nested archives by extension; their magic numbers are checked too (a renamed one is caught).
 ARCHIVE_EXTENSIONS = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".lz", ".lzma",
@@ -116,6 +116,9 @@ class Manifest:
     n_images: int
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of entries
     folders: dict[str, str] = field(default_factory=dict)  # class -> the folder name we chose
+    # our file ("<folder>/000012.png", relative to its split) -> its path in the archive
+    # ("<class>/<file>", below any top folder and train/ or test/): cl.data splits by it
+    sources: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
     created: str = ""
 
@@ -393,13 +396,16 @@ def extract_archive(source: str | os.PathLike | bytes, name: str | None = None,
     digest = hashlib.sha256(data).hexdigest()
     archive_id = digest[:16]
     root = archive_root(archive_id)
+    stale = False
     if (root / MANIFEST).is_file():
         try:
             extracted = Extracted(root, read_manifest(archive_id), reused=True)
-            os.utime(root)  # recently used: the last to be pruned
-            return extracted
+            if extracted.manifest.format == FORMAT:
+                os.utime(root)  # recently used: the last to be pruned
+                return extracted
         except ArchiveError:
             pass  # unreadable manifest: extract again below
+        stale = True  # an older extraction (no file paths): replaced by this one
 
     buf = io.BytesIO(data)
     n_entries = _central_directory_count(buf, size)
@@ -424,6 +430,8 @@ def extract_archive(source: str | os.PathLike | bytes, name: str | None = None,
             manifest = _extract(zf, plan, tmp, archive_id, label, digest, limits, decode_image_bytes,
                                 ImageInputError, Image)
             (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=1, sort_keys=True))
+            if stale:
+                shutil.rmtree(root, ignore_errors=True)
             try:
                 os.replace(tmp, root)
             except OSError:  # another process extracted the same archive meanwhile: keep theirs
@@ -480,8 +488,12 @@ def _extract(zf, plan: _Plan, tmp: Path, archive_id, label, digest, limits, deco
     folder_of = {c: _safe_folder_name(c, used) for c in plan.classes}
     skipped = dict(plan.skipped)
     counts: dict[str, dict[str, int]] = {}
+    sources: dict[str, str] = {}
     pixels = 0
-    for k, (split, cls, info) in enumerate(plan.members):
+    # In the order a folder of the same images is read (class, then file name): the files we
+    # write sort as the archive's names did, so the folder and its zip give the same data set.
+    members = sorted(plan.members, key=lambda m: (m[0], m[1], PurePosixPath(m[2].filename.replace("\\", "/")).name))
+    for k, (split, cls, info) in enumerate(members):
         if cls not in folder_of:
             continue
         try:
@@ -507,6 +519,7 @@ def _extract(zf, plan: _Plan, tmp: Path, archive_id, label, digest, limits, deco
         folder.mkdir(parents=True, exist_ok=True)
         ext = PurePosixPath(info.filename).suffix.lower()
         (folder / f"{k:06d}{ext}").write_bytes(raw)
+        sources[f"{folder_of[cls]}/{k:06d}{ext}"] = f"{cls}/{PurePosixPath(info.filename.replace(chr(92), '/')).name}"
         counts.setdefault(split, {}).setdefault(cls, 0)
         counts[split][cls] += 1
     # Undecodable files may have pushed a class under the minimum: check what was written.
@@ -525,5 +538,5 @@ def _extract(zf, plan: _Plan, tmp: Path, archive_id, label, digest, limits, deco
     return Manifest(id=archive_id, archive_name=PurePosixPath(label.replace("\\", "/")).name, sha256=digest,
                     layout=plan.layout, classes=classes,
                     counts={s: dict(v) for s, v in counts.items()}, folders={c: folder_of[c] for c in classes},
-                    n_images=sum(sum(v.values()) for v in counts.values()), skipped=skipped,
+                    n_images=sum(sum(v.values()) for v in counts.values()), skipped=skipped, sources=sources,
                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

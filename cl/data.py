@@ -6,7 +6,8 @@ lets augmentation run batched on tensors (see :mod:`cl.augmentations`).
 
 Names: ``digits`` (scikit-learn's bundled 8x8 digits, no file needed), ``mnist``,
 ``fashion-mnist``, ``cifar10`` and ``folder:PATH`` (one sub-folder per class; ``PATH/train`` and
-``PATH/test`` are used when present, otherwise each class is split 80/20 with a fixed seed).
+``PATH/test`` are used when present, otherwise each class is split 80/20 by a hash of each file's
+path in the set, so a folder and its zip give the same split: :func:`split_by_path`).
 ``folder:PATH.zip`` is the same as an archive: it is checked and extracted into the cache by
 :mod:`cl.archive` first; ``archive:ID`` names an archive already extracted there (what the app
 uses for an uploaded image set: the name holds no path).
@@ -353,21 +354,25 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
 
 
 # --------------------------------------------------------------------------- image folders
-def _read_class_folders(path: Path, classes: list[str] | None, channels: int, size: int):
+def _read_class_folders(path: Path, classes: list[str] | None, channels: int, size: int, with_files: bool = False):
+    """Images of ``path/<class>/*`` in class order, then file-name order; with ``with_files`` also
+    each image's ``<class folder>/<file name>``."""
     import torch
     from .images import decode_image_file, fit_to_format
 
     if classes is None:
         classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    images, labels = [], []
+    images, labels, files = [], [], []
     for label, cls in enumerate(classes):
         for file in _image_files(path / cls):
             pil = decode_image_file(file)
             images.append(fit_to_format(pil, channels=channels, size=size, mode="resize"))
             labels.append(label)
+            files.append(f"{cls}/{file.name}")
     if not images:
         raise DataUnavailableError(f"no images found under {path} (expected {path}/<class>/*.png)")
-    return torch.stack(images), torch.as_tensor(labels, dtype=torch.long), classes
+    found = torch.stack(images), torch.as_tensor(labels, dtype=torch.long), classes
+    return (*found, files) if with_files else found
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -377,6 +382,9 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+SPLIT_NOTE = "stratified 80/20 split by a hash of each file's path in the set"
+
+
 def _load_folder(name: str, path: Path, split: str) -> ImageSet:
     if not path.is_dir():
         raise DataUnavailableError(f"image folder {path} does not exist")
@@ -384,20 +392,12 @@ def _load_folder(name: str, path: Path, split: str) -> ImageSet:
         classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
         images, labels, classes = _read_class_folders(path / split, classes, 3, 32)
         return ImageSet(name, split, images, labels, classes, str(path / split))
-    images, labels, classes = _read_class_folders(path, None, 3, 32)
-    # No split of its own: a stratified, seeded 80/20 split so train and test never overlap.
-    rng = np.random.default_rng(0)
-    test_mask = np.zeros(len(labels), dtype=bool)
-    for c in range(len(classes)):
-        idx = np.flatnonzero(labels.numpy() == c)
-        rng.shuffle(idx)
-        if len(idx) > 1:  # a class with one image stays in train
-            test_mask[idx[: max(1, round(0.2 * len(idx)))]] = True
-    import torch
-
-    keep = torch.from_numpy(test_mask if split == "test" else ~test_mask)
+    images, labels, classes, files = _read_class_folders(path, None, 3, 32, with_files=True)
+    # No split of its own: split by what the images are called, so the same images give the same
+    # split however they arrive (this folder, or its zip uploaded or named folder:PATH.zip).
+    keep = _split_keep(split_by_path(files, labels.numpy(), len(classes)), split)
     return ImageSet(name, split, images[keep], labels[keep], classes, str(path),
-                    notes=["seeded stratified 80/20 split of a folder without train/test"])
+                    notes=[f"{SPLIT_NOTE} (a folder without train/test)"])
 
 
 def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
@@ -415,15 +415,38 @@ def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
         images, labels, _ = _read_class_folders(root / split, folders, 3, 32)
         return ImageSet(name, split, images, labels, list(manifest.classes), source, notes=notes,
                         label=manifest.archive_name)
-    images, labels, _ = _read_class_folders(root, folders, 3, 32)
-    keep = _split_keep(_split_mask(labels.numpy(), len(folders)), split)
+    images, labels, _, files = _read_class_folders(root, folders, 3, 32, with_files=True)
+    if manifest.sources:  # each file's path in the archive: the same split as the same folder's
+        paths = [manifest.sources.get(f, f) for f in files]
+        mask, how = split_by_path(paths, labels.numpy(), len(folders)), SPLIT_NOTE
+    else:  # extracted before the manifest kept the paths: its split stays what it was
+        mask, how = _split_mask(labels.numpy(), len(folders)), "seeded stratified 80/20 split"
+    keep = _split_keep(mask, split)
     return ImageSet(name, split, images[keep], labels[keep], list(manifest.classes), source,
-                    notes=notes + ["seeded stratified 80/20 split of an archive without train/test"],
-                    label=manifest.archive_name)
+                    notes=notes + [f"{how} (an archive without train/test)"], label=manifest.archive_name)
+
+
+def split_by_path(paths: list[str], labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """The stratified 80/20 split of a set without one, as a function of the images' paths in the
+    set (``<class>/<file>``): per class, the ``max(1, round(0.2 n))`` images whose SHA-256 of the
+    NFC-normalised path is smallest are the test images (a class of one image stays in train).
+    ``True`` marks a test image. Renaming the set's folder or zipping it changes nothing."""
+    import hashlib
+    import unicodedata
+
+    keys = [hashlib.sha256(unicodedata.normalize("NFC", p).encode()).hexdigest() for p in paths]
+    test_mask = np.zeros(len(labels), dtype=bool)
+    for c in range(n_classes):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) > 1:
+            ranked = sorted(idx, key=lambda i: keys[i])
+            test_mask[ranked[: max(1, round(0.2 * len(idx)))]] = True
+    return test_mask
 
 
 def _split_mask(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """The seeded, stratified 80/20 split of a set without one: ``True`` marks a test image."""
+    """The seeded, stratified 80/20 split of archives extracted before their manifests kept each
+    file's path: ``True`` marks a test image."""
     rng = np.random.default_rng(0)
     test_mask = np.zeros(len(labels), dtype=bool)
     for c in range(n_classes):

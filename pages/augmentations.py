@@ -6,7 +6,7 @@ import torch
 
 from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS, augment_to_uint8, get_augmentation
 from cl.samplers import draw_negatives
-from ui import cache, common, state
+from ui import cache, common, links, state
 from ui import images as ui_images
 from ui.sidebar import AUG_HELP
 
@@ -22,9 +22,16 @@ with common.user_errors():
     data = cache.load_data(ctx.dataset, split)
 
 aug_names = list(AUGMENTATIONS)
+aug_key = f"aug_name_{ctx.model.path if ctx.model else ''}"
+# A link (a slide) reopens these grids: ?aug=simclr&anchors=12&zoom=2&draw=3
+links.preset("aug", aug_key, aug_names)
+links.preset("anchors", "aug_n", range(4, 17), int)
+links.preset("zoom", "aug_scale", (2, 3, 4), int)
+if (links.asked("draw") or "").isdigit():
+    state.set_aug_seed(int(links.asked("draw")))
 c0, c1, c2, c3 = st.columns([2, 2, 1, 1])
 # Opens on the active model's own augmentation; any other can be looked at here.
-chosen_aug = c0.selectbox("Augmentation", aug_names, key=f"aug_name_{ctx.model.path if ctx.model else ''}",
+chosen_aug = c0.selectbox("Augmentation", aug_names, key=aug_key,
                           index=aug_names.index(ctx.augmentation) if ctx.augmentation in aug_names else 0,
                           format_func=lambda a: AUG_HELP.get(a, a),
                           help="The active model's augmentation is selected first.")
@@ -33,6 +40,7 @@ scale = c2.select_slider("Zoom", [2, 3, 4], value=3, key="aug_scale")
 c3.button("Re-roll", icon=":material/casino:", on_click=state.reroll_augmentations, key="aug_reroll",
           help="Draw new anchors and new random augmentations.")
 seed = state.aug_seed()
+links.set_view(aug=chosen_aug, anchors=n, zoom=scale, draw=seed or None)
 
 rng = np.random.default_rng(seed)
 labels = data.labels.numpy()

@@ -65,13 +65,13 @@ with st.expander("Projection settings" + (": the shipped view" if shipped_view e
         req = {"method": method, "n": int(n), "seed": int(seed), "perplexity": float(perplexity),
                "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
         state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
-links.set_view(method=req["method"])
+links.set_view(method=req["method"], points=req["n"] if req["n"] < n_total else None)
 shipped_view = bool(shipped) and req["method"] in shipped and cache.is_shipped_view(req, n_default)
 if n_total > 3000 and req["method"] != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
-label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.dataset} test images"
+label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.name} test images"
 if shipped_view:
     idx, xy = shipped["rows"], shipped[req["method"]]
     labels, thumbs = shipped["labels"], shipped["thumbs"]
@@ -89,12 +89,14 @@ else:
                                        _progress=lambda msg: status.update(label=f"{label}: {msg}"))
         status.update(label=f"{label} (seed {req['seed']})", state="complete")
 
+links.preset("color", "emb_color", ("class", "predicted", "correct"))
 color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], default="class", key="emb_color",
                                 format_func={"class": "true class", "predicted": "predicted class",
                                              "correct": "correct / wrong"}.get) or "class"
+links.set_view(color=None if color_by == "class" else color_by)
 pred = None
 if color_by != "class":
-    with st.spinner(f"Fitting the linear probe on the {ctx.dataset} train embeddings (once per model, then cached "
+    with st.spinner(f"Fitting the linear probe on the {ctx.name} train embeddings (once per model, then cached "
                     "for everyone) ..."), common.user_errors():
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
@@ -120,7 +122,7 @@ chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[req["metho
 picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
-where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
+where = test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images"
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear.")
 
@@ -213,7 +215,7 @@ if st.toggle("Show an image's augmented views on the map", key="emb_views",
                   "by clicking a point or by its number."):
     augmented_views_section()
 
-snap = m.snapshots
+snap = m.replay()
 if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
     test_split()
     labels = test.labels.numpy()
@@ -235,7 +237,7 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
             sdf = charts.scatter_frame(frames[k], sidx, labels, test.classes, None, thumbs)
             st.vega_lite_chart(spec=vega.spec(charts.scatter, sdf, "class", test.classes, replay_method, height=420,
                                               selectable=False, title=f"Epoch {epochs[k]}: {replay_method} of "
-                                                                      f"{len(sidx):,} {ctx.dataset} test images"),
+                                                                      f"{len(sidx):,} {ctx.name} test images"),
                                width="stretch")
 
         def play() -> None:
@@ -256,5 +258,5 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
         if path:  # the same training as a path through the alignment-uniformity plane
             from ui.measures import alignment_path
 
-            st.vega_lite_chart(spec=vega.spec(alignment_path, path, f"{ctx.dataset} test images, a fixed sample"),
+            st.vega_lite_chart(spec=vega.spec(alignment_path, path, f"{ctx.name} test images, a fixed sample"),
                                width="stretch")

@@ -188,7 +188,9 @@ st.markdown(
     "Hover a point to see its image; a panel's link opens that model on the Embedding page.")
 
 # Lazy tabs: only the open tab's pictures run and travel (a tab switch reruns the page).
-tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS], key="study_tab", on_change="rerun")
+# The open tab is in the URL (?study_tab=CIFAR-10): a slide links to the CIFAR-10 grid.
+tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS], key="study_tab", on_change="rerun",
+               bind="query-params")
 for tab, d in zip(tabs, study.DATASETS):
     with tab:
         n_test, n_train = n_test_of(d)

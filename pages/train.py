@@ -8,7 +8,7 @@ import streamlit as st
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
 from cl.catalog import AUGMENTATIONS, LOSSES
-from ui import accuracy, cache, charts, demo, jobs, models, state, vega
+from ui import accuracy, cache, charts, demo, jobs, links, models, state, vega
 from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
 from ui.measures import show_alignment_path
 from ui.words import explain
@@ -62,7 +62,7 @@ if ctx.requested != ctx.dataset or not ctx.train_available:
 
 # ------------------------------------------------------------------ settings
 job = jobs.get(state.job_id())
-busy = job is not None and job.alive
+busy = job is not None and job.alive and job.session == state.owner_key()
 
 left, right = st.columns([1, 1])
 with left:
@@ -126,20 +126,29 @@ if submitted and not busy:
                          epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
                          time_budget=float(budget) if budget else None)
     try:
-        job = jobs.start(state.session_id(), config, models.runs_dir(), knn_per_epoch=knn, snapshots=snaps,
+        job = jobs.start(state.owner_key(), config, models.runs_dir(), knn_per_epoch=knn, snapshots=snaps,
                          checkpoints_dir=models.checkpoints_dir(), tensorboard=tb)
         state.set_job_id(job.id)
+        state.set_viewed_run(job.run_id)
         busy = True
     except UserError as err:
         st.warning(demo.scrub(str(err)), icon=":material/block:")
+if busy:
+    state.remember_owner()  # a reload or another tab of this browser keeps its Cancel
 
-limit_s = jobs.max_train_seconds()
-st.caption(f"Trainings running on this server: {len(jobs.running())} of at most {jobs.max_concurrent()}. "
-           f"Models are saved to `{demo.show_path(models.runs_dir())}`, never over the shipped checkpoints."
-           + (f" This server stops every training after {limit_s:,.0f} s and saves what it learned." if limit_s else "")
-           + (" Demo server: trained models are kept while your session lasts (disk quota "
-              f"{demo.quota_bytes() / 1e6:,.0f} MB; the oldest models of visitors who left go first)."
-              if demo.enabled() and demo.quota_bytes() else ""))
+
+def running_caption() -> None:
+    limit_s = jobs.max_train_seconds()
+    st.caption(f"Trainings running on this server: {len(jobs.running())} of at most {jobs.max_concurrent()}. "
+               f"Models are saved to `{demo.show_path(models.runs_dir())}`, never over the shipped checkpoints."
+               + (f" This server stops every training after {limit_s:,.0f} s and saves what it learned." if limit_s else "")
+               + (" Demo server: trained models are kept while your session lasts (disk quota "
+                  f"{demo.quota_bytes() / 1e6:,.0f} MB; the oldest models of visitors who left go first)."
+                  if demo.enabled() and demo.quota_bytes() else ""))
+
+
+# While any training runs the count follows it (another visitor's may end at any moment).
+(st.fragment(running_caption, run_every=2.0) if jobs.running() else running_caption)()
 
 
 # ------------------------------------------------------------------ live monitor
@@ -148,14 +157,24 @@ def _cancel(job_id: str) -> None:
     jobs.cancel(job_id)
 
 
-def monitor() -> None:
-    job = jobs.get(state.job_id())
-    if job is None:
+STATUS_LABEL = {"queued": "Starting", "loading": "Loading data", "training": "Training", "evaluating": "Evaluating",
+                "saving": "Saving", "mapping": "Drawing its map", "done": "Finished", "cancelled": "Cancelled",
+                "failed": "Failed", "interrupted": "Interrupted"}
+
+
+def monitor(run_id: str, live: bool = False) -> None:
+    v = jobs.lookup(run_id, models.runs_dir())
+    if v is None:
         return
-    v = job.view()
+    if live and not v["alive"]:
+        st.rerun()  # it just ended: a full run shows the result and makes the model active
     c = v["config"]
     p = v["progress"]
-    st.subheader(f"Run: {c.dataset}, {c.augmentation}, {c.loss} ({c.recipe} recipe)")
+    mine = v["owner"] == jobs.owner_hash(state.owner_key())
+    st.subheader(f"Run: {dataset_label(c.dataset)}, {c.augmentation}, {c.loss} ({c.recipe} recipe)")
+    st.caption(f"Run `{v['run']}`: this page's link reopens it while its file exists, from a reload, another tab "
+               f"or another computer." + ("" if mine or not v["alive"] else " Started by another visitor: only they "
+                                                                              "can cancel it."))
     if p:
         done = (p["epoch"] - 1) * p["steps"] + p["step"]
         total = max(1, p["epochs"] * p["steps"])
@@ -164,10 +183,9 @@ def monitor() -> None:
                                f"loss {p['loss']:.4f} · {p['images_per_s']:,.0f} images/s · {p['elapsed']:.0f} s")
     else:
         st.progress(0.0, text=v["message"] or v["status"])
-    label = {"queued": "Starting", "loading": "Loading data", "training": "Training", "evaluating": "Evaluating",
-             "saving": "Saving", "mapping": "Drawing its map", "done": "Finished", "cancelled": "Cancelled", "failed": "Failed"}[v["status"]]
+    label = STATUS_LABEL.get(v["status"], v["status"])
     msg = f"**{label}**: {v['message']}" if v["message"] else f"**{label}**"
-    if v["status"] == "failed":
+    if v["status"] in ("failed", "interrupted"):
         st.error(msg, icon=":material/error:")
     elif v["status"] == "cancelled":
         st.info(msg, icon=":material/stop_circle:")
@@ -175,7 +193,7 @@ def monitor() -> None:
         st.success(msg, icon=":material/check_circle:")
     else:
         st.markdown(msg)
-    if v["alive"]:
+    if v["alive"] and mine and v["here"]:
         st.button("Cancel training", key="tr_cancel", on_click=_cancel, args=(v["id"],), icon=":material/stop:",
                   disabled=v["cancel_requested"],
                   help="Stops after the current step; nothing is saved and earlier models stay as they are.")
@@ -202,6 +220,7 @@ def monitor() -> None:
         show_alignment_path(measured, f"{dataset_label(c.dataset)} test images")
     if v["status"] == "done" and v["card"]:
         m = v["card"]["metrics"]
+        name = dataset_label(c.dataset)
         cols = st.columns(4)
         paper, standard = m.get("paper", {}), m.get("standard", {})
         for col, label, r, key in ((cols[0], "Linear probe (paper)", paper, "linear_acc"),
@@ -213,24 +232,36 @@ def monitor() -> None:
         if flagged:
             st.warning(flagged, icon=":material/warning:")
         st.caption(f"Paper protocol: probe fitted on {paper.get('n_fit', 0):,} and scored on "
-                   f"{paper.get('n_test', 0):,} {c.dataset} test images. Standard protocol: fitted on "
-                   f"{standard.get('n_fit', 0):,} {c.dataset} train images, scored on {standard.get('n_test', 0):,} "
+                   f"{paper.get('n_test', 0):,} {name} test images. Standard protocol: fitted on "
+                   f"{standard.get('n_fit', 0):,} {name} train images, scored on {standard.get('n_test', 0):,} "
                    f"test images. Saved as `{demo.show_path(v['out'])}`. Reproduce with `{v['card'].get('command', '')}`.")
         if v.get("tensorboard"):
             st.caption(f"TensorBoard run: `{v['tensorboard']}`. See it with "
                        f"`tensorboard --logdir {Path(v['tensorboard']).parent}`.")
+        model_link = {"model": f"run:{v['run']}"}
         l1, l2, l3 = st.columns(3)
-        l1.page_link("pages/embedding.py", label="See its embedding space", icon=":material/scatter_plot:")
-        l2.page_link("pages/metrics.py", label="Its metrics", icon=":material/leaderboard:")
-        l3.page_link("pages/retrieval.py", label="Retrieve with it", icon=":material/image_search:")
-    if not v["alive"] and not job.consumed:
-        st.rerun()  # a full run registers the finished model in the sidebar
+        l1.page_link("pages/embedding.py", label="See its embedding space", icon=":material/scatter_plot:",
+                     query_params=model_link)
+        l2.page_link("pages/metrics.py", label="Its metrics", icon=":material/leaderboard:", query_params=model_link)
+        l3.page_link("pages/retrieval.py", label="Retrieve with it", icon=":material/image_search:",
+                     query_params=model_link)
 
 
-job = jobs.get(state.job_id())
-if job is not None:
+# What this page shows: the run a link names (a reload, a copied link), else the one this session
+# watched or started; its id goes into the URL so the address bar always reopens it.
+asked = links.asked("run")
+if asked:
+    state.set_viewed_run(asked)
+shown = state.viewed_run() or (job.run_id if job is not None else None)
+view = jobs.lookup(shown, models.runs_dir()) if shown else None
+if asked and view is None:
+    st.info(f"The link names a training run ({asked!r}) that is not on this server: it ran elsewhere, or its files "
+            f"were removed since. Start a new one above.", icon=":material/link_off:")
+    state.set_viewed_run(None)
+if view is not None:
+    links.set_view(run=view["run"])
     st.divider()
-    if job.alive:
-        st.fragment(monitor, run_every=1.0)()
+    if view["alive"]:
+        st.fragment(monitor, run_every=1.0)(view["run"], live=True)
     else:
-        monitor()
+        monitor(view["run"])

@@ -10,6 +10,7 @@ training runs in a background thread, so tests poll by rerunning (what the page'
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import pytest
@@ -240,7 +241,11 @@ def test_cancel_keeps_earlier_models_and_writes_nothing(app_env):
     poll_until(at, lambda a: any(b.label == "Cancel training" for b in a.button), timeout=60)
     button(at, "Cancel training").click().run()
     poll_until(at, lambda a: any("cancelled" in i.value.lower() for i in a.info), timeout=120)
-    assert sorted(p.name for p in runs.iterdir()) == ["earlier.safetensors"], "no new or half-written file"
+    records = [p for p in runs.iterdir() if p.name.endswith(".run.json")]
+    assert sorted(p.name for p in runs.iterdir() if p not in records) == ["earlier.safetensors"], \
+        "no new or half-written model"
+    assert len(records) == 1 and json.loads(records[0].read_text())["status"] == "cancelled", \
+        "the run's record says what became of it"
     assert hashlib.sha256(earlier.read_bytes()).hexdigest() == digest
     assert model_box(at).value.endswith("digits-fer-triplet.safetensors"), "active model unchanged"
 

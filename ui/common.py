@@ -19,12 +19,12 @@ if TYPE_CHECKING:  # torch is imported only by pages that show images
 def require_model(ctx) -> None:
     """Stop the page with guidance when no model fits the chosen data set."""
     if ctx.model is None:
-        st.info(f"No model fits {ctx.dataset} yet. Train one first (one short epoch on digits is enough to "
+        st.info(f"No model fits {ctx.name} yet. Train one first (one short epoch on digits is enough to "
                 f"look around), or choose another data set in the sidebar.", icon=":material/model_training:")
         st.page_link("pages/train.py", label="Go to the Train page", icon=":material/model_training:")
         st.stop()
     if not ctx.test_available:
-        st.error(f"The {ctx.dataset} test split is not available here: {ctx.status.get('test_error', '')}")
+        st.error(f"The {ctx.name} test split is not available here: {ctx.status.get('test_error', '')}")
         st.stop()
 
 

@@ -151,6 +151,12 @@ class SessionRegistry:
 SESSIONS = SessionRegistry()
 
 
+def _run_companions(checkpoint: Path) -> list[Path]:
+    """The files the app keeps beside a run: its map, its record and its replay (ui.jobs)."""
+    return [checkpoint.parent / "layouts" / f"{checkpoint.stem}.npz",
+            checkpoint.with_name(f"{checkpoint.stem}.run.json"), checkpoint.with_name(f"{checkpoint.stem}.replay.npz")]
+
+
 def run_files(folder: Path) -> list[RunFile]:
     out = []
     for p in Path(folder).glob("*.safetensors"):
@@ -159,10 +165,11 @@ def run_files(folder: Path) -> list[RunFile]:
         except OSError:
             continue
         size = st.st_size
-        try:  # a run's map (layouts/NAME.npz) counts with it and goes with it
-            size += (p.parent / "layouts" / f"{p.stem}.npz").stat().st_size
-        except OSError:
-            pass
+        for extra in _run_companions(p):  # a run's map, record and replay count with it and go with it
+            try:
+                size += extra.stat().st_size
+            except OSError:
+                pass
         out.append(RunFile(str(p), size, st.st_mtime, SESSIONS.owner(p)))
     return out
 
@@ -181,8 +188,9 @@ def enforce_quota(folder: Path, incoming: int = 0) -> tuple[list[str], bool]:
             deleted.append(path)
         except OSError:
             continue
-        try:
-            os.remove(Path(path).parent / "layouts" / f"{Path(path).stem}.npz")
-        except OSError:
-            pass
+        for extra in _run_companions(Path(path)):
+            try:
+                os.remove(extra)
+            except OSError:
+                pass
     return deleted, fits

@@ -6,19 +6,36 @@ job by id (kept in :mod:`ui.state`); the Train page polls the job's :meth:`Job.v
 Nothing here imports streamlit: the thread never touches the session.
 
 A finished job writes a new file in the runs folder (atomically, through
-``cl.checkpoints.save_checkpoint``); a cancelled or failed one writes nothing, so models saved
+``cl.checkpoints.save_checkpoint``); a cancelled or failed one writes no model, so models saved
 earlier are never touched.
+
+A training belongs to the server, not to a browser tab. Its id is the stem of the file it will
+save (``NAME``, the Train page's ``?run=NAME``) and beside that file it keeps
+
+- ``NAME.run.json``: its record (settings, status, progress, the loss curve, the per-epoch
+  measures, the card when done, the owner's key hashed), rewritten every
+  :data:`RECORD_EVERY_S` seconds while it runs and once when it ends, so a reload, another tab,
+  a copied link or another replica reads the same run;
+- ``NAME.replay.npz``: the per-epoch embeddings of a sample of test images (the Embedding
+  page's replay), written when the model is saved.
+
+A record that still says "running" but is neither in this process's registry nor rewritten for
+:data:`STALE_AFTER_S` seconds belongs to a server that stopped: :func:`lookup` reports it as
+interrupted (nothing was saved).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import re
 import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +54,11 @@ KEEP_FINISHED = 32
 MEASURE_SAMPLE = 256  # test images measured per epoch (a fixed, seeded sample)
 MEASURE_SHARE = 0.03  # at most this share of a training's time goes to the per-epoch measures
 MEASURE_FIRST_GUESS_S = 0.05  # the cost assumed before the first measurement
+RECORD_EVERY_S = 2.0  # a running training's record is rewritten this often (its heartbeat)
+STALE_AFTER_S = 30.0  # a "running" record not rewritten for this long: its server stopped
+RECORD_FORMAT = "contrastive-explorer-run/1"
+ALIVE = ("queued", "loading", "training", "evaluating", "saving", "mapping")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 class CapacityError(UserError):
@@ -57,10 +79,27 @@ def max_concurrent() -> int:
 EXPECTED_RUN_BYTES = 2_000_000  # room a new run needs under the quota (our checkpoints are 0.5-1.1 MB)
 
 
+def owner_hash(owner: str) -> str:
+    """What a record keeps of its owner's key: a hash (the key itself stays with the browser)."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+
+def record_path(checkpoint: str | os.PathLike) -> Path:
+    """``NAME.run.json`` beside ``NAME.safetensors``."""
+    p = Path(checkpoint)
+    return p.with_name(f"{p.stem}.run.json")
+
+
+def replay_path(checkpoint: str | os.PathLike) -> Path:
+    """``NAME.replay.npz`` beside ``NAME.safetensors``: the per-epoch embeddings (the replay)."""
+    p = Path(checkpoint)
+    return p.with_name(f"{p.stem}.replay.npz")
+
+
 @dataclass
 class Job:
     id: str
-    session: str
+    session: str  # the owner's key (ui.state.owner_key: the browser's, surviving a reload)
     config: object  # cl.training.TrainConfig, resolved
     out: Path
     knn_per_epoch: bool = True
@@ -78,25 +117,43 @@ class Job:
     train_note: str = ""
     test_note: str = ""
     card: dict | None = None
-    consumed: bool = False
     cancel_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    record_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one writer at a time
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def alive(self) -> bool:
-        return self.status in ("queued", "loading", "training", "evaluating", "saving", "mapping")
+        return self.status in ALIVE
+
+    @property
+    def run_id(self) -> str:
+        """The run's id in links (``?run=``): the stem of the file it saves."""
+        return self.out.stem
 
     def view(self) -> dict:
         """A consistent copy for rendering (the thread keeps writing)."""
         with self.lock:
             return {
-                "id": self.id, "status": self.status, "message": self.message, "alive": self.alive,
+                "id": self.id, "run": self.run_id, "status": self.status, "message": self.message,
+                "alive": self.alive, "here": True, "owner": owner_hash(self.session),
                 "progress": dict(self.progress), "losses": list(self.losses), "history": [dict(h) for h in self.history],
                 "config": self.config, "out": str(self.out), "train_note": self.train_note,
                 "test_note": self.test_note, "card": self.card, "created": self.created, "finished": self.finished,
                 "cancel_requested": self.cancel_event.is_set(),
                 "tensorboard": str(self.tensorboard) if self.tensorboard else None,
+            }
+
+    def record(self) -> dict:
+        """What :func:`save_record` writes (JSON-safe)."""
+        with self.lock:
+            return {
+                "format": RECORD_FORMAT, "run": self.run_id, "status": self.status, "message": self.message,
+                "owner": owner_hash(self.session), "config": _plain(asdict(self.config)),
+                "progress": _plain(dict(self.progress)), "losses": [list(x) for x in self.losses],
+                "history": _plain([dict(h) for h in self.history]), "train_note": self.train_note,
+                "test_note": self.test_note, "card": _plain(self.card), "created": self.created,
+                "finished": self.finished, "updated": time.time(), "cancel_requested": self.cancel_event.is_set(),
             }
 
     def _set(self, **kw) -> None:
@@ -116,6 +173,117 @@ def get(job_id: str | None) -> Job | None:
         return _JOBS.get(job_id)
 
 
+def by_run(run_id: str | None) -> Job | None:
+    """The job of this process whose run id (file stem) is ``run_id``."""
+    if not run_id:
+        return None
+    with _LOCK:
+        return next((j for j in _JOBS.values() if j.run_id == run_id), None)
+
+
+def owned(owner: str) -> list[Job]:
+    """This owner's jobs in this process, newest first."""
+    with _LOCK:
+        return sorted((j for j in _JOBS.values() if j.session == owner), key=lambda j: j.created, reverse=True)
+
+
+def _plain(value):
+    """``value`` with NumPy scalars and tuples made JSON-safe."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_record(job: Job) -> None:
+    """Write the job's record beside its checkpoint, atomically (a reader never sees half a file)."""
+    path = record_path(job.out)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.part")
+    # The snapshot and its rename under one lock: a heartbeat taken while the job ran can never
+    # land after the final record and make a finished run look as if it still ran.
+    with job.record_lock:
+        try:
+            tmp.write_text(json.dumps(job.record(), separators=(",", ":")))
+            os.replace(tmp, path)
+        except (OSError, TypeError, ValueError) as err:  # a record is a convenience: the training goes on
+            log.warning("could not write the record of %s: %s", job.run_id, err)
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _save_replay(job: Job) -> None:
+    snap = job.snapshot_data
+    if not snap or not snap.get("embeddings"):
+        return
+    path = replay_path(job.out)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:6]}.part.npz")
+    try:
+        np.savez_compressed(tmp, indices=np.asarray(snap["indices"]), labels=np.asarray(snap["labels"]),
+                            epochs=np.asarray(snap["epochs"], dtype=np.int64),
+                            embeddings=np.stack(snap["embeddings"]).astype(np.float16),
+                            dataset=np.array(str(snap["dataset"])))
+        os.replace(tmp, path)
+    except (OSError, ValueError) as err:
+        log.warning("could not save the replay of %s: %s", job.run_id, err)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def load_replay(checkpoint: str | os.PathLike) -> dict | None:
+    """The per-epoch embeddings saved beside a checkpoint (``None`` when it has none); read
+    without unpickling."""
+    path = replay_path(checkpoint)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            emb = z["embeddings"]
+            return {"indices": z["indices"], "labels": z["labels"], "epochs": [int(e) for e in z["epochs"]],
+                    "embeddings": [emb[i] for i in range(len(emb))], "dataset": str(z["dataset"])}
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def lookup(run_id: str | None, runs_dir: str | os.PathLike) -> dict | None:
+    """What is known of run ``run_id``: this process's job (live), else its record in the runs
+    folder, else ``None``. A record another server still rewrites is live (``here`` False); one
+    left "running" by a server that stopped is reported as ``interrupted``."""
+    if not run_id or not _RUN_ID.fullmatch(run_id) or run_id.endswith(".part"):
+        return None
+    job = by_run(run_id)
+    if job is not None:
+        return job.view()
+    out = Path(runs_dir) / f"{run_id}.safetensors"
+    try:
+        rec = json.loads(record_path(out).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("format") != RECORD_FORMAT:
+        return None
+    from types import SimpleNamespace
+
+    status = str(rec.get("status", "failed"))
+    alive = status in ALIVE
+    if alive and time.time() - float(rec.get("updated") or 0) > STALE_AFTER_S:
+        status, alive = "interrupted", False
+        rec["message"] = ("the server stopped while this training ran (a restart or an update); nothing was saved. "
+                          "Start it again to train this model.")
+    return {"id": None, "run": run_id, "status": status, "message": str(rec.get("message", "")), "alive": alive,
+            "here": False, "owner": rec.get("owner"), "progress": rec.get("progress") or {},
+            "losses": [tuple(x) for x in rec.get("losses") or []], "history": rec.get("history") or [],
+            "config": SimpleNamespace(**(rec.get("config") or {})), "out": str(out),
+            "train_note": rec.get("train_note", ""), "test_note": rec.get("test_note", ""), "card": rec.get("card"),
+            "created": rec.get("created"), "finished": rec.get("finished"),
+            "cancel_requested": bool(rec.get("cancel_requested"))}
+
+
 def running() -> list[Job]:
     with _LOCK:
         return [j for j in _JOBS.values() if j.alive]
@@ -133,9 +301,31 @@ def _prune() -> None:
         _JOBS.pop(j.id, None)
 
 
+def file_part(dataset: str) -> str:
+    """A data set's (or a model's) name as a portable file-name part: an uploaded image set by its
+    own file name (``archive:ID`` of ``my photos.zip`` -> ``my-photos``); never a ``:``, which
+    Windows cannot store."""
+    name = Path(display_name(dataset)).stem if dataset.startswith("archive:") else dataset
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:60]
+    return slug or "images"
+
+
+def display_name(dataset: str) -> str:
+    """How a person names a data set: an uploaded image set by its own file name."""
+    if dataset.startswith("archive:"):
+        try:
+            from cl.archive import read_manifest
+
+            return read_manifest(dataset[len("archive:"):]).archive_name
+        except UserError:
+            pass
+    return dataset
+
+
 def run_filename(config) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{config.dataset}-{config.augmentation}-{config.loss}-{stamp}-{uuid.uuid4().hex[:6]}.safetensors"
+    return (f"{file_part(config.dataset)}-{config.augmentation}-{config.loss}-{stamp}-{uuid.uuid4().hex[:6]}"
+            ".safetensors")
 
 
 def tensorboard_dir(runs_dir: Path) -> Path:
@@ -194,9 +384,20 @@ def start(session: str, config, runs_dir: Path, knn_per_epoch: bool = True, snap
         _JOBS[job.id] = job
         demo.SESSIONS.own(session, job.out)
         _prune()
+    save_record(job)  # a reload or a link finds it from the first moment
     job.thread = threading.Thread(target=_run, args=(job,), name=f"cl-train-{job.id}", daemon=True)
     job.thread.start()
+    threading.Thread(target=_keep_record, args=(job,), name=f"cl-record-{job.id}", daemon=True).start()
     return job
+
+
+def _keep_record(job: Job) -> None:
+    """Rewrite a running job's record every RECORD_EVERY_S (its heartbeat); the last write is
+    :func:`_run`'s, after the job ended."""
+    while job.alive:
+        time.sleep(RECORD_EVERY_S)
+        if job.alive:
+            save_record(job)
 
 
 def _check_writable(folder: Path) -> None:
@@ -236,6 +437,7 @@ def _run(job: Job) -> None:
         job._set(status="failed", message=f"training failed unexpectedly ({type(err).__name__}: {err})",
                  finished=time.time())
     finally:
+        save_record(job)
         # glibc keeps freed heap pages for reuse: without this a server's resident size stays at
         # its busiest moment's peak long after the trainings that caused it (measured in one
         # process: two digits trainings peak at ~1,350 MB and leave 1,234 MB resident; trimmed, 870 MB).
@@ -248,7 +450,7 @@ def _train(job: Job) -> None:
     from cl.workflow import load_training_data, make_model
 
     c = job.config
-    job._set(status="loading", message=f"loading {c.dataset}")
+    job._set(status="loading", message=f"loading {display_name(c.dataset)}")
     train_set, test_set = load_training_data(c.dataset, download=False)
     job._set(train_note=train_set.describe(), test_note=test_set.describe())
 
@@ -325,6 +527,8 @@ def _train(job: Job) -> None:
         _map(job)
     stopped = "" if result.stopped == "completed" else f" (stopped early: {result.stopped.replace('_', ' ')})"
     demo.enforce_quota(job.out.parent)  # a finished run may take the folder over: oldest ended runs go
+    _save_replay(job)  # before "done": whoever sees it done finds its replay
+    job._set(snapshot_data=None)  # kept on disk, read by whoever replays it
     job._set(status="done", card=made.card, finished=time.time(),
              message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")
 

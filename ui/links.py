@@ -20,7 +20,10 @@ import streamlit as st
 from . import state
 
 SHARED = ("dataset", "model")
-PAGE_VIEW = {"embedding": ("method",)}  # page url path -> its own view parameters
+# page url path -> its own view parameters (the Train page: the run it shows; the Study page: its
+# tab; the Embedding page: the projection, the points and the colouring; Augmentations: its grid)
+PAGE_VIEW = {"embedding": ("method", "points", "color"), "train": ("run",), "study": ("tab",),
+             "augmentations": ("aug", "anchors", "zoom", "draw")}
 KNOWN = SHARED + tuple(p for ps in PAGE_VIEW.values() for p in ps)
 
 
@@ -34,6 +37,38 @@ def page_link_url(page: str, **params) -> str:
 def requested() -> dict[str, str]:
     """The view parameters in the URL now (unknown keys ignored)."""
     return {k: str(st.query_params[k]) for k in KNOWN if k in st.query_params}
+
+
+def capture() -> dict[str, str]:
+    """Called first in every run (the sidebar): the URL's view parameters now, kept for the page
+    (:func:`asked`), and whether they are a new link rather than this session's own writing."""
+    params = requested()
+    new = is_new(params)
+    state.set_url_at_start({"params": params, "new": new})
+    return params
+
+
+def asked(name: str, only_new: bool = True) -> str | None:
+    """The value of view parameter ``name`` the URL held when this run began: only when it came
+    from outside this session (a link, a reload, the back button) unless ``only_new`` is False."""
+    got = state.url_at_start()
+    if only_new and not got.get("new"):
+        return None
+    return (got.get("params") or {}).get(name)
+
+
+def preset(name: str, key: str, options, convert=str) -> None:
+    """Preset widget ``key`` from a new link's parameter ``name`` (before the widget is drawn);
+    a value not among ``options`` is ignored."""
+    raw = asked(name)
+    if raw is None:
+        return
+    try:
+        value = convert(raw)
+    except (TypeError, ValueError):
+        return
+    if value in options:
+        state.set_widget(key, value)
 
 
 def is_new(params: dict[str, str]) -> bool:

@@ -73,6 +73,23 @@ class ModelEntry:
             where = "uploaded this session"
         return f"{self.name} ({c.get('augmentation', '?')}, {c.get('loss', '?')}; {where})"
 
+    def replay(self) -> dict | None:
+        """The per-epoch embeddings of its training (the Embedding page's replay): kept with this
+        session's record, else read from ``NAME.replay.npz`` beside the checkpoint (a reload, a link)."""
+        if self.snapshots is not None:
+            return self.snapshots
+        return _cached_replay(self.path, self.cid)
+
+    def trained_on(self, dataset: str) -> bool:
+        """Whether it was trained on ``dataset``; an uploaded image set (``archive:ID``) counts as the
+        same data as a model trained by the CLI on that zip (its card names the archive's hash)."""
+        if self.dataset == dataset:
+            return True
+        if dataset.startswith("archive:"):
+            source = str((self.card.get("data") or {}).get("source") or "")
+            return f"sha256 {dataset[len('archive:'):]}" in source
+        return False
+
     def train_note(self) -> str:
         """e.g. ``trained on 1,257 digits train images (complete)``."""
         d = self.card.get("data", {})
@@ -86,6 +103,13 @@ class ModelEntry:
         if epochs:
             text += f", {epochs} epoch{'s' if epochs != 1 else ''}"
         return text
+
+
+@lru_cache(maxsize=8)
+def _cached_replay(path: str, cid: str) -> dict | None:
+    from .jobs import load_replay
+
+    return load_replay(path)
 
 
 def _entries_in(folder: Path, source: str) -> tuple[list[ModelEntry], list[str]]:
@@ -141,7 +165,8 @@ def session_entry(record: dict) -> ModelEntry | None:
 # A model's id in a link: a shipped checkpoint by its file stem, one trained in the app as
 # "run:STEM" (a file in the runs folder), one uploaded as "upload:STEM" (its content hash). Stems are
 # file names the app made, so an id never names a path outside those folders.
-_LINK_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+# Runs saved before file names became portable may start with "archive:ID" (still read).
+_LINK_STEM = re.compile(r"(archive:)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 def link_id(entry: ModelEntry) -> str | None:
@@ -160,7 +185,7 @@ def link_id(entry: ModelEntry) -> str | None:
 
 def entry_for_link(model_id: str) -> ModelEntry | None:
     """The model a link names, while its file exists; ``None`` otherwise."""
-    prefix, _, stem = model_id.rpartition(":")
+    prefix, _, stem = model_id.partition(":") if model_id.startswith(("run:", "upload:")) else ("", "", model_id)
     if not _LINK_STEM.fullmatch(stem) or stem.endswith(".part"):
         return None
     if prefix == "":

@@ -51,6 +51,11 @@ class Context:
     notes: list = field(default_factory=list)
 
     @property
+    def name(self) -> str:
+        """The data set as a person names it in a sentence: an uploaded image set by its file name."""
+        return jobs.display_name(self.dataset)
+
+    @property
     def spec(self):
         return dataset_spec(self.dataset)  # also an uploaded image set (archive:ID)
 
@@ -64,16 +69,22 @@ class Context:
 
 
 def _sync_job() -> None:
-    """Register a finished training of this session (once) and make it the active model."""
+    """Follow this browser's training: adopt a running one this session did not start (a reload,
+    another tab), and take a finished one in once: it becomes this session's active model."""
     job = jobs.get(state.job_id())
-    if job is None or job.alive or job.consumed:
+    if job is None or (not job.alive and state.job_registered(job.id)):
+        mine = [j for j in jobs.owned(state.owner_key()) if j.alive]
+        if mine:
+            job = mine[0]
+            state.set_job_id(job.id)
+    if job is None or job.alive or state.job_registered(job.id):
         return
+    state.register_job(job.id)
+    if job.session != state.owner_key():
+        return  # someone else's training, watched through its link: it is theirs to use
     view = job.view()
-    job.consumed = True
     if view["status"] == "done":
-        with job.lock:
-            snaps, job.snapshot_data = job.snapshot_data, None  # the session keeps the only copy
-        state.add_session_model({"path": view["out"], "card": view["card"], "snapshots": snaps})
+        state.add_session_model({"path": view["out"], "card": view["card"], "snapshots": None})
         state.set_active_model(view["out"])
         state.push_flash("success", f"Training finished: {view['message']}. It is now the active model.")
     elif view["status"] == "cancelled":
@@ -108,7 +119,7 @@ def model_order(entry: models.ModelEntry, dataset: str) -> tuple:
             within = (1, STUDY_ORDER.index(suffix), "")
         else:
             within = (2, 0, suffix)
-    return (entry.dataset != dataset, SOURCE_ORDER[entry.source], within)
+    return (not entry.trained_on(dataset), SOURCE_ORDER[entry.source], within)
 
 
 def _mtime(entry: models.ModelEntry) -> float:
@@ -138,10 +149,19 @@ def _apply_link(params: dict[str, str]) -> None:
     short message and leave the data set's default view (its best model)."""
     dataset, name = params.get("dataset"), params.get("model")
     if dataset is not None and dataset not in SPECS:
-        state.push_flash("info", f"The link names an unknown data set {dataset!r}; showing the default view "
-                                 f"({FALLBACK_DATASET}). Known: {', '.join(SPECS)}.")
-        dataset = None
-        name = None  # the model was chosen for that data set
+        uploaded = _uploaded_set(dataset)
+        if uploaded is not None:
+            dataset = uploaded
+        else:
+            if dataset.startswith(UPLOAD_PREFIXES):
+                state.push_flash("info", "The link names an uploaded image set that is no longer on this server "
+                                         "(uploads are kept while there is room); upload it again under \"Bring your "
+                                         f"own\". Showing {FALLBACK_DATASET} meanwhile.")
+            else:
+                state.push_flash("info", f"The link names an unknown data set {dataset!r}; showing the default view "
+                                         f"({FALLBACK_DATASET}). Known: {', '.join(SPECS)}.")
+            dataset = None
+            name = None  # the model was chosen for that data set
     entry = None
     if name is not None:
         entry = models.entry_for_link(name)
@@ -154,21 +174,45 @@ def _apply_link(params: dict[str, str]) -> None:
             state.add_session_model({"path": entry.path, "card": entry.card, "snapshots": None,
                                      "uploaded": entry.uploaded})
     if dataset is None and entry is not None:
-        dataset = entry.dataset if entry.dataset in SPECS else None
+        dataset = entry.dataset if entry.dataset in SPECS else _uploaded_set(entry.dataset)
     if dataset is not None:
         state.set_widget(state.K_DATASET, dataset)
         if entry is None:
             state.set_active_model(None)  # the data set's default model, not the previous choice
     if entry is not None:
         state.set_active_model(entry.path)
-    if "method" in params:
-        state.set_projection_request({"method": params["method"]} if params["method"] in METHODS else {})
+    if "method" in params or "points" in params:  # the Embedding page's projection
+        request = {"method": params["method"]} if params.get("method") in METHODS else {}
+        if str(params.get("points", "")).isdigit() and int(params["points"]) >= 3:
+            request["n"] = int(params["points"])
+        state.set_projection_request(request)
+
+
+UPLOAD_PREFIXES = ("upload:", "archive:")  # an uploaded image set in a link: upload:ID (archive:ID still read)
+
+
+def _uploaded_set(name: str) -> str | None:
+    """The data-set name (``archive:ID``) of an uploaded image set a link names (``upload:ID``),
+    while its files are on this server; it joins this session's list. ``None`` otherwise."""
+    if not name.startswith(UPLOAD_PREFIXES):
+        return None
+    from cl.archive import read_manifest
+
+    archive_id = name.split(":", 1)[1]
+    try:
+        m = read_manifest(archive_id)
+    except UserError:
+        return None
+    dataset = f"archive:{m.id}"
+    state.add_session_dataset({"name": dataset, "label": m.archive_name, "summary": m.describe()})
+    return dataset
 
 
 def _link_params(ctx: "Context") -> dict[str, str | None]:
-    # An uploaded image set is this session's only: a link to it would mean nothing elsewhere.
-    return {"dataset": ctx.dataset if ctx.dataset in SPECS else None,
-            "model": models.link_id(ctx.model) if ctx.model is not None else None}
+    # An uploaded image set by its id (upload:ID), like an uploaded model: reopened while its files exist.
+    dataset = ctx.dataset if ctx.dataset in SPECS else (
+        "upload:" + ctx.dataset.split(":", 1)[1] if ctx.dataset.startswith("archive:") else None)
+    return {"dataset": dataset, "model": models.link_id(ctx.model) if ctx.model is not None else None}
 
 
 # ----------------------------------------------------------------- bring your own
@@ -206,7 +250,7 @@ def _on_model_upload() -> None:
     name = card.get("name") or upload.name
     if _shape_of(current) == shape:
         state.set_active_model(path)
-        state.set_byo_note("model", "success", f"{name} is now the active model on every page.")
+        state.set_byo_note("model", "success", f"{name} is now the active model on every page.", about=path)
         return
     fits = [n for n in [*SPECS, *(d["name"] for d in state.session_datasets())] if _shape_of(n) == shape]
     have = _shape_of(current)
@@ -239,7 +283,7 @@ def _on_archive_upload() -> None:
     m = extracted.manifest
     state.add_session_dataset({"name": extracted.dataset, "label": m.archive_name, "summary": m.describe()})
     state.set_widget(state.K_DATASET, extracted.dataset)
-    state.set_byo_note("archive", "success", f"{m.describe()}. It is now the data set: train a model on it on "
+    state.set_byo_note("archive", "success", about=extracted.dataset, text=f"{m.describe()}. It is now the data set: train a model on it on "
                                              f"the Train page, or explore it with a model of its shape (3x32x32).")
 
 
@@ -285,7 +329,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
         return
     st.caption("Take it with you")
     path = model.path
-    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{model.name}.safetensors",
+    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{jobs.file_part(model.name)}.safetensors",
                        mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
                        icon=":material/download:", width="stretch")
     _onnx_download(model)
@@ -296,7 +340,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
     st.caption("Embeddings of the test split: projector (TensorBoard Embedding Projector files), npz (NumPy "
                "arrays) or csv (one row per image); the model's card and the data's provenance come along as "
                "export.json.")
-    safe = dataset.replace(":", "-")
+    safe = jobs.file_part(dataset)  # the image set's own file name, never "archive:ID" (nor a ":")
     # A row that wraps (not three columns): on a phone's narrow sidebar each button keeps its whole label.
     row = st.container(horizontal=True, wrap=True, gap="small")
     for fmt, col in zip(("projector", "npz", "csv"), (row, row, row)):
@@ -305,7 +349,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
 
             return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
 
-        col.download_button(fmt, data=build, file_name=f"{model.name}-{safe}-test-{fmt}.zip", mime="application/zip",
+        col.download_button(fmt, data=build, file_name=f"{jobs.file_part(model.name)}-{safe}-test-{fmt}.zip", mime="application/zip",
                             key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="content",
                             help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
 
@@ -327,7 +371,7 @@ def _onnx_download(model: models.ModelEntry) -> None:
 
         return onnx_zip(path, cache_dir() / "exports")
 
-    st.download_button("Model as ONNX", data=build, file_name=f"{model.name}-onnx.zip", mime="application/zip",
+    st.download_button("Model as ONNX", data=build, file_name=f"{jobs.file_part(model.name)}-onnx.zip", mime="application/zip",
                        key="byo_dl_onnx", on_click="ignore", icon=":material/download:", width="stretch",
                        disabled=missing is not None,
                        help=f"Needs ONNX: {missing}" if missing else
@@ -335,11 +379,26 @@ def _onnx_download(model: models.ModelEntry) -> None:
                        "the model's metadata and export.json: pixels * 2/255 - 1, channels first.")
 
 
+def _training_note(job_id: str) -> None:
+    """The sidebar's line about this session's running training; when it ends, a full run takes
+    the model in (whichever page is open)."""
+    job = jobs.get(job_id)
+    if job is None or not job.alive:
+        st.rerun()
+    v = job.view()
+    p = v["progress"]
+    where = f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}" if p else v["status"]
+    st.info(f"Training {dataset_label(v['config'].dataset)} in the background: {where}.",
+            icon=":material/hourglass_top:")
+    st.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:",
+                 query_params={"run": v["run"]})
+
+
 def render() -> Context:
-    demo.SESSIONS.touch(state.session_id())  # a live session's trained models stay under the quota
+    demo.SESSIONS.touch(state.owner_key())  # a live visitor's trained models stay under the quota
+    link = links.capture()
     _sync_job()
-    link = links.requested()
-    if links.is_new(link):
+    if state.url_at_start().get("new"):
         _apply_link(link)
     sb = st.sidebar
     with sb:
@@ -372,6 +431,8 @@ def render() -> Context:
             st.caption(f"{dataset_label(dataset)}: {status['n_train']:,} train{partial} / {status['n_test']:,} test "
                        f"images here")
 
+        if state.byo_note_about("archive") not in (None, dataset):
+            state.clear_byo_note("archive")  # "it is now the data set": another one is, the note is stale
         spec = dataset_spec(dataset)
         usable, problems = _model_options(dataset, spec.channels, spec.size)
         model = None
@@ -382,7 +443,7 @@ def render() -> Context:
             default = active if active in by_path else paths[0]
             if state.last_dataset() != dataset:
                 # a new data set: prefer the best model trained on it over the previous choice
-                if active in by_path and by_path[active].dataset != dataset and usable[0].dataset == dataset:
+                if active in by_path and not by_path[active].trained_on(dataset) and usable[0].trained_on(dataset):
                     default = paths[0]
                 state.set_widget(state.K_MODEL, default)
             chosen = _select("Model", state.K_MODEL, paths, default, format_func=lambda p: by_path[p].label,
@@ -392,8 +453,11 @@ def render() -> Context:
                                   "are offered.")
             model = by_path[chosen]
             state.remember_active_model(chosen)
-            if state.byo_note_about("model") == chosen:
-                state.clear_byo_note("model")  # "choose another data set to use it": done, the advice is stale
+            model_note = state.byo_note("model")
+            if model_note is not None and state.byo_note_about("model") is not None and \
+                    (state.byo_note_about("model") == chosen) == (model_note[0] == "warning"):
+                # "choose another data set to use it": done; "X is now the active model": no longer so
+                state.clear_byo_note("model")
             cross = "" if model.dataset == dataset else f"; used here on {dataset_label(dataset)}"
             st.caption(f"{model.train_note()}{cross}")
         else:
@@ -408,10 +472,7 @@ def render() -> Context:
 
         job = jobs.get(state.job_id())
         if job is not None and job.alive:
-            v = job.view()
-            p = v["progress"]
-            where = f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}" if p else v["status"]
-            st.info(f"Training {v['config'].dataset} in the background: {where}.", icon=":material/hourglass_top:")
+            st.fragment(_training_note, run_every=2.0)(job.id)
 
     state.set_last_dataset(dataset)
     mc = model.config if model is not None else {}

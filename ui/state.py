@@ -8,6 +8,7 @@ construction, and the only server-wide objects (caches, the training registry in
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -38,6 +39,14 @@ _SESSION_DATASETS = "session_datasets"  # list of dicts: name (archive:ID), labe
 _BYO_NOTES = "byo_notes"  # what became of the last upload of each kind: kind -> (level, text)
 _BARE_RERUN = "bare_rerun"  # this session once reran a page that started without app.py
 _BATCH_LINK = "batch_link"  # the Batch page's view parameters this session last put in the URL
+_OWNER = "owner_key"  # this browser's key (the ce_owner cookie), or a new one
+_OWNER_SET = "owner_cookie_sent"  # this session has sent the script that stores the key
+_JOBS_DONE = "jobs_registered"  # ids of finished trainings this session has taken in
+_VIEWED_RUN = "viewed_run"  # the run the Train page shows
+_URL_AT_START = "url_at_start"  # the view parameters the URL held when this run began
+
+OWNER_COOKIE = "ce_owner"
+_OWNER_FORMAT = re.compile(r"[0-9a-f]{32}")
 
 MAX_SESSION_MODELS = 20
 MAX_SESSION_DATASETS = 5
@@ -68,6 +77,38 @@ def session_id() -> str:
         sid = uuid.uuid4().hex
         _set(_SESSION_ID, sid)
     return sid
+
+
+def owner_key() -> str:
+    """Who started a training, surviving a reload: the browser's ``ce_owner`` cookie (a random
+    key this app set; every tab of that browser sends it), else a new key for this session,
+    which :func:`remember_owner` stores in the browser when it starts a training. A copied link
+    opened elsewhere has another key: it sees the run, not its Cancel."""
+    key = _get(_OWNER)
+    if key is None:
+        try:
+            cookie = st.context.cookies.get(OWNER_COOKIE)
+        except Exception:  # noqa: BLE001 - no browser request (a bare script run)
+            cookie = None
+        if isinstance(cookie, str) and _OWNER_FORMAT.fullmatch(cookie):
+            key = cookie
+            _set(_OWNER_SET, True)  # the browser has it already
+        else:
+            key = session_id()
+        _set(_OWNER, key)
+    return key
+
+
+def remember_owner() -> None:
+    """Store this session's owner key in the browser (once): a reload or another tab of the same
+    browser is then the same owner. Streamlit reads cookies but cannot set them, so a line of
+    script does (``SameSite=Lax``, 30 days, the app's whole path)."""
+    key = owner_key()
+    if _get(_OWNER_SET) or not _OWNER_FORMAT.fullmatch(key):
+        return
+    _set(_OWNER_SET, True)
+    st.html(f"<script>document.cookie = '{OWNER_COOKIE}={key}; Path=/; Max-Age=2592000; SameSite=Lax';</script>",
+            unsafe_allow_javascript=True, width="content")
 
 
 # ----------------------------------------------------------------- models trained in this session
@@ -124,10 +165,19 @@ def add_session_dataset(entry: dict) -> None:
 
 
 def dataset_label(name: str) -> str:
-    """How a data set is named to the visitor: an uploaded archive by its file name."""
+    """How a data set is named to the visitor: an uploaded archive by its file name (from this
+    session's list, else from the archive's manifest: a link or a reload)."""
     for d in _get(_SESSION_DATASETS, []):
         if d["name"] == name:
             return f"{d['label']} (your image set)"
+    if name.startswith("archive:"):
+        from cl.archive import read_manifest
+        from cl.errors import UserError
+
+        try:
+            return f"{read_manifest(name[len('archive:'):]).archive_name} (an uploaded image set)"
+        except UserError:
+            return "an uploaded image set no longer on this server"
     return name
 
 
@@ -154,7 +204,11 @@ def clear_byo_note(kind: str) -> None:
 
 
 def set_byo_note(kind: str, level: str, text: str, about: str | None = None) -> None:
+    """Record what became of an upload; an upload taken in also retires the other uploader's old
+    error (it no longer applies once something was taken in)."""
     notes = dict(_get(_BYO_NOTES) or {})
+    if level != "error":  # the upload was taken in (a warning only says how to use it)
+        notes = {k: v for k, v in notes.items() if v[0] != "error"}
     notes[kind] = (level, text, about)
     _set(_BYO_NOTES, notes)
 
@@ -166,6 +220,24 @@ def job_id() -> str | None:
 
 def set_job_id(value: str | None) -> None:
     _set(_JOB_ID, value)
+
+
+def viewed_run() -> str | None:
+    """The training run the Train page shows (its ``?run=``)."""
+    return _get(_VIEWED_RUN)
+
+
+def set_viewed_run(run_id: str | None) -> None:
+    _set(_VIEWED_RUN, run_id)
+
+
+def job_registered(job_id: str) -> bool:
+    """Whether this session has taken in the finished training ``job_id`` (made it active)."""
+    return job_id in (_get(_JOBS_DONE) or ())
+
+
+def register_job(job_id: str) -> None:
+    _set(_JOBS_DONE, [*(_get(_JOBS_DONE) or ())[-20:], job_id])
 
 
 # ----------------------------------------------------------------- per-run context from the sidebar
@@ -215,6 +287,10 @@ def aug_seed() -> int:
     return int(_get(_AUG_SEED, 0))
 
 
+def set_aug_seed(value: int) -> None:
+    _set(_AUG_SEED, int(value))
+
+
 def reroll_augmentations() -> None:
     _set(_AUG_SEED, aug_seed() + 1)
 
@@ -243,6 +319,15 @@ def batch_link_written() -> dict:
 
 def set_batch_link_written(params: dict) -> None:
     _set(_BATCH_LINK, dict(params))
+
+
+def url_at_start() -> dict:
+    """The view parameters the URL held when this run began (before the sidebar rewrote it)."""
+    return dict(_get(_URL_AT_START) or {})
+
+
+def set_url_at_start(params: dict) -> None:
+    _set(_URL_AT_START, dict(params))
 
 
 def url_written() -> dict:
