@@ -1,0 +1,121 @@
+"""Map trust in the app: the Embedding page's sentence and its "neighbours kept" colouring carry the
+figures of the map drawn (checked against scikit-learn), from the shipped layout or computed for a
+layout file without them; Compare lists the three methods' figures for the active model; the CLI
+reports them."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import streamlit.testing.v1.app_test as app_test_module
+from sklearn.manifold import trustworthiness
+from sklearn.neighbors import NearestNeighbors
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from cl.checkpoints import load_checkpoint
+from cl.evaluation import embed
+from cl.layouts import gallery_for, layout_path, read_layouts
+
+ROOT = Path(__file__).resolve().parent.parent
+CKPT = ROOT / "checkpoints"
+NAME = "digits-best"
+
+
+class _ServerPagesManager(PagesManager):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+
+def open_page(monkeypatch, tmp_path, page: str, checkpoints: Path) -> AppTest:
+    monkeypatch.setattr(app_test_module, "PagesManager", _ServerPagesManager)
+    monkeypatch.setenv("CL_CHECKPOINTS_DIR", str(checkpoints))
+    monkeypatch.setenv("CL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CL_APP_LIST_RUNS", raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def reference(method: str) -> dict:
+    """The digits-best map's figures, from scikit-learn on a fresh embedding of its test images."""
+    data = read_layouts(CKPT / f"{NAME}.safetensors")
+    model, _card = load_checkpoint(CKPT / f"{NAME}.safetensors")
+    emb = embed(model, gallery_for("digits").images)
+    xy = data[method]
+    true = NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute").fit(emb).kneighbors(
+        return_distance=False)
+    near = NearestNeighbors(n_neighbors=10).fit(xy).kneighbors(return_distance=False)
+    kept = np.array([len(set(a) & set(b)) / 10 for a, b in zip(true, near)])
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    return {"T": trustworthiness(emb, xy, n_neighbors=10, metric="cosine"),
+            "C": trustworthiness(xy, unit, n_neighbors=10), "kept": kept}
+
+
+def folder_with(tmp_path, old_layout: bool) -> Path:
+    folder = tmp_path / "ckpt"
+    (folder / "layouts").mkdir(parents=True)
+    shutil.copy(CKPT / f"{NAME}.safetensors", folder)
+    src = layout_path(CKPT / f"{NAME}.safetensors")
+    if old_layout:  # a layout written before the figures were stored: maps, labels and meta only
+        with np.load(src, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            meta.pop("trust")
+            np.savez_compressed(folder / "layouts" / src.name, labels=z["labels"], meta=np.array(json.dumps(meta)),
+                                **{m: z[m] for m in ("tsne", "umap", "pca")})
+    else:
+        shutil.copy(src, folder / "layouts")
+    return folder
+
+
+def chart_frame(at: AppTest):
+    chart = at.get("vega_lite_chart")[0]
+    spec = json.loads(chart.proto.spec)
+    frames = [pa.ipc.open_stream(io.BytesIO(d.data.data)).read_all().to_pandas() for d in chart.proto.datasets]
+    return spec, max(frames, key=len)
+
+
+@pytest.mark.parametrize("old_layout", [False, True], ids=["stored with the layout", "computed"])
+def test_embedding_page_says_how_far_to_trust_the_map(monkeypatch, tmp_path, old_layout):
+    ref = reference("tsne")
+    at = open_page(monkeypatch, tmp_path, "embedding", folder_with(tmp_path, old_layout))
+    sentence = next(str(m.value) for m in at.markdown if "trustworthiness" in str(m.value))
+    assert f"keeps on average {ref['kept'].mean() * 10:.1f} of its 10 nearest neighbours" in sentence
+    assert f"trustworthiness {ref['T']:.2f}" in sentence and f"continuity {ref['C']:.2f}" in sentence
+    assert "t-SNE map" in sentence
+    # colour by neighbours kept: each point's share, in the chart the browser gets
+    at.button_group(key="emb_color").set_value("kept").run()
+    assert not at.exception, [e.message for e in at.exception]
+    spec, frame = chart_frame(at)
+    assert "neighbours kept" in json.dumps(spec)
+    assert re.search(r'"color":\s*\{[^}]*"field":\s*"kept"', json.dumps(spec))
+    assert len(frame) == len(ref["kept"])
+    assert np.allclose(frame["kept"].to_numpy(), ref["kept"][frame["index"].to_numpy()], atol=1e-6)
+    # another method: its own figures
+    at.selectbox(key="emb_method").set_value("pca")
+    [b for b in at.button if b.label == "Compute projection"][0].click().run()
+    ref_pca = reference("pca")
+    sentence = next(str(m.value) for m in at.markdown if "trustworthiness" in str(m.value))
+    assert "PCA map" in sentence and f"trustworthiness {ref_pca['T']:.2f}" in sentence
+
+
+def test_compare_page_lists_the_three_maps_figures_for_the_active_model(monkeypatch, tmp_path):
+    at = open_page(monkeypatch, tmp_path, "compare", folder_with(tmp_path, old_layout=False))
+    table = next(d.value for d in at.dataframe if "trustworthiness" in d.value.columns).set_index("map")
+    assert set(table.index) == {"t-SNE", "UMAP", "PCA"}
+    for method, label in (("tsne", "t-SNE"), ("umap", "UMAP"), ("pca", "PCA")):
+        ref = reference(method)
+        assert table.loc[label, "trustworthiness"] == pytest.approx(ref["T"], abs=6e-4)
+        assert table.loc[label, "continuity"] == pytest.approx(ref["C"], abs=6e-4)
+        assert table.loc[label, "neighbours kept (of 10)"] == pytest.approx(ref["kept"].mean() * 10, abs=0.051)
+        assert table.loc[label, "points"] == 540
