@@ -119,3 +119,17 @@ def test_compare_page_lists_the_three_maps_figures_for_the_active_model(monkeypa
         assert table.loc[label, "continuity"] == pytest.approx(ref["C"], abs=6e-4)
         assert table.loc[label, "neighbours kept (of 10)"] == pytest.approx(ref["kept"].mean() * 10, abs=0.051)
         assert table.loc[label, "points"] == 540
+
+
+def test_project_command_reports_the_maps_figures(capsys):
+    from cl.cli import main
+
+    assert main(["project", str(CKPT / f"{NAME}.safetensors"), "--method", "pca", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = reference("pca")  # PCA is exact: the command's map is the shipped one
+    assert out["dataset"] == "digits" and out["n_points"] == 540
+    trust = out["trust"]
+    assert (trust["k"], trust["n_points"], trust["metric"]) == (10, 540, "cosine")
+    assert trust["trustworthiness"] == pytest.approx(ref["T"], abs=1e-5)
+    assert trust["continuity"] == pytest.approx(ref["C"], abs=1e-5)
+    assert trust["mean_kept"] == pytest.approx(ref["kept"].mean(), abs=1e-5)
