@@ -134,19 +134,18 @@ def map_neighbors(xy: np.ndarray, index: int, k: int = K) -> np.ndarray:
 
 
 def words(summary: dict, method: str) -> str:
-    """One plain sentence on how far to trust a map, from :meth:`MapTrust.summary`."""
-    t, c, kept, k = summary["trustworthiness"], summary["continuity"], summary["mean_kept"], summary["k"]
-
-    def grade(v: float) -> str:
-        return "very faithful" if v >= 0.95 else "mostly faithful" if v >= 0.9 else \
-            "partly faithful" if v >= 0.8 else "unreliable"
-
-    kept_n = kept * k
-    return (f"On this {method} map, an image keeps on average {kept_n:.1f} of its {k} nearest neighbours "
-            f"(in the model's own space) among its {k} nearest on the map. Points drawn close together are "
-            f"{grade(t)} (trustworthiness {t:.2f}), and true neighbours stay close on the map: "
-            f"{grade(c)} (continuity {c:.2f}). Believe who is near whom locally; do not read the distances "
-            f"between far-apart groups, or the size of a group, as real.")
+    """One plain sentence on how far to trust a map, from :meth:`MapTrust.summary`: how many true
+    neighbours an image keeps, whether the rest stay nearby (the lower of trustworthiness and
+    continuity), and which reading to believe."""
+    t, c, k = summary["trustworthiness"], summary["continuity"], summary["k"]
+    low = min(t, c)
+    rest = ("the others stay nearby" if low >= 0.95 else "most others stay nearby" if low >= 0.9
+            else "many others land far away")
+    advice = ("believe who is near whom, not the distances between far-apart groups or their sizes" if low >= 0.9
+              else "tap an image to see its true neighbours before believing who is near whom")
+    return (f"On this {method} map an image keeps on average {summary['mean_kept'] * k:.1f} of its {k} nearest "
+            f"neighbours in the model's space and {rest} (trustworthiness {t:.2f}, continuity {c:.2f}; "
+            f"1 is perfect, 0.5 is random): {advice}.")
 
 
 def _kernel():

@@ -99,7 +99,6 @@ if trust is None:
         else:
             trust = cache.map_trust(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
                                     req["perplexity"], req["n_neighbors"], req["min_dist"])
-st.markdown(words(trust, METHOD_NAMES[req["method"]]), help=TRUST_HELP)
 
 color_by = st.segmented_control("Colour by", ["class", "predicted", "correct", "kept"], default="class",
                                 key="emb_color",
@@ -133,6 +132,7 @@ chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[req["metho
 picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
+st.markdown(words(trust, METHOD_NAMES[req["method"]]), help=TRUST_HELP)  # under the map: a phone sees the map first
 where = test.describe() if test is not None else f"{ctx.dataset} test split, {n_total:,} images"
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear."

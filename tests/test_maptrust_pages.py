@@ -90,7 +90,7 @@ def test_embedding_page_says_how_far_to_trust_the_map(monkeypatch, tmp_path, old
     ref = reference("tsne")
     at = open_page(monkeypatch, tmp_path, "embedding", folder_with(tmp_path, old_layout))
     sentence = next(str(m.value) for m in at.markdown if "trustworthiness" in str(m.value))
-    assert f"keeps on average {ref['kept'].mean() * 10:.1f} of its 10 nearest neighbours" in sentence
+    assert f"keeps on average {ref['kept'].mean() * 10:.1f} of its 10 nearest neighbours" in sentence, sentence
     assert f"trustworthiness {ref['T']:.2f}" in sentence and f"continuity {ref['C']:.2f}" in sentence
     assert "t-SNE map" in sentence
     # colour by neighbours kept: each point's share, in the chart the browser gets
