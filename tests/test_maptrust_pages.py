@@ -70,12 +70,18 @@ def folder_with(tmp_path, old_layout: bool) -> Path:
     if old_layout:  # a layout written before the figures were stored: maps, labels and meta only
         with np.load(src, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            meta.pop("trust")
+            meta.pop("trust", None)
             np.savez_compressed(folder / "layouts" / src.name, labels=z["labels"], meta=np.array(json.dumps(meta)),
                                 **{m: z[m] for m in ("tsne", "umap", "pca")})
     else:
         shutil.copy(src, folder / "layouts")
     return folder
+
+
+def trust_sentence(at: AppTest) -> str:
+    found = [str(m.value) for m in at.markdown if "trustworthiness" in str(m.value)]
+    assert found, "no sentence on how far to trust the map"
+    return found[0]
 
 
 def chart_frame(at: AppTest):
@@ -89,7 +95,7 @@ def chart_frame(at: AppTest):
 def test_embedding_page_says_how_far_to_trust_the_map(monkeypatch, tmp_path, old_layout):
     ref = reference("tsne")
     at = open_page(monkeypatch, tmp_path, "embedding", folder_with(tmp_path, old_layout))
-    sentence = next(str(m.value) for m in at.markdown if "trustworthiness" in str(m.value))
+    sentence = trust_sentence(at)
     assert f"keeps on average {ref['kept'].mean() * 10:.1f} of its 10 nearest neighbours" in sentence, sentence
     assert f"trustworthiness {ref['T']:.2f}" in sentence and f"continuity {ref['C']:.2f}" in sentence
     assert "t-SNE map" in sentence
@@ -105,13 +111,15 @@ def test_embedding_page_says_how_far_to_trust_the_map(monkeypatch, tmp_path, old
     at.selectbox(key="emb_method").set_value("pca")
     [b for b in at.button if b.label == "Compute projection"][0].click().run()
     ref_pca = reference("pca")
-    sentence = next(str(m.value) for m in at.markdown if "trustworthiness" in str(m.value))
+    sentence = trust_sentence(at)
     assert "PCA map" in sentence and f"trustworthiness {ref_pca['T']:.2f}" in sentence
 
 
 def test_compare_page_lists_the_three_maps_figures_for_the_active_model(monkeypatch, tmp_path):
     at = open_page(monkeypatch, tmp_path, "compare", folder_with(tmp_path, old_layout=False))
-    table = next(d.value for d in at.dataframe if "trustworthiness" in d.value.columns).set_index("map")
+    tables = [d.value for d in at.dataframe if "trustworthiness" in d.value.columns]
+    assert tables, "no table of the maps' trustworthiness"
+    table = tables[0].set_index("map")
     assert set(table.index) == {"t-SNE", "UMAP", "PCA"}
     for method, label in (("tsne", "t-SNE"), ("umap", "UMAP"), ("pca", "PCA")):
         ref = reference(method)
