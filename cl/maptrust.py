@@ -148,6 +148,12 @@ def words(summary: dict, method: str) -> str:
             f"1 is perfect, 0.5 is random): {advice}.")
 
 
+def warm_up() -> None:
+    """Compile the row kernel now (a few seconds, once per machine: numba keeps it on disk), e.g.
+    while building a container image, so the first map scored later does not wait for it."""
+    map_trust(np.eye(8), np.eye(8)[:, :2])
+
+
 def _kernel():
     """The compiled row kernel (:mod:`cl._maptrust_kernel`, numba: compiled once per process, or
     loaded from numba's on-disk cache)."""
