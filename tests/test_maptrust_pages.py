@@ -59,7 +59,7 @@ def reference(method: str) -> dict:
     kept = np.array([len(set(a) & set(b)) / 10 for a, b in zip(true, near)])
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     return {"T": trustworthiness(emb, xy, n_neighbors=10, metric="cosine"),
-            "C": trustworthiness(xy, unit, n_neighbors=10), "kept": kept}
+            "C": trustworthiness(xy, unit, n_neighbors=10), "kept": kept, "true": true, "near": near}
 
 
 def folder_with(tmp_path, old_layout: bool) -> Path:
@@ -107,6 +107,15 @@ def test_embedding_page_says_how_far_to_trust_the_map(monkeypatch, tmp_path, old
     assert re.search(r'"color":\s*\{[^}]*"field":\s*"kept"', json.dumps(spec))
     assert len(frame) == len(ref["kept"])
     assert np.allclose(frame["kept"].to_numpy(), ref["kept"][frame["index"].to_numpy()], atol=1e-6)
+    # a clicked (or tapped) image: its true neighbours beside the map's, as images with their numbers
+    at.session_state["emb_scatter"] = {"selection": {"pick": [{"index": 5}]}}
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    both = len(set(ref["true"][5]) & set(ref["near"][5]))
+    assert any("Image #5: its 10 nearest neighbours" in str(m.value) and f"({both} of 10 in both" in str(m.value)
+               for m in at.markdown)
+    lists = [[int(re.search(r"#(\d+)", c).group(1)) for c in im.captions] for im in at.image if len(im.captions) == 10]
+    assert lists[:2] == [list(ref["true"][5]), list(ref["near"][5])]
     # another method: its own figures
     at.selectbox(key="emb_method").set_value("pca")
     [b for b in at.button if b.label == "Compute projection"][0].click().run()
