@@ -133,11 +133,13 @@ def map_trust_section(model) -> None:
              "kept": f["mean_kept"] * f["k"], "k": f["k"], "points": f["n_points"]}
             for k, f in figures.items() if k in METHOD_NAMES]
     # a Markdown table: three rows need no interactive grid (whose Arrow serialisation costs each view ~15 ms)
-    st.markdown("| map | trustworthiness | continuity | neighbours kept | points |\n| --- | --- | --- | --- | --- |\n"
+    st.markdown("| map | trustworthiness | continuity | kept |\n| --- | --- | --- | --- |\n"
                 + "\n".join(f"| {r['map']} | {r['trustworthiness']:.3f} | {r['continuity']:.3f} | "
-                            f"{r['kept']:.1f} of {r['k']} | {r['points']:,} |" for r in rows))
+                            f"{r['kept']:.1f} of {r['k']} |" for r in rows))
     best = max(rows, key=lambda r: r["trustworthiness"])
-    st.caption(f"{model.name}, {model.dataset} test images (seed 0, default settings). Trustworthiness: are points "
+    points = " and ".join(sorted({f"{r['points']:,}" for r in rows}))
+    st.caption(f"{model.name}'s maps of {points} {model.dataset} test images (seed 0, default settings). "
+               "Trustworthiness: are points "
                "drawn close together truly close in the model's space? Continuity: do truly close images stay close "
                "on the map? 1 is perfect, about 0.5 is a random scatter. Neighbours kept: of each image's 10 nearest "
                f"by cosine similarity, how many are among its 10 nearest on the map. Here {best['map']} is the most "
