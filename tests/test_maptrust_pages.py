@@ -152,3 +152,13 @@ def test_project_command_reports_the_maps_figures(capsys):
     assert trust["trustworthiness"] == pytest.approx(ref["T"], abs=1e-5)
     assert trust["continuity"] == pytest.approx(ref["C"], abs=1e-5)
     assert trust["mean_kept"] == pytest.approx(ref["kept"].mean(), abs=1e-5)
+
+
+def test_compare_page_scores_maps_whose_layout_lacks_the_figures(monkeypatch, tmp_path):
+    at = open_page(monkeypatch, tmp_path, "compare", folder_with(tmp_path, old_layout=True))
+    assert not [m for m in at.markdown if "| map | trustworthiness" in str(m.value)]
+    at.button(key="cmp_trust_compute").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = next(str(m.value) for m in at.markdown if "| map | trustworthiness" in str(m.value))
+    ref = reference("umap")
+    assert f"| UMAP | {ref['T']:.3f} | {ref['C']:.3f} | {ref['kept'].mean() * 10:.1f} of 10 |" in table
