@@ -36,6 +36,7 @@ distances the lower index counts as nearer for the neighbour lists.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,10 @@ from .errors import ConfigError
 K = 10  # neighbours compared, as retrieval lists them
 METRIC = "cosine"
 _BLOCK = 512  # rows per block: a 512 x n float64 distance block (40 MB at 10,000 points)
+# One map at a time per process: the kernel already uses every core, and numba's fallback
+# threading layer (workqueue, where OpenMP and TBB are missing) aborts on concurrent parallel calls,
+# as two sessions of one app server could make.
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -111,12 +116,13 @@ def map_trust(embeddings: np.ndarray, xy: np.ndarray, k: int = K, metric: str = 
     kept = np.empty(n, dtype=np.int32)
     t_part = np.empty(n, dtype=np.float64)
     c_part = np.empty(n, dtype=np.float64)
-    for s in range(0, n, _BLOCK):
-        e = min(n, s + _BLOCK)
-        # A distance that ranks like the metric: 2 - 2 cos for unit rows (its constant dropped:
-        # -2 cos), |z_j|^2 - 2 z_i.z_j for euclidean (|z_i|^2 is constant along a row).
-        block = torch.addmm(sq[None, :], zt[s:e], zt_t, beta=1.0, alpha=-2.0).numpy()
-        kern(block, s, pts, k, nbr_e[s:e], nbr_m[s:e], kept[s:e], t_part[s:e], c_part[s:e])
+    with _LOCK:
+        for s in range(0, n, _BLOCK):
+            e = min(n, s + _BLOCK)
+            # A distance that ranks like the metric: 2 - 2 cos for unit rows (its constant dropped:
+            # -2 cos), |z_j|^2 - 2 z_i.z_j for euclidean (|z_i|^2 is constant along a row).
+            block = torch.addmm(sq[None, :], zt[s:e], zt_t, beta=1.0, alpha=-2.0).numpy()
+            kern(block, s, pts, k, nbr_e[s:e], nbr_m[s:e], kept[s:e], t_part[s:e], c_part[s:e])
     norm = 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))
     return MapTrust(k=k, n=n, kept=(kept / k).astype(np.float32),
                     trustworthiness=float(1.0 - norm * t_part.sum()),
