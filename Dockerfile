@@ -27,9 +27,11 @@ COPY requirements-hosted.txt ./
 RUN pip install -r requirements-hosted.txt
 
 COPY . .
-# The frontend's files compressed once, at build time (nginx sends the .gz copies).
+# The frontend's files compressed once, at build time (nginx sends the .gz copies), and the map-trust
+# kernel compiled once (numba keeps it in cl/__pycache__, which user 1000 must be able to read).
 RUN mkdir -p /tmp/contrastive-explorer/cache \
     && python -c "from deploy.local import compressed_static; print(compressed_static())" \
+    && python -c "from cl.maptrust import warm_up; warm_up()" && chmod -R a+rwX cl/__pycache__ \
     && chmod -R a+rwX /tmp/contrastive-explorer \
     && mkdir -p static/thumbs && chmod -R a+rwX static/thumbs
 # (static/thumbs: the scatter thumbnails served by URL, written by the app at run time)

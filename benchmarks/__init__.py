@@ -35,6 +35,11 @@ Parts (names for ``--only``):
     60,000 embeddings (MNIST test; MNIST train+test tiled to 60,000 since this machine holds 27,387
     MNIST images: latency does not depend on content). Baseline: the same pipeline with
     scikit-learn ``NearestNeighbors(metric="cosine", algorithm="brute")`` built per query.
+``maptrust``
+    Neighbours kept, trustworthiness and continuity of PCA and t-SNE maps of the 10,000 MNIST test
+    embeddings (the shipped ``mnist-best`` model) with :func:`cl.maptrust.map_trust` (exact, chunked)
+    against ``sklearn.manifold.trustworthiness`` (cosine, full ``n x n`` ranks) on the same input,
+    with the absolute differences of the two results (:mod:`benchmarks.maptrust`).
 ``app``
     ``streamlit run app.py`` cold start: seconds from launch until headless Chromium
     (Playwright, ``/usr/bin/chromium``) shows the first page's heading, and until its script
@@ -120,6 +125,7 @@ from .common import _abs_data_dir, _Context, _Skip, _write_json
 from .distributed import _part_distributed
 from .load import _part_browserroom, _part_links, _part_room
 from .machine import _loadavg, machine_info
+from .maptrust import _part_maptrust
 from .neighbors import _part_neighbors
 from .projection import _part_projection
 from .recipes import _part_recipes
@@ -128,7 +134,7 @@ from .training import _part_time_to_accuracy, _part_train
 from .views import _part_views
 from .wsroom import _part_wsroom
 
-PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "app", "links", "room", "views", "wsroom",
+PARTS = ("train", "recipes", "time_to_accuracy", "projection", "neighbors", "maptrust", "app", "links", "room", "views", "wsroom",
          "browserroom", "distributed")
 
 
@@ -145,7 +151,7 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
     ctx.say(f"machine: {payload['machine']['cpu_model']}, {payload['machine']['usable_cpus']} CPUs, "
             f"load {payload['machine']['load_average_start']}")
     runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
-               "neighbors": _part_neighbors, "app": _part_app, "links": _part_links, "room": _part_room,
+               "neighbors": _part_neighbors, "maptrust": _part_maptrust, "app": _part_app, "links": _part_links, "room": _part_room,
                "views": _part_views, "wsroom": _part_wsroom, "browserroom": _part_browserroom,
                "distributed": _part_distributed}
     for name in parts:

@@ -152,6 +152,12 @@ def _format_part(name: str, r: dict) -> str:
         return (f"{head}: {r['n_queries']} queries, file -> top-10 (ms)\n"
                 + _table(["gallery", "p50", "p95", "decode+prep", "embed", "search", "naive p50", "naive p95",
                           "x p95", "same top-10"], rows))
+    if name == "maptrust":
+        rows = [[m, d["ours_s"], d["baseline_trustworthiness_s"], d["speedup"], d["trustworthiness"],
+                 d["baseline_trustworthiness"], d["continuity"], d["baseline_continuity"], d["mean_kept"]]
+                for m, d in r["maps"].items()]
+        return (f"{head}: {r['embeddings']}; kernel load {r['kernel_load_s']} s\n"
+                + _table(["map", "ours s", "sklearn T s", "x", "T", "sklearn T", "C", "sklearn C", "kept"], rows))
     if name == "app":
         emb = (f"embedding page with {r['scatter_points']:,} points {r['embedding_page_s']} s" if "scatter_points" in r
                else f"embedding page skipped: {r.get('embedding_page_skipped')}")

@@ -530,14 +530,22 @@ def cmd_project(args) -> int:
     if args.limit and args.limit < len(labels):
         keep = np.random.default_rng(args.seed).permutation(len(labels))[: args.limit]
         images, labels = images[keep], labels[keep]
+    from .maptrust import map_trust
+
     t0 = time.perf_counter()
-    xy = project(embed(model, images), args.method, seed=args.seed)
+    emb = embed(model, images)
+    xy = project(emb, args.method, seed=args.seed)
     seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trust = {**map_trust(emb, xy).summary(), "seconds": round(time.perf_counter() - t0, 3)}
     if args.out:
         _scatter_png(xy, labels, test_set.classes, args.out, f"{Path(args.checkpoint).stem}: {args.method}, "
                      f"{len(labels):,} {name} test images")
-    _emit(args, {"method": args.method, "n_points": len(labels), "seconds": seconds, "dataset": name, "out": args.out},
-          f"{args.method} of {len(labels):,} {name} test images in {seconds:.1f} s" + (f" -> {args.out}" if args.out else ""))
+    _emit(args, {"method": args.method, "n_points": len(labels), "seconds": seconds, "dataset": name, "out": args.out,
+                 "trust": trust},
+          f"{args.method} of {len(labels):,} {name} test images in {seconds:.1f} s" + (f" -> {args.out}" if args.out else "")
+          + f"\ntrustworthiness {trust['trustworthiness']:.3f}, continuity {trust['continuity']:.3f}, "
+          f"{trust['mean_kept'] * trust['k']:.1f} of each image's {trust['k']} nearest neighbours (cosine) kept on the map")
     return 0
 
 

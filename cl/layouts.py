@@ -6,7 +6,15 @@ For ``checkpoints/NAME.safetensors`` the file ``checkpoints/layouts/NAME.npz`` h
   parameters (:data:`DEFAULTS`), of the model's embeddings of its **test gallery**;
 - ``labels``: the gallery's labels (``uint8``), a cheap check that the images are the same;
 - ``meta``: a JSON string with the checkpoint's SHA-256, the gallery's SHA-256, the parameters
-  and the library versions that computed it.
+  and the library versions that computed it, and ``trust``: each map's trustworthiness,
+  continuity and mean neighbours kept (:mod:`cl.maptrust`, ``k`` = 10, cosine in the embedding);
+- ``neighbors``: ``(N, 10)`` int32, each point's 10 nearest other points in the embedding (cosine,
+  rows of the layout, nearest first), and ``kept_tsne``, ``kept_umap``, ``kept_pca``: ``(N,)``
+  uint8, how many of them are also among its 10 nearest on that map.
+
+Files written before the map-trust figures lack ``trust``, ``neighbors`` and ``kept_*``; they
+are read as before (the app then computes the figures itself), and :func:`add_trust` adds them
+without recomputing the maps.
 
 The test gallery is what the app shows for a data set when its full test split is not on the
 server: the shipped ``checkpoints/galleries/D-test.npz`` (a seeded sample of the test split, see
@@ -117,14 +125,65 @@ def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=pr
             "dataset": dataset, "gallery": gallery.source, "n": int(len(labels)),
             "gallery_sha256": gallery_digest(gallery.images.numpy(), labels), "params": DEFAULTS,
             "versions": _versions()}
+    out.update(_trust_arrays(emb, out, meta))
+    path = _write(ckpt, labels, meta, out)
+    if progress:
+        progress(f"layouts {path.name}: {', '.join(methods)} of {len(labels):,} {dataset} test-gallery images; "
+                 + _trust_line(meta))
+    return path
+
+
+def _trust_arrays(emb: np.ndarray, maps: dict, meta: dict) -> dict:
+    """Each map's figures into ``meta["trust"]``; the arrays ``neighbors`` and ``kept_METHOD``."""
+    from cl.maptrust import map_trust
+
+    arrays, trust = {}, {}
+    for method in METHODS:
+        if method in maps:
+            r = map_trust(emb, maps[method])
+            trust[method] = r.summary()
+            arrays[f"kept_{method}"] = np.round(r.kept * r.k).astype(np.uint8)
+            arrays["neighbors"] = r.neighbors.astype(np.int32)
+    meta["trust"] = trust
+    return arrays
+
+
+def _trust_line(meta: dict) -> str:
+    return "trustworthiness / continuity " + ", ".join(
+        f"{m} {t['trustworthiness']:.3f} / {t['continuity']:.3f}" for m, t in meta.get("trust", {}).items())
+
+
+def _write(ckpt: Path, labels: np.ndarray, meta: dict, arrays: dict) -> Path:
     path = layout_path(ckpt)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, labels=labels.astype(np.uint8), meta=np.array(json.dumps(meta, sort_keys=True)), **out)
+    np.savez_compressed(tmp, labels=labels.astype(np.uint8), meta=np.array(json.dumps(meta, sort_keys=True)),
+                        **arrays)
     os.replace(tmp, path)  # atomic: a reader sees the old layout or the new one
     _read.cache_clear()
+    return path
+
+
+def add_trust(checkpoint_path: str | os.PathLike, progress=print) -> Path | None:
+    """Add the map-trust figures (:func:`_trust_arrays`) to a current layout file that lacks them,
+    keeping its maps as they are; ``None`` when there is no current layout."""
+    from cl.checkpoints import load_checkpoint
+    from cl.evaluation import embed
+
+    ckpt = Path(checkpoint_path)
+    data = read_layouts(ckpt)
+    if data is None:
+        return None
+    model, _card = load_checkpoint(ckpt)
+    gallery = gallery_for(data["meta"]["dataset"])
+    if gallery is None or not np.array_equal(gallery.labels.numpy(), data["labels"].astype(np.int64)):
+        return None
+    meta = dict(data["meta"])
+    maps = {m: data[m] for m in METHODS if m in data}
+    arrays = {**maps, **_trust_arrays(embed(model, gallery.images), maps, meta)}
+    path = _write(ckpt, data["labels"], meta, arrays)
     if progress:
-        progress(f"layouts {path.name}: {', '.join(methods)} of {len(labels):,} {dataset} test-gallery images")
+        progress(f"layouts {path.name}: " + _trust_line(meta))
     return path
 
 
@@ -163,6 +222,16 @@ def read_layouts(checkpoint_path: str | os.PathLike) -> dict | None:
     except OSError:
         return None
     return data
+
+
+def layout_trust(data: dict, method: str) -> dict | None:
+    """A layout's stored figures for ``method`` (from :func:`read_layouts`): the
+    :meth:`cl.maptrust.MapTrust.summary` plus ``kept`` (per point, 0-1) and ``neighbors``
+    (layout rows), or ``None`` for a file written before they were stored."""
+    trust = (data.get("meta") or {}).get("trust", {}).get(method)
+    if trust is None or f"kept_{method}" not in data or "neighbors" not in data:
+        return None
+    return {**trust, "kept": data[f"kept_{method}"].astype(np.float32) / trust["k"], "neighbors": data["neighbors"]}
 
 
 def load_layout(checkpoint_path: str | os.PathLike, method: str) -> np.ndarray | None:

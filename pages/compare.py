@@ -115,6 +115,53 @@ if problems:
         for p in problems:
             st.caption(p)
 
+# ------------------------------------------------------------------ which map of the active model to believe
+def map_trust_section(model) -> None:
+    """The active model's t-SNE, UMAP and PCA maps scored against its own neighbours (cl.maptrust):
+    stored with its layouts, or computed on request (the same maps the Embedding page draws)."""
+    n_test = int(cache.status(model.dataset).get("n_test", 0))
+    layout = cache.shipped_layouts(model.path, model.dataset, n_test) if n_test else None
+    figures = dict((layout or {}).get("trust") or {})
+    figures = {k: v for k, v in figures.items() if v is not None}
+    missing = [k for k in METHOD_NAMES if k not in figures]
+    n = len(layout["rows"]) if layout else min(n_test, 2000)
+    if missing and n >= 3 and st.button(f"Score the {', '.join(METHOD_NAMES[k] for k in missing)} map(s) of "
+                                        f"{n:,} test images", key="cmp_trust_compute",
+                                        icon=":material/straighten:"):
+        for k in missing:
+            with st.spinner(f"{METHOD_NAMES[k]} of {n:,} {model.dataset} test images and its neighbours ..."):
+                try:
+                    if layout is not None and k in layout:
+                        figures[k] = cache.map_trust(model.path, model.cid, model.dataset, k, n_test, 0, 0.0, 0, 0.0,
+                                                     shipped=True)
+                    else:
+                        figures[k] = cache.map_trust(model.path, model.cid, model.dataset, k, n, 0, 30.0, 15, 0.1)
+                except UserError as err:
+                    st.error(str(err), icon=":material/error:")
+    if not figures:
+        st.caption(f"{model.name}'s maps carry no trust figures yet.")
+        return
+    rows = [{"map": METHOD_NAMES[k], "trustworthiness": f["trustworthiness"], "continuity": f["continuity"],
+             "kept": f["mean_kept"] * f["k"], "k": f["k"], "points": f["n_points"]}
+            for k, f in figures.items() if k in METHOD_NAMES]
+    # a Markdown table: three rows need no interactive grid (whose Arrow serialisation costs each view ~15 ms)
+    st.markdown("| map | trustworthiness | continuity | kept |\n| --- | --- | --- | --- |\n"
+                + "\n".join(f"| {r['map']} | {r['trustworthiness']:.3f} | {r['continuity']:.3f} | "
+                            f"{r['kept']:.1f} of {r['k']} |" for r in rows))
+    best = max(rows, key=lambda r: r["trustworthiness"])
+    points = " and ".join(sorted({f"{r['points']:,}" for r in rows}))
+    st.caption(f"{model.name}'s maps of {points} {model.dataset} test images (seed 0, default settings). "
+               "Trustworthiness: are points "
+               "drawn close together truly close in the model's space? Continuity: do truly close images stay close "
+               "on the map? 1 is perfect, about 0.5 is a random scatter. Neighbours kept: of each image's 10 nearest "
+               f"by cosine similarity, how many are among its 10 nearest on the map. Here {best['map']} is the most "
+               "trustworthy; on every map, believe who is near whom, not the distances between far-apart groups.")
+
+
+if ctx.model is not None:
+    st.subheader(f"Which map to believe: {ctx.model.name}")
+    map_trust_section(ctx.model)
+
 # ------------------------------------------------------------------ two embeddings side by side
 st.subheader("Two models side by side")
 if len(everything) < 1:

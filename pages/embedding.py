@@ -4,9 +4,15 @@ import numpy as np
 import streamlit as st
 
 from cl.data import SPECS
+from cl.maptrust import map_neighbors
+from cl.maptrust import words as trust_words
 from ui import cache, charts, common, links, measures, state, vega, words
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+TRUST_HELP = ("Trustworthiness (Venna & Kaski): are points drawn close together truly close in the model's space? "
+              "Continuity: do truly close points stay close on the map? Both are 1 for a perfect map and about 0.5 "
+              "for points placed at random. Neighbours: the 10 most similar images by cosine similarity, as "
+              "Retrieval ranks them.")
 
 ctx = state.context()
 st.title("Embedding space")
@@ -89,13 +95,25 @@ else:
                                        _progress=lambda msg: status.update(label=f"{label}: {msg}"))
         status.update(label=f"{label} (seed {req['seed']})", state="complete")
 
-links.preset("color", "emb_color", ("class", "predicted", "correct"))
-color_by = st.segmented_control("Colour by", ["class", "predicted", "correct"], default="class", key="emb_color",
+# How far to trust this map (cl.maptrust): stored with a shipped layout, else computed once per map.
+trust = shipped["trust"].get(req["method"]) if shipped_view else None
+if trust is None:
+    with st.spinner("Comparing each point's neighbours on the map with its neighbours in the model's space "
+                    "(once per map) ..."), common.user_errors():
+        if shipped_view:  # a layout file from before the figures were stored
+            trust = cache.map_trust(m.path, m.cid, ctx.dataset, req["method"], n_total, 0, 0.0, 0, 0.0, shipped=True)
+        else:
+            trust = cache.map_trust(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
+                                    req["perplexity"], req["n_neighbors"], req["min_dist"])
+
+links.preset("color", "emb_color", ("class", "predicted", "correct", "kept"))
+color_by = st.segmented_control("Colour by", ["class", "predicted", "correct", "kept"], default="class",
+                                key="emb_color",
                                 format_func={"class": "true class", "predicted": "predicted class",
-                                             "correct": "correct / wrong"}.get) or "class"
+                                             "correct": "correct / wrong", "kept": "neighbours kept"}.get) or "class"
 links.set_view(color=None if color_by == "class" else color_by)
 pred = None
-if color_by != "class":
+if color_by not in ("class", "kept"):
     with st.spinner(f"Fitting the linear probe on the {ctx.name} train embeddings (once per model, then cached "
                     "for everyone) ..."), common.user_errors():
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
@@ -105,7 +123,7 @@ as_images = st.toggle("Images as points", key="emb_images",
                       help="Draw each test image itself at its position instead of a dot. The browser fetches the "
                            "thumbnails once and keeps them.")
 classes = list(test.classes) if test is not None else list(SPECS[ctx.dataset].classes)
-df = charts.scatter_frame(xy, idx, labels, classes, pred, thumbs)
+df = charts.scatter_frame(xy, idx, labels, classes, pred, thumbs, trust["kept"] if color_by == "kept" else None)
 if as_images:  # every point's image in the chart itself (one message, not a request per point)
     from ui import images as ui_images
 
@@ -122,11 +140,37 @@ chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[req["metho
 picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
+st.markdown(trust_words(trust, METHOD_NAMES[req["method"]]), help=TRUST_HELP)  # under the map: a phone sees the map first
 where = test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images"
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
-           "drag a rectangle to list images below; double-click to clear.")
+           "drag a rectangle to list images below; double-click to clear."
+           + (f" Neighbours kept: how many of each image's {trust['k']} nearest neighbours in the model's own space "
+              f"(cosine similarity, among these {trust['n_points']:,} points) are also among its {trust['k']} nearest "
+              "on the map." if color_by == "kept" else ""))
 
 chosen = charts.selected_indices(event, df)
+
+
+def true_vs_map(index: int) -> None:
+    """One image's nearest neighbours in the model's space beside its nearest on the map."""
+    at = np.flatnonzero(np.asarray(idx) == index)
+    if not len(at):
+        return
+    pos = int(at[0])
+    points = np.asarray(idx)
+    true = points[np.asarray(trust["neighbors"][pos])]
+    near = points[map_neighbors(xy, pos, trust["k"])]
+    both = set(true.tolist()) & set(near.tolist())
+    st.markdown(f"**Image #{index}: its {trust['k']} nearest neighbours in the model's space and on the map** "
+                f"({len(both)} of {trust['k']} in both, marked ✓)")
+    left, right = st.columns(2)
+    for col, members, head in ((left, true, "In the model's space (cosine similarity): the truth"),
+                               (right, near, f"On the {METHOD_NAMES[req['method']]} map: what the picture suggests")):
+        with col:
+            st.caption(head)
+            common.image_gallery(test.images[torch.from_numpy(members.astype(np.int64))],
+                                 [f"{'✓ ' if i in both else ''}#{i} {test.classes[labels[i]]}" for i in members],
+                                 ncol=5, scale=2)
 if len(chosen):
     import torch
 
@@ -144,6 +188,7 @@ if len(chosen):
 
         p1.image(ui_images.to_array(test.images[first], 3), width=84)
         p2.markdown(said)
+    true_vs_map(first)
     shown = chosen[:60]
     st.subheader(f"Selected: {len(chosen):,} image(s)" + (" (first 60 shown)" if len(chosen) > 60 else ""))
     caps = []

@@ -198,6 +198,27 @@ def projection(path: str, cid: str, dataset: str, method: str, n: int, seed: int
     return idx, xy
 
 
+@st.cache_data(max_entries=12, show_spinner=False)
+def map_trust(path: str, cid: str, dataset: str, method: str, n: int, seed: int, perplexity: float,
+              n_neighbors: int, min_dist: float, shipped: bool = False) -> dict:
+    """How faithful a map is (:func:`cl.maptrust.map_trust`: its summary, ``kept`` per point and
+    ``neighbors``, both in the map's point order), computed once per map for everyone. The map
+    is :func:`projection`'s with these arguments, or (``shipped``) the model's shipped layout on a
+    test split of ``n`` images, for a layout file that does not carry its figures."""
+    from cl.maptrust import map_trust as score
+
+    emb = embeddings(path, cid, dataset, "test")
+    if shipped:
+        layout = shipped_layouts(path, dataset, n)
+        if layout is None or method not in layout:
+            raise ConfigError(f"no shipped {method} layout of {n:,} {dataset} test images for this model")
+        idx, xy = layout["rows"], layout[method]
+    else:
+        idx, xy = projection(path, cid, dataset, method, n, seed, perplexity, n_neighbors, min_dist)
+    r = score(emb[idx], xy)
+    return {**r.summary(), "kept": r.kept, "neighbors": r.neighbors}
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def placer(path: str, cid: str, dataset: str, method: str, n: int, seed: int, perplexity: float, n_neighbors: int,
            min_dist: float, shipped: bool, _reference: np.ndarray, _coords: np.ndarray):
@@ -240,7 +261,7 @@ def shipped_layouts(path: str, dataset: str, n_test: int) -> dict | None:
 
 @functools.lru_cache(maxsize=64)
 def _shipped_layouts(path: str, dataset: str, n_test: int, _ckpt_stamp: tuple, _layout_stamp: tuple) -> dict | None:
-    from cl.layouts import gallery_rows, read_layouts
+    from cl.layouts import METHODS, gallery_rows, layout_trust, read_layouts
 
     data = read_layouts(path)
     if data is None or data["meta"].get("dataset") != dataset:
@@ -258,7 +279,9 @@ def _shipped_layouts(path: str, dataset: str, n_test: int, _ckpt_stamp: tuple, _
     thumbs: list[str | None] = [None] * n_test
     for r, url in zip(rows, gallery_thumbnails(dataset, n_layout)):
         thumbs[r] = url
-    return {"rows": rows, "labels": labels, "thumbs": thumbs,
+    # each map's stored figures (cl.maptrust), None for a layout file written before them
+    trust = {m: layout_trust(data, m) for m in METHODS if m in data}
+    return {"rows": rows, "labels": labels, "thumbs": thumbs, "trust": trust,
             **{k: data[k] for k in ("tsne", "umap", "pca") if k in data}}
 
 

@@ -24,8 +24,9 @@ def _rounded(v: np.ndarray) -> np.ndarray:
 
 
 def scatter_frame(xy: np.ndarray, indices: np.ndarray, labels: np.ndarray, classes: list[str],
-                  pred: np.ndarray | None, thumbs: list[str] | None) -> pd.DataFrame:
-    """One row per point: x, y, test index, class, predicted, correct, and its thumbnail.
+                  pred: np.ndarray | None, thumbs: list[str] | None, kept: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per point: x, y, test index, class, predicted, correct, its thumbnail, and
+    (``kept``, in the points' order) the share of its true neighbours the map keeps.
 
     Thumbnails served as files of one folder (:func:`ui.images.thumbnail_urls`) become a
     ``thumb`` number and the folder's URL in ``df.attrs["thumb_base"]``; the chart builds each
@@ -39,6 +40,8 @@ def scatter_frame(xy: np.ndarray, indices: np.ndarray, labels: np.ndarray, class
         p = np.asarray(pred)[idx]
         df["predicted"] = [classes[k] if k >= 0 else "none" for k in p]
         df["correct"] = np.where(p < 0, "no prediction", np.where(p == lab, "correct", "wrong"))
+    if kept is not None:
+        df["kept"] = np.round(np.asarray(kept, dtype=float), 2)
     if thumbs is not None:
         urls = [thumbs[i] for i in idx]
         matches = [_THUMB_URL.match(u) if isinstance(u, str) else None for u in urls]
@@ -68,6 +71,9 @@ def _with_image_field(chart: alt.Chart, df: pd.DataFrame) -> alt.Chart:
 
 
 def _color(color_by: str, classes: list[str]) -> alt.Color:
+    if color_by == "kept":
+        return alt.Color("kept:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]),
+                         legend=alt.Legend(title="neighbours kept", format=".0%"))
     if color_by == "correct":
         return alt.Color("correct:N", scale=alt.Scale(domain=CORRECT_DOMAIN, range=CORRECT_RANGE),
                          legend=alt.Legend(title="probe prediction"))
@@ -91,9 +97,10 @@ def scatter(df: pd.DataFrame, color_by: str, classes: list[str], axis_title: str
     n = len(df)
     size = point_size or (60 if n <= 600 else 30 if n <= 3000 else 14)
     has_image = "image" in df.columns or "thumb" in df.columns
-    tooltip = [c for c in ("image", "class", "predicted", "correct", "index")
+    tooltip = [c for c in ("image", "class", "predicted", "correct", "kept", "index")
                if c in df.columns or (c == "image" and has_image)]
-    tooltip = [alt.Tooltip(f"{c}:{'Q' if c == 'index' else 'N'}") for c in tooltip]
+    tooltip = [alt.Tooltip("kept:Q", title="neighbours kept", format=".0%") if c == "kept"
+               else alt.Tooltip(f"{c}:{'Q' if c == 'index' else 'N'}") for c in tooltip]
     base = alt.Chart(df, title=title) if title else alt.Chart(df)
     base = _with_image_field(base, df)
     xenc = alt.X("x:Q", axis=alt.Axis(title=f"{axis_title} 1", labels=False, ticks=False, grid=False))

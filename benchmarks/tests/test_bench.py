@@ -126,3 +126,17 @@ def test_room_targets_per_torch_build():
     assert [r["met"] for r in pypi] == [True, True, True]  # 0 errors, all settled, 1,500 <= 1,536 MB
     assert [(r["value"], r["met"]) for r in cpu] == [(3, False), (10, False), (1100.0, False)]  # limit 1,024 MB
 
+
+
+def test_maptrust_part_reports_exact_figures_and_both_timings():
+    from benchmarks.common import _Context
+    from benchmarks.maptrust import _part_maptrust
+
+    ctx = _Context(quick=True, data_dir=str(shared_data_dir()) if shared_data_dir() else None, verbose=False)
+    ctx.sizes = [300]
+    r = _part_maptrust(ctx)
+    assert r["n_points"] == 300 and list(r["maps"]) == ["pca"]
+    pca = r["maps"]["pca"]
+    assert pca["ours_s"] > 0 and pca["baseline_trustworthiness_s"] > 0 and pca["speedup"] > 0
+    assert pca["abs_diff_trustworthiness"] < 1e-6 and pca["abs_diff_continuity"] < 1e-6
+    assert 0.5 < pca["trustworthiness"] <= 1 and 0 <= pca["mean_kept"] <= 1
