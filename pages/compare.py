@@ -94,7 +94,7 @@ if everything:
     allrows = []
     for e in everything:
         c, d = e.config, e.card.get("data", {})
-        allrows.append({"model": e.name, "where": e.source, "data set": e.dataset, "recipe": c.get("recipe"),
+        allrows.append({"model": e.name, "where": e.source, "data set": state.dataset_label(e.dataset), "recipe": c.get("recipe"),
                         "augmentation": c.get("augmentation"), "loss": c.get("loss"),
                         "train images": d.get("n_images"), "complete": d.get("complete"),
                         "epochs": (e.card.get("training") or {}).get("epochs_completed"),
@@ -198,7 +198,7 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
         if layout is not None and n == len(layout["rows"]) and method in layout:
             # the shipped view (seed 0, default parameters): drawn at once
             idx, xy, labels, thumbs = layout["rows"], layout[method], layout["labels"], layout["thumbs"]
-            where = f"{e.dataset} test split ({n_test:,} images), layout shipped with the model"
+            where = f"{state.dataset_label(e.dataset)} test split ({n_test:,} images), layout shipped with the model"
         else:
             try:
                 test = cache.load_data(e.dataset, "test")

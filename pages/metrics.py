@@ -59,7 +59,7 @@ if from_card:
 results = {}
 with common.user_errors():
     test = cache.load_data(ctx.dataset, "test")
-    with st.spinner(f"Linear probe and kNN on {len(test):,} {ctx.dataset} test embeddings (paper protocol) ..."):
+    with st.spinner(f"Linear probe and kNN on {len(test):,} {ctx.name} test embeddings (paper protocol) ..."):
         results["paper"] = cache.evaluation(m.path, m.cid, ctx.dataset, "paper")
 if not from_card:
     headline(results["paper"], "computed now")
@@ -67,7 +67,7 @@ standard_note = ""
 with common.user_errors():
     try:
         n_train = ctx.status.get("n_train", 0)
-        with st.spinner(f"Standard protocol: fitting on {n_train:,} {ctx.dataset} train embeddings (once per model; "
+        with st.spinner(f"Standard protocol: fitting on {n_train:,} {ctx.name} train embeddings (once per model; "
                         "can take a minute) ..."):
             results["standard"] = cache.evaluation(m.path, m.cid, ctx.dataset, "standard")
     except DataUnavailableError as err:
@@ -110,7 +110,7 @@ for protocol, r in results.items():
             low, high = wilson(int(cm[k, k]), n_k)
             bars.append({"class": cls, "protocol": protocol, "accuracy": r["per_class_acc"][k], "n": n_k,
                          "low": low, "high": high})
-st.vega_lite_chart(spec=vega.spec(charts.per_class, test.classes, bars, f"Per-class accuracy on {ctx.dataset} test images"),
+st.vega_lite_chart(spec=vega.spec(charts.per_class, test.classes, bars, f"Per-class accuracy on {ctx.name} test images"),
                    width="stretch")
 st.caption("Each bar: the share of that class's scored images the probe got right; the black line is its 95 % Wilson "
            "interval, from that class's image count (hover a bar for it). Fewer images, wider line.")
@@ -124,7 +124,7 @@ left, right = st.columns([3, 2])
 with left:
     event = st.vega_lite_chart(
         spec=vega.spec(charts.confusion, r["confusion_matrix"], test.classes,
-                       f"{protocol} protocol: {r['n_test']:,} {ctx.dataset} test images"),
+                       f"{protocol} protocol: {r['n_test']:,} {ctx.name} test images"),
         on_select="rerun", selection_mode="cell", key=f"met_cm_{protocol}")
     st.caption("Rows: true class; columns: the linear probe's prediction. Click a cell to see those images.")
 
@@ -157,7 +157,7 @@ if cell:
     hits = scored[(test.labels.numpy()[scored] == t) & (pred == q)]
     what = "classified correctly" if t == q else f"predicted as {cell[1]}"
     st.markdown(f"**{len(hits):,} image(s) of class {cell[0]} {what}** (linear probe, {protocol} protocol, "
-                f"{ctx.dataset} test images scored: {r['n_test']:,})")
+                f"{ctx.name} test images scored: {r['n_test']:,})")
     if len(hits):
         shown = hits[:40]
         common.image_gallery(test.images[torch.from_numpy(shown)], [f"#{i}" for i in shown], ncol=10, scale=2)
@@ -181,7 +181,7 @@ if cell:
 # ------------------------------------------------------------------ how the space is shaped
 st.subheader("How the embedding space is shaped")
 with common.user_errors():
-    with st.spinner(f"Alignment, uniformity and RankMe on {ctx.dataset} test images ..."):
+    with st.spinner(f"Alignment, uniformity and RankMe on {ctx.name} test images ..."):
         ms = shape.for_model(m, ctx.dataset)
 where = shape.data_line(ms)
 d_emb = ms.get("embedding_dim", "?")

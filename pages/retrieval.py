@@ -130,7 +130,7 @@ def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
 
 
 INVERT_HELP = "Digits in these data sets are light strokes on black; auto inverts dark-on-light images."
-FORMAT_NOTE = (f"it is converted to the {ctx.dataset} format ({test.channels} channel{'s' if test.channels > 1 else ''}, "
+FORMAT_NOTE = (f"it is converted to the {ctx.name} format ({test.channels} channel{'s' if test.channels > 1 else ''}, "
                f"{test.size}x{test.size}) and searched against the test images")
 
 with tab_upload:
