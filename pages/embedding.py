@@ -109,8 +109,13 @@ if trust is None:
 links.preset("color", "emb_color", ("class", "predicted", "correct", "kept"))
 color_by = st.segmented_control("Colour by", ["class", "predicted", "correct", "kept"], default="class",
                                 key="emb_color",
-                                format_func={"class": "true class", "predicted": "predicted class",
-                                             "correct": "correct / wrong", "kept": "neighbours kept"}.get) or "class"
+                                # short labels: the four fit one line on a 390 px phone, so the map stays on its first screen
+                                format_func={"class": "class", "predicted": "predicted", "correct": "correct?",
+                                             "kept": "kept"}.get,
+                                help="**class**: each image's true class. **predicted**: the class the linear probe gives "
+                                     "it. **correct?**: whether the probe is right. **kept**: neighbours kept, how many of "
+                                     "each image's 10 nearest neighbours in the model's space are also among its 10 "
+                                     "nearest on the map (where the map can be trusted).") or "class"
 links.set_view(color=None if color_by == "class" else color_by)
 pred = None
 if color_by not in ("class", "kept"):

@@ -82,7 +82,9 @@ def write(params: dict[str, str | None]) -> None:
     want = {k: str(v) for k, v in params.items() if v is not None}
     now = requested()
     if now != want:
-        for k in KNOWN:
+        # Drop only what this session wrote before (and the shared keys): a page's own parameters
+        # that another page happens to name alike (the Batch page's ``anchors``) stay.
+        for k in (*SHARED, *state.url_written()):
             if k in st.query_params and k not in want:
                 del st.query_params[k]
         for k, v in want.items():
