@@ -335,6 +335,7 @@ def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
     from .evaluation import evaluate_model, preload_probe_modules
+    from .uncertainty import flags
 
     preload_probe_modules()
     model, card, name, test_set = _load_for_eval(args.checkpoint, args.dataset, args.data_dir)
@@ -344,7 +345,8 @@ def cmd_evaluate(args) -> int:
     payload["checkpoint"] = args.checkpoint
     text = (f"{args.protocol} protocol, {name}: probe fitted on {r['n_fit']:,} images, scored on {r['n_test']:,} test "
             f"images ({test_set.describe()})\n"
-            + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}",)))
+            + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}"
+                                  + (" [!]" if "precision_at_10" in flags(r) else ""),)))
     _emit(args, payload, text)
     return 0
 

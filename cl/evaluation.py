@@ -64,6 +64,19 @@ def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> f
     return hits / (n * k)
 
 
+def best_precision_at_k(labels: np.ndarray, k: int = 10) -> float:
+    """The highest :func:`precision_at_k` any embedding can reach on these labels: an image of a
+    class with ``n_c`` images has at most ``n_c - 1`` others of its class among its ``k`` nearest,
+    so the best is the mean over images of ``min(k, n_c - 1) / k`` (1 when every class has more
+    than ``k`` images)."""
+    labels = np.asarray(labels)
+    k = min(k, len(labels) - 1)
+    if k < 1:
+        return float("nan")
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return float(np.mean(np.minimum(k, counts[inverse] - 1) / k))
+
+
 def preload_probe_modules() -> None:
     """Import scikit-learn's probe modules on a thread while the caller embeds or trains: the
     import (~2 s) is mostly waiting on files, and embedding and training release the GIL."""
@@ -176,6 +189,7 @@ def evaluate_embeddings(test_emb: np.ndarray, test_set: ImageSet, protocol: str 
         "fitted_on": fitted_on,
         "scored_on": {**test_set.provenance(), "n_scored": int(len(y_score))},
         "precision_at_10": precision_at_k(x_score, y_score, 10),
+        "precision_at_10_best": best_precision_at_k(y_score, 10),
         "scored_indices": score_idx.tolist(),
         "classes": list(test_set.classes),
         "seed": seed,
@@ -210,7 +224,7 @@ def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: 
 
 
 SUMMARY_KEYS = ("protocol", "dataset", "split", "n_test", "n_fit", "linear_acc", "top3_acc", "knn_acc",
-                "precision_at_10", "n_classes", "knn_k", "fit_class_min", "intervals", "flags", "interval_method")
+                "precision_at_10", "precision_at_10_best", "n_classes", "knn_k", "fit_class_min", "intervals", "flags", "interval_method")
 
 
 def summary(result: dict) -> dict:

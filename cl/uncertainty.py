@@ -157,6 +157,11 @@ def flags(result: dict, n_classes: int | None = None) -> dict[str, dict]:
                               "why": f"kNN-{k} with a class of only {smallest:,} fitted images: a vote of {k} "
                                      "neighbours cannot be won by that class's own images, so it leans to the "
                                      "larger classes."}
+    best = result.get("precision_at_10_best")
+    if best is not None and best == best and best < 1 - 1e-9:  # (best == best: not NaN)
+        out["precision_at_10"] = {"level": "warn",
+                                  "why": f"Precision@10 among only {n:,} scored images: some classes have 10 or "
+                                         f"fewer of them, so even a perfect model reaches at most {best:.3f}."}
     return out
 
 

@@ -41,6 +41,8 @@ def headline(r: dict, where: str) -> None:
     accuracy.metric(cols[1], "Top-3 accuracy", r, "top3_acc", explain("top-3"), N_CLASSES)
     accuracy.metric(cols[2], "kNN-30 accuracy", r, "knn_acc", explain("kNN-30"), N_CLASSES)
     cols[3].metric("Precision@10", f"{r.get('precision_at_10', float('nan')):.3f}", help=explain("Precision@10"))
+    if "precision_at_10" in accuracy.accuracy_flags(r, N_CLASSES):  # classes of 10 or fewer scored images
+        cols[3].caption(f"at most {r['precision_at_10_best']:.3f} here · :orange[flagged, see below]")
     flagged = accuracy.warnings_text([r], N_CLASSES)
     if flagged:
         st.warning(flagged, icon=":material/warning:")

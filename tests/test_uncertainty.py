@@ -122,7 +122,9 @@ def test_evaluation_carries_its_intervals_and_flags_into_the_card_summary():
         ref = binomtest(k, 16).proportion_ci(method="wilson")
         assert (r["intervals"][key]["low"], r["intervals"][key]["high"]) == pytest.approx((ref.low, ref.high))
         assert r["intervals"][key]["n"] == 16 and r["intervals"][key]["correct"] == k
-    assert set(r["flags"]) == {"linear_acc", "top3_acc", "knn_acc"}  # 16 images; 3 of 4; 16 per class < 30
+    # 16 images; 3 of 4; 16 per class < 30; 4 scored per class, so precision@10 is at most 3/10
+    assert set(r["flags"]) == {"linear_acc", "top3_acc", "knn_acc", "precision_at_10"}
+    assert r["precision_at_10_best"] == pytest.approx(0.3)
     s = summary(r)
     assert s["intervals"] == r["intervals"] and s["flags"] == r["flags"]
     json.dumps(s)  # a card stores it as it is
@@ -166,3 +168,20 @@ def test_the_cli_trains_and_evaluates_a_tiny_folder(tmp_path, capsys):
     assert main(["evaluate", ckpt, "--dataset", data, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["intervals"]["linear_acc"]["n"] == 3 and payload["flags"]["top3_acc"]["level"] == "hide"
+
+
+def test_precision_at_10_on_small_classes_is_flagged_with_its_best_possible_value():
+    """A perfect embedding (one direction per class) reaches exactly the best value; below 11
+    images per class that is under 1, and the figure is flagged with it."""
+    from cl.evaluation import best_precision_at_k, precision_at_k
+    from cl.uncertainty import flags
+
+    for counts in ([3, 3, 3], [2, 5, 12], [11, 11], [30, 40, 25]):
+        labels = np.repeat(np.arange(len(counts)), counts)
+        perfect = np.eye(len(counts), dtype=np.float32)[labels]
+        best = best_precision_at_k(labels, 10)
+        assert precision_at_k(perfect, labels, 10) == pytest.approx(best, abs=1e-9)
+        k = min(10, len(labels) - 1)
+        assert best == pytest.approx(np.mean([min(k, counts[c] - 1) / k for c in labels]))
+        flagged = "precision_at_10" in flags({"n_test": len(labels), "precision_at_10_best": best})
+        assert flagged == (min(counts) <= k)
