@@ -37,6 +37,17 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+# narwhals is imported both by altair (a page's charts, on the script thread) and by scikit-learn
+# (background threads: the test-embedding warm-up, the probe preload). Two threads importing its
+# package at once can meet in Python's import locks ("_DeadlockError: deadlock detected by
+# _ModuleLock('narwhals.stable.v2')", seen once in the suite), so import it whole here, on the
+# script thread, before any background thread starts (about 0.07 s, once per process).
+try:
+    import narwhals.stable.v1  # noqa: F401
+    import narwhals.stable.v2  # noqa: F401
+except ImportError:  # altair before 5.4 and older scikit-learn do without it
+    pass
+
 from cl import allocator  # noqa: E402 - ctypes only: glibc malloc settings
 
 
