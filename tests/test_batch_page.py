@@ -9,20 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from cl.batchview import batch_from_checkpoint
+from test_app import _ServerPagesManager
 
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "checkpoints"
 DIGITS = str(CKPT / "digits-best.safetensors")
-
-
-class _ServerPagesManager(PagesManager):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        PagesManager.uses_pages_directory = False
 
 
 def open_batch(monkeypatch, tmp_path, **params) -> AppTest:

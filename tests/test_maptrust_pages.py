@@ -17,22 +17,16 @@ import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from sklearn.manifold import trustworthiness
 from sklearn.neighbors import NearestNeighbors
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from cl.checkpoints import load_checkpoint
 from cl.evaluation import embed
 from cl.layouts import gallery_for, layout_path, read_layouts
+from test_app import _ServerPagesManager
 
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "checkpoints"
 NAME = "digits-best"
-
-
-class _ServerPagesManager(PagesManager):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        PagesManager.uses_pages_directory = False
 
 
 def open_page(monkeypatch, tmp_path, page: str, checkpoints: Path) -> AppTest:
