@@ -30,6 +30,21 @@ PAGES = {"": "Contrastive Explorer", "train": "Train", "augmentations": "Augment
 VIEWPORT = {"width": 1400, "height": 2200}
 
 
+def server_cache_dir(prefix: str):
+    """A fresh cache folder (uploaded archives) in ``CL_CACHE_DIR`` for one test module's server,
+    set before the server starts and restored after; for a module-scoped autouse fixture to
+    ``yield from``."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    old = os.environ.get("CL_CACHE_DIR")
+    os.environ["CL_CACHE_DIR"] = folder
+    yield folder
+    if old is None:
+        os.environ.pop("CL_CACHE_DIR", None)
+    else:
+        os.environ["CL_CACHE_DIR"] = old
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def server():
     if not Path(CHROMIUM).exists():

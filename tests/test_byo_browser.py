@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.loadtest import CHROMIUM_ARGS
-from test_browser import CHROMIUM, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
+from test_browser import CHROMIUM, server_cache_dir, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
 from test_byo_app import colour_zip
 
 pytestmark = pytest.mark.browser
@@ -22,15 +22,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module", autouse=True)
 def cache_dir():
     """The server's cache folder (uploaded archives), set before the server starts."""
-    folder = tempfile.mkdtemp(prefix="cl-byo-cache-")
-    old = os.environ.get("CL_CACHE_DIR")
-    os.environ["CL_CACHE_DIR"] = folder
-    yield folder
-    if old is None:
-        os.environ.pop("CL_CACHE_DIR", None)
-    else:
-        os.environ["CL_CACHE_DIR"] = old
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from server_cache_dir("cl-byo-cache-")
 
 
 def test_a_stroke_on_the_canvas_gets_neighbours(browser, server):

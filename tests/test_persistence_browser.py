@@ -5,15 +5,12 @@ server and browser of tests/test_browser.py (its own server: module-scoped fixtu
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from test_browser import SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
+from test_browser import server_cache_dir, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
 from test_byo_app import colour_zip
 
 pytestmark = pytest.mark.browser
@@ -22,15 +19,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module", autouse=True)
 def cache_dir():
     """The server's cache folder (uploaded archives), set before the server starts."""
-    folder = tempfile.mkdtemp(prefix="cl-persist-cache-")
-    old = os.environ.get("CL_CACHE_DIR")
-    os.environ["CL_CACHE_DIR"] = folder
-    yield folder
-    if old is None:
-        os.environ.pop("CL_CACHE_DIR", None)
-    else:
-        os.environ["CL_CACHE_DIR"] = old
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from server_cache_dir("cl-persist-cache-")
 
 
 def query(page) -> dict[str, str]:
