@@ -76,7 +76,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        _write_atomically(path, blob, 0o666 & ~umask)  # an ordinary file, not mkstemp's 0600
+        write_atomically(path, blob, 0o666 & ~umask)  # an ordinary file, not mkstemp's 0600
     except OSError as err:
         raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
     return path
@@ -224,11 +224,11 @@ def rewrite_card(path: str | os.PathLike, card: dict) -> Path:
         (n,) = struct.unpack("<Q", fh.read(8))
         fh.seek(8 + n)
         data = fh.read()
-    _write_atomically(path, struct.pack("<Q", len(raw)) + raw + data, path.stat().st_mode & 0o777)
+    write_atomically(path, struct.pack("<Q", len(raw)) + raw + data, path.stat().st_mode & 0o777)
     return path
 
 
-def _write_atomically(path: Path, blob: bytes, mode: int) -> None:
+def write_atomically(path: Path, blob: bytes, mode: int = 0o644) -> None:
     """Write ``blob`` to a temporary file beside ``path``, sync it, give it ``mode`` and rename it
     over ``path``: readers see the old file or the new one, never a part. On any failure, Ctrl-C
     included, the temporary file is removed and the old file is left as it was."""

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import write_atomically
 from .errors import ConfigError
 
 INSTALL_HINT = "pip install onnx onnxscript (or the package's extra: pip install 'contrastive-explorer[onnx]')"
@@ -134,7 +135,7 @@ def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_ima
     onnx.checker.check_model(proto)
     target = out / f"{name}.onnx"
     try:
-        _write_atomically(target, proto.SerializeToString())
+        write_atomically(target, proto.SerializeToString())
     except OSError as err:
         raise ConfigError(f"cannot write {target}: {err.strerror or err}") from None
     verification = verify(target, model, verify_images) if verify_images is not None else {"skipped": no_images_why}
@@ -147,7 +148,7 @@ def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_ima
         "card": card, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     try:
-        _write_atomically(out / "export.json", json.dumps(summary, indent=2, sort_keys=True, default=str).encode())
+        write_atomically(out / "export.json", json.dumps(summary, indent=2, sort_keys=True, default=str).encode())
     except OSError as err:
         raise ConfigError(f"cannot write {out / 'export.json'}: {err.strerror or err}") from None
     return {**summary, "out": str(out), "files": sorted([target.name, "export.json"])}
@@ -171,12 +172,6 @@ def verify(onnx_path: str | os.PathLike, model, images) -> dict:
     want = embed(model, images)
     diff = float(np.max(np.abs(got - want)))
     return {"n_images": int(len(images)), "max_abs_diff": diff, "tolerance": TOLERANCE, "passed": diff <= TOLERANCE}
-
-
-def _write_atomically(path: Path, blob: bytes) -> None:
-    from .checkpoints import _write_atomically as write  # temp file, fsync, rename: whole or not at all
-
-    write(path, blob, 0o644)
 
 
 def onnx_zip(checkpoint: str | os.PathLike, work_dir: str | os.PathLike) -> bytes:

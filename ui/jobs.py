@@ -27,6 +27,7 @@ interrupted (nothing was saved).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from cl import allocator
+from cl.checkpoints import write_atomically
 from cl.errors import ConfigError, UserError
 
 from . import demo
@@ -202,40 +204,28 @@ def _plain(value):
 
 def save_record(job: Job) -> None:
     """Write the job's record beside its checkpoint, atomically (a reader never sees half a file)."""
-    path = record_path(job.out)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.part")
     # The snapshot and its rename under one lock: a heartbeat taken while the job ran can never
     # land after the final record and make a finished run look as if it still ran.
     with job.record_lock:
         try:
-            tmp.write_text(json.dumps(job.record(), separators=(",", ":")))
-            os.replace(tmp, path)
+            write_atomically(record_path(job.out), json.dumps(job.record(), separators=(",", ":")).encode())
         except (OSError, TypeError, ValueError) as err:  # a record is a convenience: the training goes on
             log.warning("could not write the record of %s: %s", job.run_id, err)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
 
 
 def _save_replay(job: Job) -> None:
     snap = job.snapshot_data
     if not snap or not snap.get("embeddings"):
         return
-    path = replay_path(job.out)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:6]}.part.npz")
+    buf = io.BytesIO()
     try:
-        np.savez_compressed(tmp, indices=np.asarray(snap["indices"]), labels=np.asarray(snap["labels"]),
+        np.savez_compressed(buf, indices=np.asarray(snap["indices"]), labels=np.asarray(snap["labels"]),
                             epochs=np.asarray(snap["epochs"], dtype=np.int64),
                             embeddings=np.stack(snap["embeddings"]).astype(np.float16),
                             dataset=np.array(str(snap["dataset"])))
-        os.replace(tmp, path)
+        write_atomically(replay_path(job.out), buf.getvalue())
     except (OSError, ValueError) as err:
         log.warning("could not save the replay of %s: %s", job.run_id, err)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 def load_replay(checkpoint: str | os.PathLike) -> dict | None:
