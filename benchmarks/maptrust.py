@@ -20,7 +20,7 @@ def _part_maptrust(ctx: _Context) -> dict:
     from cl.encoder import build_encoder
     from cl.evaluation import embed
     from cl.maptrust import map_trust
-    from cl.projection import project
+    from cl.projection import ProjectionParams, project
 
     test = _mnist_or_digits(ctx, "test")
     n = min(len(test), (ctx.sizes or [10000])[0])
@@ -42,7 +42,7 @@ def _part_maptrust(ctx: _Context) -> dict:
     maps = {}
     for method in methods:
         ctx.say(f"{method} of {n:,} points")
-        xy = project(emb, method, seed=0)
+        xy = project(emb, ProjectionParams(method))
         t0 = time.perf_counter()
         ours = map_trust(emb, xy)
         ours_s = time.perf_counter() - t0

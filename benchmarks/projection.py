@@ -7,7 +7,6 @@ import time
 import numpy as np
 import torch
 
-
 from .common import _Context, _mnist_or_digits, _ratio
 
 
@@ -27,7 +26,7 @@ def _part_projection(ctx: _Context) -> dict:
 
     from cl.encoder import PaperEncoder
     from cl.evaluation import embed
-    from cl.projection import project, warm_up
+    from cl.projection import ProjectionParams, project, warm_up
 
     test = _mnist_or_digits(ctx, "test")
     sizes = ctx.sizes or ([1000] if ctx.quick else [1000, 10000])
@@ -66,11 +65,11 @@ def _part_projection(ctx: _Context) -> dict:
         for method in ("tsne", "umap", "pca"):
             ctx.say(f"{method} of {n:,} points: ours")
             t0 = time.perf_counter()
-            ours = project(x, method, seed=0)
+            ours = project(x, ProjectionParams(method))
             ours_s = time.perf_counter() - t0
             reproducible = None
             if n <= 2000:
-                reproducible = bool(np.array_equal(ours, project(x, method, seed=0)))
+                reproducible = bool(np.array_equal(ours, project(x, ProjectionParams(method))))
             ctx.say(f"{method} of {n:,} points: baseline")
             t0 = time.perf_counter()
             base, base_name = baseline(method, x)

@@ -525,7 +525,7 @@ def cmd_project(args) -> int:
     import numpy as np
 
     from .evaluation import embed
-    from .projection import project
+    from .projection import ProjectionParams, project
 
     model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
     images, labels = test_set.images, test_set.labels.numpy()
@@ -536,7 +536,7 @@ def cmd_project(args) -> int:
 
     t0 = time.perf_counter()
     emb = embed(model, images)
-    xy = project(emb, args.method, seed=args.seed)
+    xy = project(emb, ProjectionParams(args.method, seed=args.seed))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     trust = {**map_trust(emb, xy).summary(), "seconds": round(time.perf_counter() - t0, 3)}

@@ -3,7 +3,7 @@
 For ``checkpoints/NAME.safetensors`` the file ``checkpoints/layouts/NAME.npz`` holds
 
 - ``tsne``, ``umap``, ``pca``: ``(N, 2)`` float32 coordinates, seed 0 and the app's default
-  parameters (:data:`DEFAULTS`), of the model's embeddings of its **test gallery**;
+  parameters (:class:`cl.projection.ProjectionParams`), of the model's embeddings of its **test gallery**;
 - ``labels``: the gallery's labels (``uint8``), a cheap check that the images are the same;
 - ``meta``: a JSON string with the checkpoint's SHA-256, the gallery's SHA-256, the parameters
   and the library versions that computed it, and ``trust``: each map's trustworthiness,
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("tsne", "umap", "pca")
-DEFAULTS = {"seed": 0, "perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1}
+from .projection import METHODS, ProjectionParams
+
 FORMAT = "contrastive-explorer-layout/1"
 
 
@@ -118,12 +118,11 @@ def build_layouts(checkpoint_path: str | os.PathLike, data_dir=None, progress=pr
     emb = embed(model, gallery.images)
     out = {}
     for method in methods:
-        out[method] = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
-                              n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"]).astype(np.float32)
+        out[method] = project(emb, ProjectionParams(method)).astype(np.float32)
     labels = gallery.labels.numpy()
     meta = {"format": FORMAT, "checkpoint": ckpt.name, "weights_sha256": weights_digest(ckpt),
             "dataset": dataset, "gallery": gallery.source, "n": int(len(labels)),
-            "gallery_sha256": gallery_digest(gallery.images.numpy(), labels), "params": DEFAULTS,
+            "gallery_sha256": gallery_digest(gallery.images.numpy(), labels), "params": ProjectionParams().settings(),
             "versions": _versions()}
     out.update(_trust_arrays(emb, out, meta))
     path = _write(ckpt, labels, meta, out)

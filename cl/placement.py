@@ -32,12 +32,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, DataUnavailableError
-from .projection import METHODS, exact_knn, pca_fit, umap_epochs
+from .projection import METHODS, ProjectionParams, exact_knn, pca_fit, umap_epochs
 
 MAX_VIEWS = 256
 
@@ -94,8 +95,8 @@ class Placer:
     method: str
     reference: np.ndarray  # (N, D) float32, the embeddings the layout was computed from
     coords: np.ndarray  # (N, 2) float32, the layout
-    params: dict
-    fitted: object = None
+    params: ProjectionParams
+    fitted: Any = None  # per method: (mean, components), (openTSNE embedding, offset) or a UMAP reducer
     fit_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -125,15 +126,13 @@ class Placer:
         return out.astype(np.float32)
 
 
-def fit_placer(reference: np.ndarray, coords: np.ndarray, method: str, seed: int = 0, perplexity: float = 30.0,
-               n_neighbors: int = 15, min_dist: float = 0.1) -> Placer:
-    """The fitted ``method`` layout whose reference points are ``reference`` at ``coords``.
+def fit_placer(reference: np.ndarray, coords: np.ndarray, params: ProjectionParams) -> Placer:
+    """The fitted ``params.method`` layout whose reference points are ``reference`` at ``coords``.
 
     ``coords`` is the layout as :func:`cl.projection.project` computed it from ``reference``
-    with these parameters (a shipped layout, or a fresh one). For PCA the coordinates follow
-    from the reference alone; t-SNE and UMAP keep them exactly."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
+    with ``params`` (a shipped layout, or a fresh one). For PCA the coordinates follow from the
+    reference alone; t-SNE and UMAP keep them exactly."""
+    method, seed = params.method, params.seed
     x = np.ascontiguousarray(reference, dtype=np.float32)
     xy = np.ascontiguousarray(coords, dtype=np.float32)
     if x.ndim != 2 or xy.shape != (len(x), 2):
@@ -141,14 +140,12 @@ def fit_placer(reference: np.ndarray, coords: np.ndarray, method: str, seed: int
     if len(x) < 3:
         raise ConfigError(f"a layout needs at least 3 points, got {len(x)}")
     t0 = time.perf_counter()
-    params = {"seed": int(seed), "perplexity": float(perplexity), "n_neighbors": int(n_neighbors),
-              "min_dist": float(min_dist)}
     if method == "pca":
         fitted = pca_fit(x)
     elif method == "tsne":
-        fitted = _fit_tsne(x, xy, seed, perplexity)
+        fitted = _fit_tsne(x, xy, seed, params.perplexity)
     else:
-        fitted = _fit_umap(x, xy, seed, n_neighbors, min_dist)
+        fitted = _fit_umap(x, xy, seed, params.n_neighbors, params.min_dist)
     return Placer(method, x, xy, params, fitted, time.perf_counter() - t0)
 
 
@@ -248,7 +245,7 @@ def checkpoint_layout(checkpoint: str | Path, method: str, data_dir=None, model=
     the images are) and ``params``."""
     from .checkpoints import check_compatible, load_checkpoint
     from .evaluation import embed
-    from .layouts import DEFAULTS, gallery_for, load_layout
+    from .layouts import gallery_for, load_layout
     from .projection import project
 
     if method not in METHODS:
@@ -270,13 +267,12 @@ def checkpoint_layout(checkpoint: str | Path, method: str, data_dir=None, model=
     coords = load_layout(checkpoint, method)
     source = "shipped"
     if coords is None or len(coords) != len(emb):
-        coords = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
-                         n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"])
+        coords = project(emb, ProjectionParams(method))
         source = "computed"
     return {"model": model, "card": card, "dataset": dataset, "images": gallery.images,
             "labels": gallery.labels.numpy(), "classes": list(gallery.classes), "embeddings": emb,
             "coords": np.asarray(coords, dtype=np.float32), "source": source, "gallery": gallery.describe(),
-            "params": dict(DEFAULTS)}
+            "params": ProjectionParams(method, n=len(emb))}
 
 
 def place_in_checkpoint(checkpoint: str | Path, index: int, k: int = 16, augmentation: str | None = None,
@@ -291,9 +287,7 @@ def place_in_checkpoint(checkpoint: str | Path, index: int, k: int = 16, augment
         raise ConfigError(f"--index must be an image of the layout's {n:,} test images: 0 to {n - 1}, got {index}")
     index = int(index)
     aug = augmentation or (lay["card"].get("config") or {}).get("augmentation") or "none"
-    p = lay["params"]
-    placer = fit_placer(lay["embeddings"], lay["coords"], method, seed=p["seed"], perplexity=p["perplexity"],
-                        n_neighbors=p["n_neighbors"], min_dist=p["min_dist"])
+    placer = fit_placer(lay["embeddings"], lay["coords"], lay["params"])
     placed = place_views(lay["model"], placer, lay["images"][index], k, aug, seed)
     label = int(lay["labels"][index])
     return {"checkpoint": Path(checkpoint).name, "dataset": lay["dataset"], "method": method,

@@ -31,17 +31,54 @@ Speed, without giving up reproducibility (same inputs and seed -> the same array
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from .errors import ConfigError
 
 METHODS = ("tsne", "umap", "pca")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionParams:
+    """Everything that decides a 2-D map of a set of embeddings, with the app's defaults: the one
+    place they are written. Frozen and hashable, so it is the cache key of a map, and two views are
+    the same exactly when their parameters compare equal (:meth:`is_shipped`).
+
+    ``n`` is how many test points the map shows (``None``: every one); :func:`project` maps the
+    embeddings it is given and does not read it."""
+
+    method: str = "tsne"
+    n: int | None = None
+    seed: int = 0
+    perplexity: float = 30.0  # t-SNE
+    n_neighbors: int = 15  # UMAP
+    min_dist: float = 0.1  # UMAP
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown projection {self.method!r}; choose one of {', '.join(METHODS)}")
+        # One type per field, whatever the caller passed (a slider's numpy float, a URL's int), so
+        # equal settings make equal (and equally hashed) objects.
+        for name, kind in (("seed", int), ("perplexity", float), ("n_neighbors", int), ("min_dist", float)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        if self.n is not None:
+            object.__setattr__(self, "n", int(self.n))
+
+    def settings(self) -> dict:
+        """The seed and the method parameters, as a layout file's ``params`` stores them."""
+        return {"seed": self.seed, "perplexity": self.perplexity, "n_neighbors": self.n_neighbors,
+                "min_dist": self.min_dist}
+
+    def is_shipped(self, n_layout: int) -> bool:
+        """Whether this is the view a shipped layout of ``n_layout`` points holds: its method at
+        the default parameters on exactly those points."""
+        return self == ProjectionParams(self.method, n=n_layout)
 
 _KNN_BLOCK = 1024  # rows per block: a 1,024 x N float32 distance block stays small
 
@@ -54,6 +91,8 @@ def exact_knn(x: np.ndarray, k: int, metric: str = "euclidean") -> tuple[np.ndar
     """
     if metric not in ("euclidean", "cosine"):
         raise ConfigError(f"unknown metric {metric!r}; use euclidean or cosine")
+    import torch  # here, not at the top: ProjectionParams serves pages that draw shipped maps without PyTorch
+
     z = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if metric == "cosine":
         z = torch.nn.functional.normalize(z, dim=1)
@@ -157,12 +196,11 @@ def umap_epochs(n: int) -> int:
     return int(np.clip(2_000_000 // max(n, 1), 200, 500))
 
 
-def project(embeddings: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0,
-            n_neighbors: int = 15, min_dist: float = 0.1, n_iter: int | None = None,
+def project(embeddings: np.ndarray, params: ProjectionParams, n_iter: int | None = None,
             progress: Callable[[str], None] | None = None) -> np.ndarray:
-    """``(N, D)`` -> ``(N, 2)`` float32. Same inputs and seed -> same output."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
+    """``(N, D)`` -> ``(N, 2)`` float32, the ``params.method`` map of all ``N`` embeddings. Same
+    inputs and parameters -> same output."""
+    method, seed = params.method, params.seed
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
         raise ConfigError(f"expected a 2-D array of embeddings, got shape {x.shape}")
@@ -179,9 +217,9 @@ def project(embeddings: np.ndarray, method: str = "tsne", seed: int = 0, perplex
     if method == "pca":
         out = _pca(x, seed)
     elif method == "tsne":
-        out = _tsne(x, seed, perplexity, n_iter, say)
+        out = _tsne(x, seed, params.perplexity, n_iter, say)
     else:
-        out = _umap(x, seed, n_neighbors, min_dist, n_iter, say)
+        out = _umap(x, seed, params.n_neighbors, params.min_dist, n_iter, say)
     if not np.isfinite(out).all():
         raise ConfigError(f"the {method} projection of these {n:,} embeddings did not converge to finite "
                           "coordinates (are almost all points identical?); try PCA")
@@ -252,7 +290,7 @@ def _tsne(x, seed, perplexity, n_iter, say):
     return np.asarray(emb, dtype=np.float32)
 
 
-def tsne_sequence(frames: list[np.ndarray], seed: int = 0, perplexity: float = 30.0, n_iter: int = 750,
+def tsne_sequence(frames: list[np.ndarray], params: ProjectionParams = ProjectionParams("tsne"), n_iter: int = 750,
                   n_iter_step: int = 150) -> list[np.ndarray]:
     """t-SNE layouts of a sequence of embeddings of the same points (a training's epochs) that morph
     into each other: the last frame gets a full t-SNE; each earlier frame starts from its successor's
@@ -264,7 +302,8 @@ def tsne_sequence(frames: list[np.ndarray], seed: int = 0, perplexity: float = 3
     if not frames:
         return []
     out: list[np.ndarray] = [np.empty(0)] * len(frames)
-    out[-1] = project(np.asarray(frames[-1], dtype=np.float32), "tsne", seed=seed, perplexity=perplexity,
+    seed, perplexity = params.seed, params.perplexity
+    out[-1] = project(np.asarray(frames[-1], dtype=np.float32), dataclasses.replace(params, method="tsne"),
                       n_iter=n_iter)
     n_jobs = tsne_threads()
     for i in range(len(frames) - 2, -1, -1):

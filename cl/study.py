@@ -99,9 +99,9 @@ def layout_of(path: str | os.PathLike, compute: bool = False) -> tuple[np.ndarra
     emb, labels, source = _gallery_embedding(path)
     if emb is None:
         return None
-    from .projection import project
+    from .projection import ProjectionParams, project
 
-    return project(emb, "tsne", seed=0), labels, source
+    return project(emb, ProjectionParams("tsne")), labels, source
 
 
 def _gallery_embedding(path):

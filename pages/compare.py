@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from cl.data import dataset_spec
+from cl.errors import UserError
+from cl.projection import ProjectionParams
 from cl.study import scenario_table
 from cl.uncertainty import fmt_range
-from cl.errors import UserError
 from ui import cache, charts, common, models, state, vega
 from ui import measures as shape
 
@@ -61,7 +62,7 @@ if len(plane_df):
                "how far apart two augmented views of one image land (lower is better; models trained without "
                "augmentation see two identical views and sit at 0). Wang & Isola (2020) drew the same plane. "
                "Each point was computed on its own model's test split, as its card records: "
-               + ", ".join(sorted({f"{n:,} {ds}" for n, ds in zip(plane_df["images"], plane_df["data set"])}))
+               + ", ".join(sorted({f"{n:,} {ds}" for n, ds in zip(plane_df["images"], plane_df["data set"], strict=True)}))
                + " test images."
                + (f" Ringed and named: {', '.join(collapsed)}, collapsed." if collapsed else ""))
 if unmeasured:
@@ -132,10 +133,10 @@ def map_trust_section(model) -> None:
             with st.spinner(f"{METHOD_NAMES[k]} of {n:,} {model.dataset} test images and its neighbours ..."):
                 try:
                     if layout is not None and k in layout:
-                        figures[k] = cache.map_trust(model.path, model.cid, model.dataset, k, n_test, 0, 0.0, 0, 0.0,
-                                                     shipped=True)
+                        figures[k] = cache.map_trust(model.path, model.cid, model.dataset, ProjectionParams(k),
+                                                     shipped_on=n_test)
                     else:
-                        figures[k] = cache.map_trust(model.path, model.cid, model.dataset, k, n, 0, 30.0, 15, 0.1)
+                        figures[k] = cache.map_trust(model.path, model.cid, model.dataset, ProjectionParams(k, n=n))
                 except UserError as err:
                     st.error(str(err), icon=":material/error:")
     if not figures:
@@ -186,7 +187,7 @@ limit = c4.number_input("Points", 100, 20000, 2000, step=500, key="cmp_n",
 cols = st.columns(2)
 maps: dict[int, tuple] = {}  # side -> (test indices, 2-D positions) drawn
 identities: dict[int, tuple] = {}  # side -> what fixes its map (see below)
-for side, (col, path) in enumerate(zip(cols, (a, b))):
+for side, (col, path) in enumerate(zip(cols, (a, b), strict=True)):
     e = by_path[path]
     with col:
         st.markdown(f"**{e.name}**: {e.config.get('augmentation')}, {e.config.get('loss')}, "
@@ -203,7 +204,7 @@ for side, (col, path) in enumerate(zip(cols, (a, b))):
             try:
                 test = cache.load_data(e.dataset, "test")
                 with st.spinner(f"{METHOD_NAMES[method]} of {n:,} {e.dataset} test images ..."):
-                    idx, xy = cache.projection(e.path, e.cid, e.dataset, method, n, 0, 30.0, 15, 0.1)
+                    idx, xy = cache.projection(e.path, e.cid, e.dataset, ProjectionParams(method, n=n))
                 thumbs = cache.thumbnails(e.dataset, "test")
             except UserError as err:
                 st.error(str(err), icon=":material/error:")

@@ -1,11 +1,14 @@
 """Embedding space: t-SNE / UMAP / PCA of every test image, image tooltips, selection."""
 
+from dataclasses import replace
+
 import numpy as np
 import streamlit as st
 
 from cl.data import SPECS
 from cl.maptrust import map_neighbors
 from cl.maptrust import words as trust_words
+from cl.projection import ProjectionParams
 from ui import cache, charts, common, links, measures, state, vega, words
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
@@ -47,39 +50,36 @@ def test_split():
 if shipped is None:
     test_split()
 n_default = len(shipped["rows"]) if shipped else n_total
-default = {"method": "tsne" if shipped or n_total <= 2000 else "pca", "n": n_default, "seed": 0,
-           "perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1}
-req = state.projection_request(default)
-if req["method"] not in METHOD_NAMES:
-    req["method"] = default["method"]
-req["n"] = min(int(req["n"]), n_total) if req.get("n") else n_total  # None: every test image
+default = ProjectionParams("tsne" if shipped or n_total <= 2000 else "pca", n=n_default)
+view = state.projection_request(default)
+view = replace(view, n=min(view.n, n_total) if view.n else n_total)  # None: every test image
 
-shipped_view = bool(shipped) and req["method"] in shipped and cache.is_shipped_view(req, n_default)
+shipped_view = bool(shipped) and view.method in shipped and view.is_shipped(n_default)
 with st.expander("Projection settings" + (": the shipped view" if shipped_view else ""),
                  expanded=not shipped_view), st.form("projection_form", border=False):
     c1, c2, c3 = st.columns([1, 1, 1])
-    method = c1.selectbox("Method", list(METHOD_NAMES), index=list(METHOD_NAMES).index(req["method"]),
+    method = c1.selectbox("Method", list(METHOD_NAMES), index=list(METHOD_NAMES).index(view.method),
                           format_func=METHOD_NAMES.get, key="emb_method")
-    n = c2.number_input(f"Points (of {n_total:,} test images)", 3, n_total, int(req["n"]), key=f"emb_n_{n_total}",
+    n = c2.number_input(f"Points (of {n_total:,} test images)", 3, n_total, view.n, key=f"emb_n_{n_total}",
                         help="All test images by default; fewer is faster for t-SNE and UMAP.")
-    seed = c3.number_input("Seed", 0, 2**31 - 1, int(req["seed"]), key="emb_seed")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, view.seed, key="emb_seed")
     c4, c5, c6 = st.columns(3)
-    perplexity = c4.slider("t-SNE perplexity", 5.0, 100.0, float(req["perplexity"]), key="emb_perp")
-    n_neighbors = c5.slider("UMAP neighbours", 5, 100, int(req["n_neighbors"]), key="emb_nn")
-    min_dist = c6.slider("UMAP min. distance", 0.0, 0.99, float(req["min_dist"]), key="emb_md")
+    perplexity = c4.slider("t-SNE perplexity", 5.0, 100.0, view.perplexity, key="emb_perp")
+    n_neighbors = c5.slider("UMAP neighbours", 5, 100, view.n_neighbors, key="emb_nn")
+    min_dist = c6.slider("UMAP min. distance", 0.0, 0.99, view.min_dist, key="emb_md")
     if st.form_submit_button("Compute projection", type="primary", icon=":material/scatter_plot:"):
-        req = {"method": method, "n": int(n), "seed": int(seed), "perplexity": float(perplexity),
-               "n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
-        state.set_projection_request({**req, "n": None if n >= n_total else int(n)})
-links.set_view(method=req["method"], points=req["n"] if req["n"] < n_total else None)
-shipped_view = bool(shipped) and req["method"] in shipped and cache.is_shipped_view(req, n_default)
-if n_total > 3000 and req["method"] != "pca" and not shipped_view:
-    st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
+        view = ProjectionParams(method, n=n, seed=seed, perplexity=perplexity, n_neighbors=n_neighbors,
+                                min_dist=min_dist)
+        state.set_projection_request(replace(view, n=None if n >= n_total else view.n))
+links.set_view(method=view.method, points=view.n if view.n < n_total else None)
+shipped_view = bool(shipped) and view.method in shipped and view.is_shipped(n_default)
+if n_total > 3000 and view.method != "pca" and not shipped_view:
+    st.caption(f"{METHOD_NAMES[view.method]} of {view.n:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
-label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.name} test images"
+label = f"{METHOD_NAMES[view.method]} of {view.n:,} {ctx.name} test images"
 if shipped_view:
-    idx, xy = shipped["rows"], shipped[req["method"]]
+    idx, xy = shipped["rows"], shipped[view.method]
     labels, thumbs = shipped["labels"], shipped["thumbs"]
     st.caption(f"{label} (seed 0): computed once for this model on its "
                "test gallery; open the projection settings to compute another view.")
@@ -90,21 +90,19 @@ else:
         cache.embeddings(m.path, m.cid, ctx.dataset, "test")  # checks the model fits the data
     with st.status(f"Computing the {label} ...", expanded=False) as status:
         with common.user_errors():
-            idx, xy = cache.projection(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
-                                       req["perplexity"], req["n_neighbors"], req["min_dist"],
+            idx, xy = cache.projection(m.path, m.cid, ctx.dataset, view,
                                        _progress=lambda msg: status.update(label=f"{label}: {msg}"))
-        status.update(label=f"{label} (seed {req['seed']})", state="complete")
+        status.update(label=f"{label} (seed {view.seed})", state="complete")
 
 # How far to trust this map (cl.maptrust): stored with a shipped layout, else computed once per map.
-trust = shipped["trust"].get(req["method"]) if shipped_view else None
+trust = shipped["trust"].get(view.method) if shipped_view else None
 if trust is None:
     with st.spinner("Comparing each point's neighbours on the map with its neighbours in the model's space "
                     "(once per map) ..."), common.user_errors():
         if shipped_view:  # a layout file from before the figures were stored
-            trust = cache.map_trust(m.path, m.cid, ctx.dataset, req["method"], n_total, 0, 0.0, 0, 0.0, shipped=True)
+            trust = cache.map_trust(m.path, m.cid, ctx.dataset, view, shipped_on=n_total)
         else:
-            trust = cache.map_trust(m.path, m.cid, ctx.dataset, req["method"], req["n"], req["seed"],
-                                    req["perplexity"], req["n_neighbors"], req["min_dist"])
+            trust = cache.map_trust(m.path, m.cid, ctx.dataset, view)
 
 links.preset("color", "emb_color", ("class", "predicted", "correct", "kept"))
 color_by = st.segmented_control("Colour by", ["class", "predicted", "correct", "kept"], default="class",
@@ -139,13 +137,13 @@ if as_images:  # every point's image in the chart itself (one message, not a req
     else:
         pictures = test.images.numpy()[np.asarray(idx)]
     df = charts.with_point_images(df, ui_images.point_images(pictures))
-chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[req["method"]], as_images=as_images)
+chart = vega.spec(charts.scatter, df, color_by, classes, METHOD_NAMES[view.method], as_images=as_images)
 # Above the chart: a tapped point's image and class. Touch has no hover, and on a phone a list below
 # the chart is a screen away from the finger that tapped.
 picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
-st.markdown(trust_words(trust, METHOD_NAMES[req["method"]]), help=TRUST_HELP)  # under the map: a phone sees the map first
+st.markdown(trust_words(trust, METHOD_NAMES[view.method]), help=TRUST_HELP)  # under the map: a phone sees the map first
 where = test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images"
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear."
@@ -170,7 +168,7 @@ def true_vs_map(index: int) -> None:
                 f"({len(both)} of {trust['k']} in both, marked ✓)")
     left, right = st.columns(2)
     for col, members, head in ((left, true, "In the model's space (cosine similarity): the truth"),
-                               (right, near, f"On the {METHOD_NAMES[req['method']]} map: what the picture suggests")):
+                               (right, near, f"On the {METHOD_NAMES[view.method]} map: what the picture suggests")):
         with col:
             st.caption(head)
             common.image_gallery(test.images[torch.from_numpy(members.astype(np.int64))],
@@ -232,8 +230,7 @@ def augmented_views_section() -> None:
     with st.spinner("Embedding the views and placing them on the map ..."), common.user_errors():
         net, _card = cache.model(m.path, m.cid)
         emb = cache.embeddings(m.path, m.cid, ctx.dataset, "test")
-        placer = cache.placer(m.path, m.cid, ctx.dataset, req["method"], len(idx), req["seed"], req["perplexity"],
-                              req["n_neighbors"], req["min_dist"], shipped_view, _reference=emb[idx], _coords=xy)
+        placer = cache.placer(m.path, m.cid, ctx.dataset, view, shipped_view, _reference=emb[idx], _coords=xy)
         placed = place_views(net, placer, test.images[index], k, aug, seed)
     where_in = np.flatnonzero(np.asarray(idx) == index)
     original = xy[where_in[0]] if len(where_in) else placer.place(emb[index:index + 1])[0]
@@ -244,13 +241,13 @@ def augmented_views_section() -> None:
     majority = np.array([np.bincount(point_labels[r], minlength=len(classes)).argmax() for r in near])
     moved = int((majority != lab).sum())
     scale = 2 if test.size <= 32 else 1
-    title = f"{k} '{aug}' views of test image #{index} ({classes[lab]}) on the {METHOD_NAMES[req['method']]} map"
+    title = f"{k} '{aug}' views of test image #{index} ({classes[lab]}) on the {METHOD_NAMES[view.method]} map"
     st.vega_lite_chart(spec=vega.spec(charts.views_map, df, original, placed.xy,
                                       ui_images.data_urls(placed.views, scale),
                                       ui_images.data_url(test.images[index], scale), classes,
-                                      METHOD_NAMES[req["method"]], title), width="stretch")
+                                      METHOD_NAMES[view.method], title), width="stretch")
     how = {"tsne": "openTSNE's transform (each view optimised against the fixed map)",
-           "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[req["method"]]
+           "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[view.method]
     st.caption(f"Red frame: the original, test image #{index} ({classes[lab]})"
                f"{'' if len(where_in) else ', not among the map points: placed the same way'}. "
                f"Views embedded by {m.name} and placed by {how} in {placed.seconds:.2f} s. "

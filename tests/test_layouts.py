@@ -7,13 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from test_app_helpers import ROOT
 
 from cl.checkpoints import load_checkpoint
 from cl.evaluation import embed
-from cl.layouts import (DEFAULTS, METHODS, gallery_for, gallery_rows, layout_path, load_layout,
-                        read_layouts)
-from cl.projection import project
-from test_app_helpers import ROOT
+from cl.layouts import METHODS, gallery_for, gallery_rows, layout_path, load_layout, read_layouts
+from cl.projection import ProjectionParams, project
 
 CKPT = ROOT / "checkpoints"
 
@@ -29,6 +28,8 @@ def test_every_shipped_checkpoint_has_a_current_layout_file():
             assert data[m].shape == (n, 2) and data[m].dtype == np.float32 and np.isfinite(data[m]).all()
         gallery = gallery_for(data["meta"]["dataset"])
         assert np.array_equal(gallery.labels.numpy(), data["labels"].astype(np.int64))
+        # the app's default view is what was shipped: its shipped-view test depends on it
+        assert data["meta"]["params"] == ProjectionParams().settings(), name
 
 
 def _neighbour_agreement(layout: np.ndarray, emb: np.ndarray, k: int = 10) -> float:
@@ -38,7 +39,7 @@ def _neighbour_agreement(layout: np.ndarray, emb: np.ndarray, k: int = 10) -> fl
 
     in_2d = NearestNeighbors(n_neighbors=k + 1).fit(layout).kneighbors(layout, return_distance=False)[:, 1:]
     in_emb = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(in_2d, in_emb)]))
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(in_2d, in_emb, strict=True)]))
 
 
 @pytest.mark.parametrize("name", ["digits-best", "cifar10-none-triplet", "mnist-none-triplet"])
@@ -54,8 +55,7 @@ def test_a_shipped_layout_equals_a_fresh_computation(name):
     gallery = gallery_for(card["data"]["dataset"])
     emb = embed(model, gallery.images)
     for method in METHODS:
-        fresh = project(emb, method, seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"],
-                        n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"])
+        fresh = project(emb, ProjectionParams(method))
         shipped = load_layout(path, method)
         assert shipped is not None and shipped.shape == fresh.shape
         scale = float(np.abs(fresh).max())

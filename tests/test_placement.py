@@ -16,6 +16,7 @@ import torch
 from cl.errors import ConfigError
 from cl.evaluation import embed
 from cl.placement import augmented_views, checkpoint_layout, exact_query, fit_placer, place_views
+from cl.projection import ProjectionParams
 
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "checkpoints" / "digits-best.safetensors"  # 540 bundled test images: quick
@@ -49,7 +50,7 @@ def test_pca_placement_equals_the_projection_by_hand(pca_layout):
     mean, comps = _pca_by_hand(lay["embeddings"], lay["coords"])
     # the shipped layout is the projection of the gallery's embeddings
     np.testing.assert_allclose((lay["embeddings"] - mean) @ comps.T, lay["coords"], atol=1e-4)
-    placer = fit_placer(lay["embeddings"], lay["coords"], "pca")
+    placer = fit_placer(lay["embeddings"], lay["coords"], ProjectionParams("pca"))
     placed = place_views(lay["model"], placer, lay["images"][7], k=16, augmentation="affine", seed=3)
     assert placed.xy.shape == (16, 2) and placed.views.shape == (16, 1, 28, 28)
     expected = (embed(lay["model"], placed.views).astype(np.float64) - mean) @ comps.T
@@ -60,7 +61,7 @@ def test_pca_placement_equals_the_projection_by_hand(pca_layout):
 
 def test_identity_augmentation_lands_on_the_original_for_pca(pca_layout):
     lay = pca_layout
-    placer = fit_placer(lay["embeddings"], lay["coords"], "pca")
+    placer = fit_placer(lay["embeddings"], lay["coords"], ProjectionParams("pca"))
     for i in (0, 123, 539):
         placed = place_views(lay["model"], placer, lay["images"][i], k=4, augmentation="none", seed=0)
         assert torch.equal(placed.views, lay["images"][i].unsqueeze(0).repeat(4, 1, 1, 1))
@@ -71,7 +72,7 @@ def test_tsne_transform_keeps_the_layout_frame_and_is_seeded(tsne_layout):
     lay = tsne_layout
     coords = lay["coords"]
     span = float(np.ptp(coords, axis=0).max())
-    placer = fit_placer(lay["embeddings"], coords, "tsne")
+    placer = fit_placer(lay["embeddings"], coords, ProjectionParams("tsne"))
     # an unaugmented image lands next to its own point (openTSNE optimises it afresh), in the
     # layout's frame rather than openTSNE's centred one
     for i in (5, 300):
@@ -79,7 +80,7 @@ def test_tsne_transform_keeps_the_layout_frame_and_is_seeded(tsne_layout):
         assert np.allclose(placed.xy, placed.xy[0], atol=1e-5), "identical views land on one spot"
         assert np.linalg.norm(placed.xy[0] - coords[i]) < 0.03 * span
     a = place_views(lay["model"], placer, lay["images"][42], k=16, augmentation="affine", seed=11)
-    b = place_views(lay["model"], fit_placer(lay["embeddings"], coords, "tsne"), lay["images"][42], k=16,
+    b = place_views(lay["model"], fit_placer(lay["embeddings"], coords, ProjectionParams("tsne")), lay["images"][42], k=16,
                     augmentation="affine", seed=11)
     c = place_views(lay["model"], placer, lay["images"][42], k=16, augmentation="affine", seed=12)
     assert torch.equal(a.views, b.views) and np.array_equal(a.xy, b.xy), "same seed, same positions"
@@ -92,7 +93,7 @@ def test_tsne_transform_keeps_the_layout_frame_and_is_seeded(tsne_layout):
 def test_umap_transform_lands_near_the_original():
     lay = checkpoint_layout(CKPT, "umap")
     coords = lay["coords"]
-    placer = fit_placer(lay["embeddings"], coords, "umap")
+    placer = fit_placer(lay["embeddings"], coords, ProjectionParams("umap"))
     placed = place_views(lay["model"], placer, lay["images"][9], k=2, augmentation="none")
     span = float(np.ptp(coords, axis=0).max())
     assert np.linalg.norm(placed.xy[0] - coords[9]) < 0.03 * span
@@ -118,9 +119,9 @@ def test_bad_inputs_raise_clear_errors(pca_layout):
     with pytest.raises(ConfigError, match="unknown augmentation"):
         augmented_views(lay["images"][0], "sideways", k=4)
     with pytest.raises(ConfigError, match="unknown projection"):
-        fit_placer(lay["embeddings"], lay["coords"], "mds")
+        fit_placer(lay["embeddings"], lay["coords"], ProjectionParams("mds"))
     with pytest.raises(ConfigError, match="coordinates"):
-        fit_placer(lay["embeddings"], lay["coords"][:10], "pca")
+        fit_placer(lay["embeddings"], lay["coords"][:10], ProjectionParams("pca"))
 
 
 def _cli(*args):

@@ -10,7 +10,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from cl.errors import ConfigError
-from cl.projection import METHODS, exact_knn, project, tsne_gradient, tsne_schedule, umap_epochs, warm_up
+from cl.projection import METHODS, ProjectionParams, exact_knn, project, tsne_gradient, tsne_schedule, umap_epochs, warm_up
 
 
 def clusters(n_per: int = 60, n_classes: int = 5, dim: int = 16, seed: int = 0, spread: float = 0.3):
@@ -32,7 +32,8 @@ def blobs():
 def projected(blobs):
     """Each method run twice with seed 0 and once with seed 1 (computed once for all tests)."""
     x, _ = blobs
-    return {m: (project(x, m, seed=0), project(x, m, seed=0), project(x, m, seed=1)) for m in METHODS}
+    return {m: (project(x, ProjectionParams(m, seed=0)), project(x, ProjectionParams(m, seed=0)),
+                project(x, ProjectionParams(m, seed=1))) for m in METHODS}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -69,7 +70,7 @@ def test_clusters_stay_apart_in_2d(projected, blobs, method):
 def test_tsne_separates_digits_like_structure():
     """Harder than blobs: overlapping clusters in 32-d still separate better than chance by far."""
     x, y = clusters(n_per=80, n_classes=8, dim=32, seed=3, spread=2.0)
-    xy = project(x, "tsne", seed=0)
+    xy = project(x, ProjectionParams("tsne", seed=0))
     acc = KNeighborsClassifier(10).fit(xy[::2], y[::2]).score(xy[1::2], y[1::2])
     assert acc > 0.9
 
@@ -119,47 +120,47 @@ def test_tsne_same_output_for_any_thread_count(blobs, monkeypatch):
     outs = []
     for threads in (1, 2):
         monkeypatch.setattr(projection, "tsne_threads", lambda threads=threads: threads)
-        outs.append(project(x, "tsne", seed=0))
+        outs.append(project(x, ProjectionParams("tsne", seed=0)))
     assert np.array_equal(outs[0], outs[1])
 
 
 def test_n_iter_is_respected_and_deterministic(blobs):
     x, _ = blobs
-    a = project(x[:100], "tsne", seed=0, n_iter=60)
-    b = project(x[:100], "tsne", seed=0, n_iter=60)
-    c = project(x[:100], "tsne", seed=0, n_iter=90)
+    a = project(x[:100], ProjectionParams("tsne", seed=0), n_iter=60)
+    b = project(x[:100], ProjectionParams("tsne", seed=0), n_iter=60)
+    c = project(x[:100], ProjectionParams("tsne", seed=0), n_iter=90)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
 def test_progress_messages(blobs):
     x, _ = blobs
     seen = []
-    project(x[:80], "umap", seed=0, progress=seen.append)
+    project(x[:80], ProjectionParams("umap", seed=0), progress=seen.append)
     assert any("NN graph" in m for m in seen)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_tiny_and_degenerate_inputs(method):
     rng = np.random.default_rng(0)
-    assert project(rng.standard_normal((3, 4)), method).shape == (3, 2)
+    assert project(rng.standard_normal((3, 4)), ProjectionParams(method)).shape == (3, 2)
     same = np.ones((20, 4), dtype=np.float32)
-    out = project(same, method)  # all points identical: all at one spot, no crash
+    out = project(same, ProjectionParams(method))  # all points identical: all at one spot, no crash
     assert out.shape == (20, 2) and np.isfinite(out).all() and np.ptp(out) == 0
     almost = same.copy()
     almost[0] = 0
-    assert np.isfinite(project(almost, method)).all()
+    assert np.isfinite(project(almost, ProjectionParams(method))).all()
 
 
 def test_bad_inputs():
     x = np.zeros((10, 3), dtype=np.float32)
     with pytest.raises(ConfigError):
-        project(x, "mds")
+        project(x, ProjectionParams("mds"))
     with pytest.raises(ConfigError):
-        project(x[:2], "pca")
+        project(x[:2], ProjectionParams("pca"))
     bad = np.random.default_rng(0).standard_normal((10, 3))
     bad[3, 1] = np.nan
     with pytest.raises(ConfigError):
-        project(bad, "tsne")
+        project(bad, ProjectionParams("tsne"))
     with pytest.raises(ConfigError):
         exact_knn(x, 3, metric="manhattan")
 
@@ -176,6 +177,27 @@ def test_pca_matches_scikit_learn_including_signs(shape):
 
     rng = np.random.default_rng(1)
     x = (rng.standard_normal(shape) * np.linspace(3, 0.1, shape[1])).astype(np.float32)
-    ours = project(x, "pca")
+    ours = project(x, ProjectionParams("pca"))
     ref = PCA(n_components=2, random_state=0).fit_transform(x)
     np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_projection_params_hold_the_defaults_and_compare_views():
+    """The defaults the shipped layouts were computed with (written here as plain numbers), one
+    type per field whatever the caller passes, and equality as the shipped-view test."""
+    default = ProjectionParams()
+    assert (default.method, default.n, default.seed, default.perplexity, default.n_neighbors, default.min_dist) == (
+        "tsne", None, 0, 30.0, 15, 0.1)
+    assert default.settings() == {"seed": 0, "perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1}
+    # a slider's numpy float, a number input's int: the same view, the same cache key
+    loose = ProjectionParams("umap", n=np.int64(500), seed=np.int64(0), perplexity=30, n_neighbors=np.float64(15),
+                             min_dist=np.float64(0.1))
+    assert loose == ProjectionParams("umap", n=500) and hash(loose) == hash(ProjectionParams("umap", n=500))
+    assert type(loose.perplexity) is float and type(loose.n_neighbors) is int and type(loose.n) is int
+    assert ProjectionParams("tsne", n=2000).is_shipped(2000)
+    for other in (ProjectionParams("tsne", n=1999), ProjectionParams("tsne", n=2000, seed=1),
+                  ProjectionParams("tsne", n=2000, perplexity=31), ProjectionParams("umap", n=2000, n_neighbors=16),
+                  ProjectionParams("umap", n=2000, min_dist=0.2)):
+        assert not other.is_shipped(2000), other
+    with pytest.raises(ConfigError, match="unknown projection 'mds'"):
+        ProjectionParams("mds")

@@ -349,7 +349,7 @@ def test_compare_colours_the_map_by_neighbourhood_agreement():
 def test_tsne_replay_frames_morph_instead_of_jumping():
     import numpy as np
 
-    from cl.projection import project, tsne_sequence
+    from cl.projection import ProjectionParams, project, tsne_sequence
 
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=6, size=(5, 16))
@@ -358,7 +358,7 @@ def test_tsne_replay_frames_morph_instead_of_jumping():
     seq = tsne_sequence(frames, n_iter=300, n_iter_step=80)
     assert [f.shape for f in seq] == [(300, 2)] * 3
     step = np.abs(seq[0] - seq[1]).mean()  # a morph: the frame started from its successor
-    independent = project(frames[0], "tsne", seed=1, n_iter=300)  # a frame computed on its own
+    independent = project(frames[0], ProjectionParams("tsne", seed=1), n_iter=300)  # a frame computed on its own
     jump = np.abs(independent - seq[1]).mean()
     assert step < 0.5 * jump, (step, jump)
     again = tsne_sequence(frames, n_iter=300, n_iter_step=80)

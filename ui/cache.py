@@ -19,6 +19,7 @@ from cl import allocator
 from cl.checkpoints import load_checkpoint
 from cl.data import ImageSet, dataset_status, load_dataset
 from cl.errors import ConfigError, DataUnavailableError
+from cl.projection import ProjectionParams
 from cl.workflow import data_for_card
 
 
@@ -73,7 +74,7 @@ def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
 # page draws from shipped files, so after any page has drawn, app.py asks for them here; a visitor
 # who then opens Retrieval finds them ready. The thread runs at a lower priority (it takes only
 # idle CPU from page runs) and outside Streamlit's caches, which expect a session's script thread.
-_WARM: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_WARM: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _WARM_RUNNING: dict[tuple, threading.Event] = {}
 _WARM_LOCK = threading.Lock()
 _WARM_MAX = 4  # models; at most 10,000 x 128 float32 = 5 MB each
@@ -184,51 +185,49 @@ def subset_indices(n_total: int, n: int, seed: int) -> np.ndarray:
 
 
 @st.cache_data(max_entries=12, show_spinner=False)
-def projection(path: str, cid: str, dataset: str, method: str, n: int, seed: int, perplexity: float,
-               n_neighbors: int, min_dist: float, _progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices, xy)`` for ``n`` test points (all when ``n`` >= the split's size)."""
+def projection(path: str, cid: str, dataset: str, params: ProjectionParams,
+               _progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, xy)`` for ``params.n`` test points (all when ``None`` or >= the split's size)."""
     from cl.projection import project
 
     emb = embeddings(path, cid, dataset, "test")
-    idx = subset_indices(len(emb), n, seed)
+    idx = subset_indices(len(emb), len(emb) if params.n is None else params.n, params.seed)
     if len(idx) < 3:
         raise ConfigError(f"need at least 3 points to project, got {len(idx)}")
-    xy = project(emb[idx], method, seed=seed, perplexity=perplexity, n_neighbors=n_neighbors,
-                 min_dist=min_dist, progress=_progress)
-    return idx, xy
+    return idx, project(emb[idx], params, progress=_progress)
 
 
 @st.cache_data(max_entries=12, show_spinner=False)
-def map_trust(path: str, cid: str, dataset: str, method: str, n: int, seed: int, perplexity: float,
-              n_neighbors: int, min_dist: float, shipped: bool = False) -> dict:
+def map_trust(path: str, cid: str, dataset: str, params: ProjectionParams, shipped_on: int | None = None) -> dict:
     """How faithful a map is (:func:`cl.maptrust.map_trust`: its summary, ``kept`` per point and
     ``neighbors``, both in the map's point order), computed once per map for everyone. The map
-    is :func:`projection`'s with these arguments, or (``shipped``) the model's shipped layout on a
-    test split of ``n`` images, for a layout file that does not carry its figures."""
+    is :func:`projection`'s with ``params``, or (``shipped_on``) the model's shipped
+    ``params.method`` layout on a test split of that many images, for a layout file that does
+    not carry its figures."""
     from cl.maptrust import map_trust as score
 
     emb = embeddings(path, cid, dataset, "test")
-    if shipped:
-        layout = shipped_layouts(path, dataset, n)
+    method = params.method
+    if shipped_on is not None:
+        layout = shipped_layouts(path, dataset, shipped_on)
         if layout is None or method not in layout:
-            raise ConfigError(f"no shipped {method} layout of {n:,} {dataset} test images for this model")
+            raise ConfigError(f"no shipped {method} layout of {shipped_on:,} {dataset} test images for this model")
         idx, xy = layout["rows"], layout[method]
     else:
-        idx, xy = projection(path, cid, dataset, method, n, seed, perplexity, n_neighbors, min_dist)
+        idx, xy = projection(path, cid, dataset, params)
     r = score(emb[idx], xy)
     return {**r.summary(), "kept": r.kept, "neighbors": r.neighbors}
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def placer(path: str, cid: str, dataset: str, method: str, n: int, seed: int, perplexity: float, n_neighbors: int,
-           min_dist: float, shipped: bool, _reference: np.ndarray, _coords: np.ndarray):
+def placer(path: str, cid: str, dataset: str, params: ProjectionParams, shipped: bool, _reference: np.ndarray,
+           _coords: np.ndarray):
     """The fitted layout (:func:`cl.placement.fit_placer`) of the Embedding page's view: the
     arguments name the view, ``_reference`` and ``_coords`` are its points' embeddings and
     positions. Shared read-only by every session (placing is serialised inside)."""
     from cl.placement import fit_placer
 
-    return fit_placer(_reference, _coords, method, seed=seed, perplexity=perplexity, n_neighbors=n_neighbors,
-                      min_dist=min_dist)
+    return fit_placer(_reference, _coords, params)
 
 
 def _stamp(path) -> tuple:
@@ -277,7 +276,7 @@ def _shipped_layouts(path: str, dataset: str, n_test: int, _ckpt_stamp: tuple, _
     labels = np.zeros(n_test, dtype=np.int64)
     labels[rows] = data["labels"]
     thumbs: list[str | None] = [None] * n_test
-    for r, url in zip(rows, gallery_thumbnails(dataset, n_layout)):
+    for r, url in zip(rows, gallery_thumbnails(dataset, n_layout), strict=True):
         thumbs[r] = url
     # each map's stored figures (cl.maptrust), None for a layout file written before them
     trust = {m: layout_trust(data, m) for m in METHODS if m in data}
@@ -315,16 +314,6 @@ def _gallery_thumbnails(dataset: str, n: int) -> list[str]:
 
     images = gallery_images(dataset)
     return thumbnail_urls(images[:n], scale=2 if images.shape[-1] <= 32 else 1)
-
-
-def is_shipped_view(req: dict, n_layout: int) -> bool:
-    """Whether an Embedding-page request is exactly what the shipped layouts hold."""
-    from cl.layouts import DEFAULTS
-
-    return (int(req["n"]) == n_layout and int(req["seed"]) == DEFAULTS["seed"]
-            and float(req["perplexity"]) == DEFAULTS["perplexity"]
-            and int(req["n_neighbors"]) == DEFAULTS["n_neighbors"]
-            and float(req["min_dist"]) == DEFAULTS["min_dist"])
 
 
 def thumbnails(dataset: str, split: str) -> list[str]:

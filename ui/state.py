@@ -8,11 +8,14 @@ construction, and the only server-wide objects (caches, the training registry in
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from typing import Any
 
 import streamlit as st
+
+from cl.projection import ProjectionParams
 
 # Widget keys (widgets own these entries; read them with :func:`widget`).
 K_DATASET = "sb_dataset"
@@ -295,14 +298,15 @@ def reroll_augmentations() -> None:
     _set(_AUG_SEED, aug_seed() + 1)
 
 
-def projection_request(default: dict) -> dict:
-    """The Embedding page's request: ``default`` overridden by what the session (or a deep
-    link, which may set the method only) asked for."""
-    return {**default, **(_get(_PROJECTION) or {})}
+def projection_request(default: ProjectionParams) -> ProjectionParams:
+    """The Embedding page's view: ``default`` overridden by what the session (or a deep link,
+    which may set the method and the number of points only) asked for."""
+    return dataclasses.replace(default, **(_get(_PROJECTION) or {}))
 
 
-def set_projection_request(request: dict) -> None:
-    _set(_PROJECTION, dict(request))
+def set_projection_request(request: ProjectionParams | dict) -> None:
+    """Keep the page's view (``n`` ``None``: every test image), or a deep link's part of one."""
+    _set(_PROJECTION, dataclasses.asdict(request) if isinstance(request, ProjectionParams) else dict(request))
 
 
 def replay_frame() -> int:
