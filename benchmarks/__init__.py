@@ -61,7 +61,7 @@ Parts (names for ``--only``):
 ``browserroom``
     20 headless Chromium visitors at once (10 phones), one chart page's deep link each, through 2
     replicas behind nginx while two trainings run: errors and seconds until each chart is drawn
-    (:func:`benchmarks.loadtest.run_room`). The browsers render on the same cores as the server.
+    (:func:`benchmarks.loadtest.run_browser_room`). The browsers render on the same cores as the server.
 ``distributed``
     ``python -m cl train --dataset digits`` (default recipe, with its card's evaluation) as one process
     against ``torchrun --standalone --nproc-per-node 2`` (DDP over gloo), one thread per process:

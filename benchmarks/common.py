@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cl.checkpoints import write_atomically
 from cl.errors import ConfigError, DataUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +41,7 @@ def _write_json(out: str, payload: dict) -> None:
     path = Path(out)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(payload, indent=2, default=_json_default).encode())
 
 
 def _json_default(o):
@@ -83,8 +82,19 @@ def _run_command(ctx: _Context, args: list[str], timeout: float = 3600,
     return seconds, (json.loads(lines[-1]) if lines else {})
 
 
-def _pct(values, q) -> float:
+def percentile(values, q: float) -> float:
+    """The ``q``-th percentile (0-100) by numpy's definition (linear between the two nearest
+    ranks: the median of an even count is the mean of the middle two), to 3 decimals. Every
+    percentile the benchmarks report is this one."""
     return round(float(np.percentile(np.asarray(values, dtype=np.float64), q)), 3)
+
+
+def percentiles(seconds: list[float]) -> dict:
+    """``n``, p50, p90, p95, max and mean of durations in seconds (:func:`percentile`); ``{"n": 0}`` for none."""
+    if not len(seconds):
+        return {"n": 0}
+    return {"n": len(seconds), **{f"p{q}_s": percentile(seconds, q) for q in (50, 90, 95)},
+            "max_s": round(float(max(seconds)), 3), "mean_s": round(float(np.mean(seconds)), 3)}
 
 
 def _ratio(baseline, ours) -> float | None:

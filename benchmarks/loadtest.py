@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from .common import percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium: Playwright's own browser download fails offline
@@ -207,14 +208,6 @@ def png_bytes(seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def _summary(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    v = sorted(values)
-    return {"n": len(v), "p50_s": round(statistics.median(v), 3),
-            "p95_s": round(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], 3), "max_s": round(v[-1], 3)}
-
-
 def _a_query_uploader(page):
     """The Retrieval page's query-image uploader: by its widget key where Streamlit renders one as a
     class, else the first uploader in the visible tab of the main area (the sidebar has its own)."""
@@ -248,7 +241,7 @@ def _renice_browsers(server_pids: list[int], niceness: int = BROWSER_NICENESS) -
     return n
 
 
-def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, python: str = sys.executable,
+def run_browser_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, python: str = sys.executable,
              env_extra: dict | None = None, say=print, lower_browser_priority: bool = True,
              replicas: int = 0, pages: list | None = None, one_link_each: bool = False,
              browsers: int = 1) -> dict:
@@ -296,7 +289,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                 if lower_browser_priority:
                     _renice_browsers(pids)
                 trainers = []
-                for k in range(trainings):
+                for _ in range(trainings):
                     trainers.append(await _a_start_training(browser, url, "digits", 30, timeout))
                 say(f"[room] {trainings} training(s) running; {visitors} visitors start")
                 records: list = []
@@ -328,17 +321,17 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
     result["visits"] = len(records)
     result["settled"] = len(settled)
     result["all_settled"] = len(settled) == (visitors if one_link_each else visitors * len(pages))
-    result["settle"] = {"all": _summary([r["settle_s"] for r in settled]),
-                        **{p: _summary([r["settle_s"] for r in settled if r["page"] == p]) for p, _ in pages},
-                        "phone": _summary([r["settle_s"] for r in settled if r["phone"]]),
-                        "desktop": _summary([r["settle_s"] for r in settled if not r["phone"]]),
-                        "upload": _summary([r["upload_s"] for r in records if "upload_s" in r])}
+    result["settle"] = {"all": percentiles([r["settle_s"] for r in settled]),
+                        **{p: percentiles([r["settle_s"] for r in settled if r["page"] == p]) for p, _ in pages},
+                        "phone": percentiles([r["settle_s"] for r in settled if r["phone"]]),
+                        "desktop": percentiles([r["settle_s"] for r in settled if not r["phone"]]),
+                        "upload": percentiles([r["upload_s"] for r in records if "upload_s" in r])}
     drawn = [r for r in records if "chart_drawn_s" in r]
-    result["chart_drawn"] = {"all": _summary([r["chart_drawn_s"] for r in drawn]),
-                             **{p: _summary([r["chart_drawn_s"] for r in drawn if r["page"] == p])
+    result["chart_drawn"] = {"all": percentiles([r["chart_drawn_s"] for r in drawn]),
+                             **{p: percentiles([r["chart_drawn_s"] for r in drawn if r["page"] == p])
                                 for p, _ in pages if p in CHART_PAGES},
-                             "phone": _summary([r["chart_drawn_s"] for r in drawn if r["phone"]]),
-                             "desktop": _summary([r["chart_drawn_s"] for r in drawn if not r["phone"]])}
+                             "phone": percentiles([r["chart_drawn_s"] for r in drawn if r["phone"]]),
+                             "desktop": percentiles([r["chart_drawn_s"] for r in drawn if not r["phone"]])}
     return result
 
 
@@ -481,8 +474,8 @@ def run_links(cold_repeats: int = 3, timeout: float = 120, python: str = sys.exe
                 say(f"[links] {name}: slowest page {worst:.2f} s")
         browser.close()
     times = [r["settle_s"] for r in result["pages"].values() if "settle_s" in r]
-    result["cold_summary"] = _summary([c["settle_s"] for c in result["cold"]])
-    result["pages_summary"] = _summary(times)
+    result["cold_summary"] = percentiles([c["settle_s"] for c in result["cold"]])
+    result["pages_summary"] = percentiles(times)
     result["pages_over_5s"] = sorted(k for k, r in result["pages"].items() if r.get("settle_s", 1e9) > 5)
     result["errors"] = sum(len(r["errors"]) for r in result["pages"].values())
     return result

@@ -12,7 +12,7 @@ import torch
 
 from cl.errors import DataUnavailableError
 
-from .common import _Context, _load, _mnist_or_digits, _pct, _ratio
+from .common import _Context, _load, _mnist_or_digits, _ratio, percentile
 
 
 # ------------------------------------------------------------------------------------ neighbours
@@ -83,10 +83,10 @@ def _part_neighbors(ctx: _Context) -> dict:
                 tops.append(top)
                 vecs.append(vec)
             ms = lambda v: [t * 1000.0 for t in v]  # noqa: E731
-            return ({"p50_ms": _pct(ms(totals), 50), "p95_ms": _pct(ms(totals), 95),
+            return ({"p50_ms": percentile(ms(totals), 50), "p95_ms": percentile(ms(totals), 95),
                      "mean_ms": round(float(np.mean(ms(totals))), 3),
-                     "decode_prepare_p50_ms": _pct(ms(prep), 50), "embed_p50_ms": _pct(ms(emb_t), 50),
-                     "search_p50_ms": _pct(ms(srch), 50)}, tops, vecs)
+                     "decode_prepare_p50_ms": percentile(ms(prep), 50), "embed_p50_ms": percentile(ms(emb_t), 50),
+                     "search_p50_ms": percentile(ms(srch), 50)}, tops, vecs)
 
         galleries = {}
         for size in gallery_sizes:
@@ -95,7 +95,7 @@ def _part_neighbors(ctx: _Context) -> dict:
             labels = np.tile(pool_labels, reps)[:size]
             ctx.say(f"top-10 over {size:,} embeddings: ours")
             index = NeighborIndex(gallery, labels)
-            ours, ours_top, vecs = run(embed_ours, lambda v: [h.index for h in index.query(v, k=10)])
+            ours, ours_top, vecs = run(embed_ours, lambda v, index=index: [h.index for h in index.query(v, k=10)])
             ctx.say(f"top-10 over {size:,} embeddings: plain forward pass + sklearn NearestNeighbors per query")
 
             def naive(v, gallery=gallery):
@@ -109,7 +109,7 @@ def _part_neighbors(ctx: _Context) -> dict:
             # neighbours' similarities to the query rather than their indices.
             unit = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
             same = [np.allclose(np.sort(unit[a] @ (v / np.linalg.norm(v))), np.sort(unit[b] @ (v / np.linalg.norm(v))),
-                                atol=1e-5) for a, b, v in zip(ours_top, base_top, vecs)]
+                                atol=1e-5) for a, b, v in zip(ours_top, base_top, vecs, strict=True)]
             galleries[str(size)] = {"ours": ours, "baseline": base, "speedup_p95": _ratio(base["p95_ms"], ours["p95_ms"]),
                                     "same_top10": round(float(np.mean(same)), 3),
                                     "gallery": (f"{size:,} embeddings of {dataset} images" if reps == 1

@@ -16,7 +16,7 @@ Each view records the seconds from connect to the last script's end, the number 
 every exception element or ``page_not_found`` as an error. No fragment auto-reruns are requested
 (a browser would send them every second while a training runs; the room measures page views).
 
-:func:`run_room` drives ``visitors`` such clients at once, each opening ``links`` in turn, and
+:func:`run_protocol_room` drives ``visitors`` such clients at once, each opening ``links`` in turn, and
 reports views per second and latency percentiles; :class:`TcpMeter` is a loopback relay that
 counts the bytes a server sends (HTTP and websocket, compressed as on the wire).
 
@@ -31,6 +31,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from .common import percentiles
 
 QUIET_S = 0.3  # after a finished run: how long to wait for a rerun the script asked for
 DEFAULT_LINKS = [("overview", "?dataset=mnist&model=mnist-best"),
@@ -137,7 +139,7 @@ async def _read_until_done(ws, view: View, deadline: float, keep_widgets: bool) 
 
 
 async def visit(url: str, link: str, timeout: float = 120.0, keep_widgets: bool = False,
-                hold: "asyncio.Event | None" = None, then=None) -> View:
+                hold: asyncio.Event | None = None, then=None) -> View:
     """One new visitor opens ``link`` (see the module doc). ``then(ws, view, page_hash)``, if given,
     runs on the open connection afterwards (e.g. to press a button); ``hold``, if given, keeps the
     session open until it is set."""
@@ -211,19 +213,7 @@ async def start_training(url: str, dataset: str, epochs: int, timeout: float, ho
 
 
 # ------------------------------------------------------------------------------------ the room
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    v = sorted(values)
-
-    def q(p: float) -> float:
-        return round(v[min(len(v) - 1, int(round(p * (len(v) - 1))))], 3)
-
-    return {"n": len(v), "p50_s": q(0.5), "p90_s": q(0.9), "p95_s": q(0.95), "max_s": round(v[-1], 3),
-            "mean_s": round(statistics.fmean(v), 3)}
-
-
-def run_room(url: str, visitors: int = 40, links: list | None = None, trainings: int = 2,
+def run_protocol_room(url: str, visitors: int = 40, links: list | None = None, trainings: int = 2,
              train_dataset: str = "digits", train_epochs: int = 30, timeout: float = 120.0,
              time_limit: float = 180.0, settle_s: float = 8.0, say=print) -> dict:
     """``visitors`` protocol visitors at once, each opening every link once (in a rotated order),
@@ -350,7 +340,7 @@ class HeldSession:
 
         self._loop.run_until_complete(main())
 
-    def __enter__(self) -> "HeldSession":
+    def __enter__(self) -> HeldSession:
         _require_loopback(self.url)
         self._thread.start()
         self._opened.wait(self.timeout)
@@ -422,7 +412,7 @@ class TcpMeter:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "TcpMeter":
+    def __enter__(self) -> TcpMeter:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the byte meter did not start")
@@ -444,14 +434,13 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
                     python: str | None = None) -> dict:
     """The room against a fresh ``streamlit run app.py`` (``replicas=0``) or against
     ``replicas`` replicas behind nginx (:mod:`deploy.local`), in demo mode; adds the server side's
-    CPU seconds (all its processes) and peak resident memory to :func:`run_room`'s figures.
+    CPU seconds (all its processes) and peak resident memory to :func:`run_protocol_room`'s figures.
     ``python``: the servers' interpreter (a venv with PyTorch's CPU-only build, say)."""
     import sys
 
     import psutil
 
-    from .loadtest import RssSampler, app_server
-    from .loadtest import server_cpu, wait_idle
+    from .loadtest import RssSampler, app_server, server_cpu, wait_idle
 
     env = {"CL_DEMO": "1", **(env_extra or {})}
     links = list(links or DEFAULT_LINKS)
@@ -477,7 +466,7 @@ def room_on_servers(visitors: int = 40, trainings: int = 2, replicas: int = 0, l
         for s in samplers:
             s.start()
         c0 = sum(server_cpu(p) for p in procs)
-        result = run_room(url, visitors=visitors, links=links, trainings=trainings, time_limit=time_limit, say=say)
+        result = run_protocol_room(url, visitors=visitors, links=links, trainings=trainings, time_limit=time_limit, say=say)
         result["server_cpu_s"] = round(sum(server_cpu(p) for p in procs) - c0, 2)
         for s in samplers:
             s.stop()

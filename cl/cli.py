@@ -154,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoints", help="folder of the checkpoints (default: the shipped ones)")
     s.add_argument("--structure", action="store_true",
                    help="first (re)compute the shape measure of every grid and outlook model (runs the models)")
-    s.add_argument("--data-dir")
     s.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export", help="write a checkpoint's embeddings for the Embedding Projector, NumPy or a "
@@ -446,14 +445,12 @@ def _grid_outlook(args, out: Path) -> int:
 def cmd_study(args) -> int:
     from .study import DATASETS, build_structure, checkpoints_dir, outlook_names, scenario_name, write_study
 
-    if args.data_dir:
-        os.environ["CL_DATA_DIR"] = args.data_dir
     ckpt = Path(args.checkpoints) if args.checkpoints else checkpoints_dir()
     if not ckpt.is_dir():
         raise ConfigError(f"no checkpoint folder {ckpt}")
     say = None if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.structure:
-        names = [scenario_name(d, a, l) for d in DATASETS for a in ("none", "fer", "simclr") for l in ("pairwise", "triplet")]
+        names = [scenario_name(*scenario) for scenario in PAPER_TABLE]
         names += [n for d in DATASETS for n in outlook_names(d)]
         build_structure(names, ckpt, progress=say)
     try:

@@ -30,6 +30,7 @@ changed since the layout was computed), so a rebuilt model never shows an old pi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from functools import lru_cache
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import write_atomically
 from .projection import METHODS, ProjectionParams
 
 FORMAT = "contrastive-explorer-layout/1"
@@ -155,10 +157,10 @@ def _trust_line(meta: dict) -> str:
 def _write(ckpt: Path, labels: np.ndarray, meta: dict, arrays: dict) -> Path:
     path = layout_path(ckpt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, labels=labels.astype(np.uint8), meta=np.array(json.dumps(meta, sort_keys=True)),
+    blob = io.BytesIO()
+    np.savez_compressed(blob, labels=labels.astype(np.uint8), meta=np.array(json.dumps(meta, sort_keys=True)),
                         **arrays)
-    os.replace(tmp, path)  # atomic: a reader sees the old layout or the new one
+    write_atomically(path, blob.getvalue())  # a reader sees the old layout or the new one
     _read.cache_clear()
     return path
 
@@ -290,9 +292,7 @@ def build_evaluations(checkpoint_path: str | os.PathLike, data_dir=None, progres
                "dataset": dataset, "entries": entries}
     path = evaluation_path(ckpt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, separators=(",", ":"), default=_json_default))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(payload, separators=(",", ":"), default=_json_default).encode())
     if progress:
         progress(f"evaluations {path.name}: " + "; ".join(
             f"{e['n_test_split']:,} test images ({', '.join(e['results'])})" for e in entries))

@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
+from .checkpoints import write_atomically
 from .uncertainty import DIFFERENCE_METHOD
 from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
 
-ROWS = ("none", "fer", "simclr")
-COLS = ("pairwise", "triplet")
-DATASETS = ("mnist", "cifar10")
+# The study's grid is PAPER_TABLE's keys, in its order: per data set, augmentations (rows) x losses (columns).
+DATASETS = tuple(dict.fromkeys(d for d, _aug, _loss in PAPER_TABLE))
+ROWS = tuple(dict.fromkeys(aug for _d, aug, _loss in PAPER_TABLE))
+COLS = tuple(dict.fromkeys(loss for _d, _aug, loss in PAPER_TABLE))
 DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 AUG_TITLES = {"none": "no augmentation", "fer": "FER", "simclr": "SimCLR"}
 STRUCTURE_FILE = "study.json"
@@ -85,15 +87,13 @@ def layout_of(path: str | os.PathLike, compute: bool = False) -> tuple[np.ndarra
     """``(xy, labels, source)``: the shipped t-SNE layout of the checkpoint's test gallery, or,
     when that is missing or stale and ``compute`` is true, a fresh t-SNE of the gallery's
     embeddings (:func:`cl.projection.project`, seed 0). ``None`` when neither is possible."""
-    try:
-        from .layouts import read_layouts
-    except ImportError:  # an older tree without shipped layouts
-        read_layouts = None
-    if read_layouts is not None:
-        data = read_layouts(path)
-        if data is not None and "tsne" in data:
-            meta = data["meta"]
-            return data["tsne"], data["labels"].astype(np.int64), f"{meta.get('n', len(data['labels'])):,} images of the {meta.get('gallery', 'test gallery')}"
+    from .layouts import read_layouts
+
+    data = read_layouts(path)
+    if data is not None and "tsne" in data:
+        meta = data["meta"]
+        return (data["tsne"], data["labels"].astype(np.int64),
+                f"{meta.get('n', len(data['labels'])):,} images of the {meta.get('gallery', 'test gallery')}")
     if not compute:
         return None
     emb, labels, source = _gallery_embedding(path)
@@ -138,12 +138,10 @@ def build_structure(names: list[str], ckpt_dir: str | os.PathLike | None = None,
                          "per_class_linearity": {str(k): round(v, 4) for k, v in per_class.items()}}
         if progress:
             progress(f"structure {name}: linearity {lin:.3f}, elongation {elo:.2f} ({source})")
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"format": "contrastive-explorer-study/1",
-                               "measure": "cl.structure.shape: mean over classes of s1^2/sum(s_i^2) "
-                                          "(linearity) and s1/s2 (elongation) of the centred class embeddings",
-                               "models": dict(sorted(entries.items()))}, indent=1, sort_keys=True))
-    os.replace(tmp, out)
+    write_atomically(out, json.dumps({"format": "contrastive-explorer-study/1",
+                                      "measure": "cl.structure.shape: mean over classes of s1^2/sum(s_i^2) "
+                                                 "(linearity) and s1/s2 (elongation) of the centred class embeddings",
+                                      "models": dict(sorted(entries.items()))}, indent=1, sort_keys=True).encode())
     return out
 
 

@@ -16,14 +16,8 @@ from cl.data import SPECS
 from cl.layouts import read_layouts
 from cl.uncertainty import fmt_range, half_width
 from ui import state
-
-try:
-    from ui.links import page_link_url
-except ImportError:  # an older tree: build the relative URL ourselves
-    from urllib.parse import urlencode
-
-    def page_link_url(page: str, **params) -> str:
-        return f"{page}?{urlencode(params)}"
+from ui.images import thumbnail_urls
+from ui.links import page_link_url
 
 # Points per panel: the same seeded sample of the shipped test gallery in every panel.
 POINTS = {"mnist": 500, "cifar10": 250}
@@ -70,23 +64,7 @@ def thumbs(dataset: str, n: int) -> dict[int, str]:
 
     rows = panel_rows(dataset, n)
     images = np.asarray(gallery_images(dataset))[rows]
-    try:
-        from ui.images import thumbnail_urls
-
-        urls = thumbnail_urls(images, scale=1)
-    except ImportError:  # an older tree: inline them
-        import base64
-        import io
-
-        from PIL import Image
-
-        urls = []
-        for img in images:
-            arr = img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, format="PNG")
-            urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
-    return dict(zip(rows.tolist(), urls))
+    return dict(zip(rows.tolist(), thumbnail_urls(images, scale=1), strict=True))
 
 
 def _figures_caption(name: str, title: str, dataset: str, paper: tuple | None) -> tuple[str, bool]:

@@ -24,8 +24,6 @@ CKPT = ROOT / "checkpoints"
 FIGURES = ROOT / "docs" / "img"
 SEED = 0
 
-PAPER_SCENARIOS = [(d, a, l) for d in ("mnist", "cifar10") for a in ("none", "fer", "simclr")
-                   for l in ("pairwise", "triplet")]
 BEST = ["digits", "mnist", "fashion-mnist", "cifar10"]
 GALLERY_SIZES = {"mnist": 2000, "fashion-mnist": 2000, "cifar10": 1017}
 FIGURE_MODELS = ["mnist-none-pairwise", "mnist-simclr-triplet", "mnist-best", "cifar10-simclr-triplet",
@@ -62,8 +60,11 @@ def _drop_data_dir(words: list[str]) -> list[str]:
 
 
 def _recipe_commands() -> dict[str, list[str]]:
+    sys.path.insert(0, str(ROOT))
+    from cl.reference import PAPER_TABLE  # its keys are the study's (data set, augmentation, loss) grid
+
     out = {}
-    for d, a, l in PAPER_SCENARIOS:
+    for d, a, l in PAPER_TABLE:
         name = f"{d}-{a}-{l}"
         out[name] = ["train", "--dataset", d, "--recipe", "paper", "--augmentation", a, "--loss", l,
                      "--seed", str(SEED), "--out", f"checkpoints/{name}.safetensors"]
@@ -87,7 +88,7 @@ def outlook_commands() -> dict[str, list[str]]:
 
 
 def run_cl(args: list[str], data_dir: str | None) -> None:
-    cmd = [sys.executable, "-m", "cl", *args] + (["--data-dir", data_dir] if data_dir and args[0] in ("train", "project", "study") else [])
+    cmd = [sys.executable, "-m", "cl", *args] + (["--data-dir", data_dir] if data_dir and args[0] in ("train", "project") else [])
     print("$ python -m cl " + " ".join(args), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cl import study
 from cl.data import SPECS, dataset_spec
 from cl.errors import UserError
 
@@ -101,7 +102,7 @@ def _select(label: str, key: str, options: list, default, **kw):
 
 # Shipped models of a data set in the order the app lists them: its best model, the study's six
 # scenarios in the study's table order, then the outlook models by name.
-STUDY_ORDER = tuple(f"{a}-{l}" for a in ("none", "fer", "simclr") for l in ("pairwise", "triplet"))
+STUDY_ORDER = tuple(f"{aug}-{loss}" for aug in study.ROWS for loss in study.COLS)
 SOURCE_ORDER = {"session": 0, "shipped": 1, "runs": 2}
 
 

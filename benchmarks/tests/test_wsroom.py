@@ -56,14 +56,20 @@ def test_links_split_into_page_name_and_query():
     assert wsroom.split_link("train") == ("train", "")
 
 
-def test_percentiles_are_nearest_rank_over_the_sorted_values():
+def test_percentiles_follow_numpys_definition():
+    """One percentile for every benchmark (benchmarks.common): numpy's linear interpolation, so
+    the median of an even count is the mean of the middle two, not one of them."""
+    from benchmarks.common import percentile, percentiles
+
+    assert percentiles([4.0, 1.0, 3.0, 2.0])["p50_s"] == 2.5  # by hand: (2 + 3) / 2
+    assert percentile([1.0, 2.0, 3.0, 4.0], 95) == 3.85  # by hand: rank 0.95 * 3 = 2.85, 85 % of the way from 3 to 4
     values = list(np.random.default_rng(1).exponential(3.0, 200))
-    p = wsroom.percentiles(values)
-    ordered = sorted(values)
-    for q, key in ((0.5, "p50_s"), (0.9, "p90_s"), (0.95, "p95_s")):
-        assert p[key] == round(ordered[int(round(q * (len(values) - 1)))], 3)
+    p = percentiles(values)
+    for q in (50, 90, 95):
+        assert p[f"p{q}_s"] == round(float(np.percentile(values, q)), 3)
     assert p["max_s"] == round(max(values), 3) and p["n"] == 200
-    assert wsroom.percentiles([]) == {"n": 0}
+    assert p["mean_s"] == round(sum(values) / 200, 3)
+    assert percentiles([]) == {"n": 0}
 
 
 def test_only_this_machine_is_contacted():
