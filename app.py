@@ -53,16 +53,9 @@ from cl import allocator  # noqa: E402 - ctypes only: glibc malloc settings
 
 @st.cache_resource
 def _tune_malloc(demo_mode: bool) -> bool:
-    """Once per server: at most 2 glibc malloc arenas. Streamlit runs every session and every
-    training in its own thread, and glibc gives each busy thread an arena that keeps its freed
-    memory; two arenas cut the peak of two concurrent trainings by ~170 MB (1,435 -> 1,259 MB).
-
-    In demo mode also a fixed 256 kB mmap threshold: glibc otherwise raises the threshold after
-    the first large free, and from then on puts a training's 10-25 MB activation tensors on the
-    heap, where slightly different sizes cannot reuse each other's holes. Mapped and unmapped
-    instead, two concurrent digits trainings peak at ~820 MB instead of ~960 MB in one process,
-    at the price of page faults: a training takes ~45 % more CPU time. A hosted demo caps trainings
-    at 90 s anyway and has to fit its memory; a laptop keeps glibc's faster default."""
+    """Once per server: at most 2 glibc malloc arenas (every session and training runs in its own
+    thread); in demo mode also a fixed mmap threshold, trading training CPU for memory
+    (docs/performance.md, "glibc malloc settings")."""
     ok = allocator.limit_arenas(2)
     if demo_mode:
         ok = allocator.fixed_mmap_threshold(256 * 1024) and ok

@@ -52,7 +52,7 @@ def measure_columns(card: dict) -> dict:
 # ------------------------------------------------------------------ the alignment-uniformity plane
 st.subheader("How each model shapes its space")
 # the two models chosen below (kept in the session from the last run) are ringed in the plane
-chosen = tuple(p for p in (st.session_state.get("cmp_a"), st.session_state.get("cmp_b")) if p)
+chosen = tuple(p for p in (state.widget(state.K_COMPARE_A), state.widget(state.K_COMPARE_B)) if p)
 plane_df, unmeasured = shape.plane_frame(everything, highlight=chosen)
 if len(plane_df):
     st.vega_lite_chart(spec=vega.spec(shape.plane, plane_df), width="stretch", key="cmp_plane")
@@ -173,13 +173,13 @@ paths = list(by_path)
 c1, c2, c3, c4 = st.columns([3, 3, 1, 1])
 default_a = ctx.model.path if ctx.model is not None and ctx.model.path in by_path else paths[0]
 a = c1.selectbox("Left model", paths, index=paths.index(default_a), format_func=lambda p: by_path[p].label,
-                 key="cmp_a")
+                 key=state.K_COMPARE_A)
 # by default the right side shows another model of the same data set (another loss or augmentation)
 others = [p for p in paths if p != a]
 same_data = [p for p in others if by_path[p].dataset == by_path[a].dataset]
 default_b = (same_data or others or [a])[0]
 b = c2.selectbox("Right model", paths, index=paths.index(default_b), format_func=lambda p: by_path[p].label,
-                 key="cmp_b")
+                 key=state.K_COMPARE_B)
 method = c3.selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="cmp_method")
 limit = c4.number_input("Points", 100, 20000, 2000, step=500, key="cmp_n",
                         help="Test images per model (a seeded random subset when the split is larger).")

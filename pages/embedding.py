@@ -214,14 +214,10 @@ def augmented_views_section() -> None:
 
     test_split()
     clicked = int(chosen[0]) if len(chosen) else None
-    if clicked is not None and st.session_state.get("emb_views_clicked") != clicked:
-        st.session_state["emb_views_clicked"] = clicked  # a new click picks that image
-        st.session_state["emb_views_index"] = clicked
-    if not 0 <= int(st.session_state.get("emb_views_index", idx[0])) < len(test):  # another data set since
-        st.session_state["emb_views_index"] = int(idx[0])
+    state.follow_views_click(clicked, int(idx[0]), len(test))
     own = m.config.get("augmentation") if m.config.get("augmentation") in AUGMENTATIONS else "none"
     c1, c2, c3, c4 = st.columns([1, 1.3, 1, 1])
-    index = int(c1.number_input(f"Test image (0-{len(test) - 1:,})", 0, len(test) - 1, key="emb_views_index",
+    index = int(c1.number_input(f"Test image (0-{len(test) - 1:,})", 0, len(test) - 1, key=state.K_VIEWS_IMAGE,
                                 help="Or click a point on the map."))
     aug = c2.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(own), key=f"emb_views_aug_{m.cid}",
                        format_func=lambda a: f"{a} (the model's own)" if a == own else a)

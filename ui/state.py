@@ -19,12 +19,13 @@ from cl.projection import ProjectionParams
 
 # Widget keys (widgets own these entries; read them with :func:`widget`).
 K_DATASET = "sb_dataset"
-K_AUGMENTATION = "sb_augmentation"
-K_LOSS = "sb_loss"
 K_MODEL = "sb_model"
 K_BYO_OPEN = "byo_open"  # the sidebar's "Bring your own" toggle
 K_UPLOAD_MODEL = "byo_model"  # the sidebar's checkpoint uploader
 K_UPLOAD_ARCHIVE = "byo_archive"  # the sidebar's image-archive uploader
+K_COMPARE_A = "cmp_a"  # the Compare page's two model choices
+K_COMPARE_B = "cmp_b"
+K_VIEWS_IMAGE = "emb_views_index"  # the Embedding page's "Test image" of the augmented views
 
 # Plain entries owned by the app.
 _SESSION_ID = "session_id"
@@ -47,6 +48,7 @@ _OWNER_SET = "owner_cookie_sent"  # this session has sent the script that stores
 _JOBS_DONE = "jobs_registered"  # ids of finished trainings this session has taken in
 _VIEWED_RUN = "viewed_run"  # the run the Train page shows
 _URL_AT_START = "url_at_start"  # the view parameters the URL held when this run began
+_VIEWS_CLICKED = "emb_views_clicked"  # the map point this session last clicked for the augmented views
 
 OWNER_COOKIE = "ce_owner"
 _OWNER_FORMAT = re.compile(r"[0-9a-f]{32}")
@@ -296,6 +298,16 @@ def set_aug_seed(value: int) -> None:
 
 def reroll_augmentations() -> None:
     _set(_AUG_SEED, aug_seed() + 1)
+
+
+def follow_views_click(clicked: int | None, first: int, n_images: int) -> None:
+    """The Embedding page's "Test image" (:data:`K_VIEWS_IMAGE`) takes a new click on the map,
+    and starts over at ``first`` when it is no image of the split shown (another data set since)."""
+    if clicked is not None and _get(_VIEWS_CLICKED) != clicked:
+        _set(_VIEWS_CLICKED, clicked)
+        set_widget(K_VIEWS_IMAGE, clicked)
+    if not 0 <= int(widget(K_VIEWS_IMAGE, first)) < n_images:
+        set_widget(K_VIEWS_IMAGE, first)
 
 
 def projection_request(default: ProjectionParams) -> ProjectionParams:
