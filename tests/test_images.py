@@ -407,19 +407,20 @@ def test_real_mnist_digit_survives_preprocessing(data_dir):
 
 def test_gallery_pngs_encode_each_image_once_and_decode_to_the_upscaled_image(monkeypatch):
     from ui import images as ui_images
+    from ui import shared
 
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 256, size=(3, 3, 8, 8), dtype=np.uint8)
     encoded = []
     real = ui_images.png_bytes
-    monkeypatch.setattr(ui_images, "_PNGS", {})
+    monkeypatch.setattr(shared, "PNGS", shared.BoundedCache("test", max_entries=2048))
     monkeypatch.setattr(ui_images, "png_bytes", lambda img, scale=1: encoded.append(1) or real(img, scale))
     first = ui_images.gallery_pngs(imgs, 2)
     again = ui_images.gallery_pngs(imgs.copy(), 2)
     assert len(encoded) == 3 and again == first
     ui_images.gallery_pngs(imgs, 3)  # another scale: encoded again
     assert len(encoded) == 6
-    for png, img in zip(first, imgs):
+    for png, img in zip(first, imgs, strict=True):
         back = np.asarray(Image.open(io.BytesIO(png)))
         expected = img.transpose(1, 2, 0).repeat(2, 0).repeat(2, 1)
         assert back.shape == (16, 16, 3) and (back == expected).all()

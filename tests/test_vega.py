@@ -8,14 +8,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from ui import charts, vega
+from ui import charts, shared, vega
 
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    vega.clear()
+    shared.VEGA_SPECS.clear()
     yield
-    vega.clear()
+    shared.VEGA_SPECS.clear()
 
 
 def counted(calls: list):
@@ -102,14 +102,14 @@ def test_identity_keys_a_chart_without_looking_at_its_inputs():
 
 
 def test_kept_specs_are_bounded(monkeypatch):
-    monkeypatch.setattr(vega, "LIMIT_BYTES", 20_000)
+    monkeypatch.setattr(shared.VEGA_SPECS, "max_size", 20_000)
     calls = []
     build = counted(calls)
     big = pd.DataFrame({"a": np.arange(500, dtype=float), "b": np.arange(500, dtype=float)})
     for k in range(6):
         vega.spec(build, big, f"t{k}")
-    assert vega._bytes <= 20_000 or len(vega._specs) == 1
-    assert len(vega._specs) < 6
+    assert shared.VEGA_SPECS.size <= 20_000 or len(shared.VEGA_SPECS) == 1
+    assert len(shared.VEGA_SPECS) < 6
     vega.spec(build, big, "t5")  # the newest is still there
     assert calls.count("t5") == 1
     vega.spec(build, big, "t0")  # the oldest went first

@@ -19,8 +19,7 @@ def nothing_warmed_yet():
         running = list(cache._WARM_RUNNING.values())
     for event in running:
         event.wait(120)
-    with cache._WARM_LOCK:
-        cache._WARM.clear()
+    cache.shared.WARM_EMBEDDINGS.clear()
     yield
 
 

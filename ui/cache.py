@@ -1,5 +1,6 @@
-"""Shared, bounded caches. Keys are checkpoint ids (path + size + mtime) and data-set names, so a
-re-trained file gets new entries and every session reuses the same work.
+"""Shared, bounded caches (all of the server's shared state is listed in :mod:`ui.shared`). Keys
+are checkpoint ids (path + size + mtime) and data-set names, so a re-trained file gets new entries
+and every session reuses the same work.
 
 - models: ``st.cache_resource`` (one object shared read-only by all sessions, eval mode)
 - embeddings, evaluations, projections, thumbnails: ``st.cache_data`` with ``max_entries``
@@ -10,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections import OrderedDict
 
 import numpy as np
 import streamlit as st
@@ -21,6 +21,8 @@ from cl.data import ImageSet, dataset_status, load_dataset
 from cl.errors import ConfigError, DataUnavailableError
 from cl.projection import ProjectionParams
 from cl.workflow import data_for_card
+
+from . import shared
 
 
 def load_data(name: str, split: str) -> ImageSet:
@@ -64,7 +66,7 @@ def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
 
     out = embed(net, data.images)
     if split == "test":
-        _keep_warm((path, cid, dataset), out)
+        shared.WARM_EMBEDDINGS.put((path, cid, dataset), out)
     return out
 
 
@@ -74,10 +76,9 @@ def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
 # page draws from shipped files, so after any page has drawn, app.py asks for them here; a visitor
 # who then opens Retrieval finds them ready. The thread runs at a lower priority (it takes only
 # idle CPU from page runs) and outside Streamlit's caches, which expect a session's script thread.
-_WARM: OrderedDict[tuple, np.ndarray] = OrderedDict()
+# Results go to ui.shared.WARM_EMBEDDINGS; the computations under way are here.
 _WARM_RUNNING: dict[tuple, threading.Event] = {}
 _WARM_LOCK = threading.Lock()
-_WARM_MAX = 4  # models; at most 10,000 x 128 float32 = 5 MB each
 
 
 def warm_test_embeddings(path: str, cid: str, dataset: str) -> bool:
@@ -85,7 +86,7 @@ def warm_test_embeddings(path: str, cid: str, dataset: str) -> bool:
     known or under way; returns whether a computation started. Errors are left for the page."""
     key = (path, cid, dataset)
     with _WARM_LOCK:
-        if key in _WARM or key in _WARM_RUNNING:
+        if key in shared.WARM_EMBEDDINGS or key in _WARM_RUNNING:
             return False
         done = _WARM_RUNNING[key] = threading.Event()
 
@@ -99,7 +100,7 @@ def warm_test_embeddings(path: str, cid: str, dataset: str) -> bool:
             _name, data = data_for_card(card, dataset, "test", download=False, source=card.get("name", path))
             from cl.evaluation import embed
 
-            _keep_warm(key, embed(net, data.images))
+            shared.WARM_EMBEDDINGS.put(key, embed(net, data.images))
         except Exception:  # noqa: BLE001 - the page computes it again and shows the error itself
             pass
         finally:
@@ -115,22 +116,13 @@ def warm_test_embeddings(path: str, cid: str, dataset: str) -> bool:
     return True
 
 
-def _keep_warm(key: tuple, emb: np.ndarray) -> None:
-    with _WARM_LOCK:
-        _WARM[key] = emb
-        _WARM.move_to_end(key)
-        while len(_WARM) > _WARM_MAX:
-            _WARM.popitem(last=False)
-
-
 def _warmed_test_embeddings(key: tuple) -> np.ndarray | None:
     """The background result, waiting for it when it is under way (rather than computing twice)."""
     with _WARM_LOCK:
         running = _WARM_RUNNING.get(key)
     if running is not None:
         running.wait()
-    with _WARM_LOCK:
-        return _WARM.get(key)
+    return shared.WARM_EMBEDDINGS.get(key)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from . import shared
+
 if TYPE_CHECKING:
     import torch
 
@@ -55,21 +57,14 @@ def png_bytes(img: np.ndarray, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
-_PNGS: dict[str, bytes] = {}  # digest of (image, scale) -> PNG, for the galleries every visitor sees
-_PNGS_MAX = 2048
-
-
 def _memo_png(key: bytes, encode) -> bytes:
-    """The PNG ``encode()`` makes, kept under a digest of ``key`` (the pixels and their shape) for
-    every session; the oldest of :data:`_PNGS_MAX` go first."""
+    """The PNG ``encode()`` makes, kept for every session (:data:`ui.shared.PNGS`) under a digest
+    of ``key`` (the pixels and their shape)."""
     digest = hashlib.blake2b(key, digest_size=16).hexdigest()
-    png = _PNGS.get(digest)
+    png = shared.PNGS.get(digest)
     if png is None:
         png = encode()
-        with _LOCK:
-            if len(_PNGS) >= _PNGS_MAX:
-                _PNGS.pop(next(iter(_PNGS)))
-            _PNGS[digest] = png
+        shared.PNGS.put(digest, png)
     return png
 
 
@@ -207,7 +202,6 @@ def to_array(image: torch.Tensor, scale: int = 1) -> np.ndarray:
     return arr
 
 
-_POINT_IMAGES: dict[str, list[str]] = {}
 POINT_SIDE = 24  # px: images drawn as points are 10-28 px on the map
 
 
@@ -218,11 +212,10 @@ def point_images(images) -> list[str]:
 
     Inline, not by URL, because one request per point costs the Python server ~6 ms of CPU
     each (measured: 2,000 thumbnail requests took 12.9 CPU s), while these add ~0.6 MB to one
-    message. Memoised for the last four sets."""
+    message. Kept for the last sets shown (:data:`ui.shared.POINT_IMAGES`)."""
     arr = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
     key = thumbnail_key(arr, 0)
-    with _LOCK:
-        hit = _POINT_IMAGES.get(key)
+    hit = shared.POINT_IMAGES.get(key)
     if hit is not None:
         return hit
     out = []
@@ -233,10 +226,7 @@ def point_images(images) -> list[str]:
         buf = io.BytesIO()
         pil.save(buf, format="WEBP", quality=55, method=4)
         out.append("data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
-    with _LOCK:
-        _POINT_IMAGES[key] = out
-        while len(_POINT_IMAGES) > 4:
-            _POINT_IMAGES.pop(next(iter(_POINT_IMAGES)))
+    shared.POINT_IMAGES.put(key, out)
     return out
 
 

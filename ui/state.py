@@ -2,8 +2,8 @@
 
 Every read and write of ``st.session_state`` goes through this module, so what a session owns
 is listed here and nothing leaks between sessions: session state is per session by
-construction, and the only server-wide objects (caches, the training registry in
-:mod:`ui.jobs`) are keyed by content or by this session's id.
+construction, and the server-wide objects (all listed in :mod:`ui.shared`) are keyed by content
+or by this session's id.
 """
 
 from __future__ import annotations

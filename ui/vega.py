@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import threading
-from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-LIMIT_BYTES = 64 * 2**20  # all kept specs together; least recently used go first
-
-_specs: OrderedDict[tuple, tuple[dict, int]] = OrderedDict()
-_bytes = 0
-_lock = threading.Lock()
+from . import shared
 
 
 def fingerprint(*args, **kwargs) -> str:
@@ -39,42 +34,19 @@ def _to_spec(chart) -> dict:
     return _convert_altair_to_vega_lite_spec(chart)
 
 
-def _size(spec: dict) -> int:
-    data = sum(len(v) if isinstance(v, (bytes, str)) else 1000 for v in (spec.get("datasets") or {}).values())
-    rest = {k: v for k, v in spec.items() if k != "datasets"}
-    return data + len(repr(rest))
-
-
 def spec(build: Callable[..., Any], *args, identity: Any = None, **kwargs) -> dict:
     """The Vega-Lite spec of ``build(*args, **kwargs)`` (an Altair chart), made once per distinct
     inputs. Hand it to ``st.vega_lite_chart(spec=...)``; Streamlit copies it before changing it.
 
     ``identity``: when given, the key instead of the inputs' fingerprint, for a chart whose
     content it determines (a shipped layout named by the checkpoint's content id): then the
-    inputs need not even be built, ``build`` can be a function of no arguments that builds them."""
-    global _bytes
+    inputs need not even be built, ``build`` can be a function of no arguments that builds them.
+    Kept in :data:`ui.shared.VEGA_SPECS`."""
     fp = fingerprint(identity) if identity is not None else fingerprint(*args, **kwargs)
     key = (getattr(build, "__module__", ""), getattr(build, "__qualname__", repr(build)), identity is not None, fp)
-    with _lock:
-        hit = _specs.get(key)
-        if hit is not None:
-            _specs.move_to_end(key)
-            return hit[0]
+    hit = shared.VEGA_SPECS.get(key)
+    if hit is not None:
+        return hit
     made = _to_spec(build(*args, **kwargs))
-    size = _size(made)
-    with _lock:
-        if key not in _specs:
-            _specs[key] = (made, size)
-            _bytes += size
-            while _bytes > LIMIT_BYTES and len(_specs) > 1:
-                _, (_, dropped) = _specs.popitem(last=False)
-                _bytes -= dropped
+    shared.VEGA_SPECS.put(key, made)
     return made
-
-
-def clear() -> None:
-    """Forget every kept spec (tests)."""
-    global _bytes
-    with _lock:
-        _specs.clear()
-        _bytes = 0
