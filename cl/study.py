@@ -32,8 +32,8 @@ import numpy as np
 
 from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
 from .checkpoints import write_atomically
-from .uncertainty import DIFFERENCE_METHOD
 from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
+from .uncertainty import DIFFERENCE_METHOD
 
 # The study's grid is PAPER_TABLE's keys, in its order: per data set, augmentations (rows) x losses (columns).
 DATASETS = tuple(dict.fromkeys(d for d, _aug, _loss in PAPER_TABLE))
@@ -49,8 +49,8 @@ def paper_figures(dataset: str, aug: str, loss: str) -> tuple[float, float, floa
 
 def study_best(dataset: str) -> tuple[str, tuple[float, float, float]]:
     """The study's best scenario on ``dataset`` by linear accuracy: (name, its figures)."""
-    (d, a, l), figs = max(((k, v) for k, v in PAPER_TABLE.items() if k[0] == dataset), key=lambda kv: kv[1][0])
-    return scenario_name(d, a, l), figs
+    (d, aug, loss), figs = max(((k, v) for k, v in PAPER_TABLE.items() if k[0] == dataset), key=lambda kv: kv[1][0])
+    return scenario_name(d, aug, loss), figs
 
 
 # ------------------------------------------------------------------ reading what is shipped
@@ -190,10 +190,10 @@ def grid_figures(ckpt_dir=None) -> dict[str, dict]:
     out = {}
     for d in DATASETS:
         for a in ROWS:
-            for l in COLS:
-                f = card_figures(ckpt_dir / f"{scenario_name(d, a, l)}.safetensors")
+            for loss in COLS:
+                f = card_figures(ckpt_dir / f"{scenario_name(d, a, loss)}.safetensors")
                 if f is not None:
-                    out[scenario_name(d, a, l)] = f
+                    out[scenario_name(d, a, loss)] = f
     return out
 
 
@@ -246,10 +246,11 @@ def observations(figures: dict[str, dict], structure: dict) -> dict:
     gain = {}
     for d in DATASETS:
         gains, gains_paper = [], []
-        for l in COLS:
-            ours = [figures.get(scenario_name(d, a, l), {}).get("acc") for a in ROWS]
-            paper = [(paper_figures(d, a, l) or (None,))[0] for a in ROWS]
-            n_test = next((figures[scenario_name(d, a, l)]["n_test"] for a in ROWS if scenario_name(d, a, l) in figures), None)
+        for loss in COLS:
+            ours = [figures.get(scenario_name(d, a, loss), {}).get("acc") for a in ROWS]
+            paper = [(paper_figures(d, a, loss) or (None,))[0] for a in ROWS]
+            n_test = next((figures[scenario_name(d, a, loss)]["n_test"] for a in ROWS
+                           if scenario_name(d, a, loss) in figures), None)
             changes = []
             if None not in ours and n_test:
                 for a, b in ((0, 1), (1, 2)):
@@ -257,16 +258,16 @@ def observations(figures: dict[str, dict], structure: dict) -> dict:
                     verdict = ("within noise" if not diff["effect"] else "higher" if diff["diff"] > 0 else "lower")
                     changes.append({"from": ROWS[a], "to": ROWS[b], "diff": diff["diff"], "low": diff["low"],
                                     "high": diff["high"], "verdict": verdict})
-            aug_rows.append({"dataset": d, "loss": l, "ours": ours, "paper": paper, "n_test": n_test,
+            aug_rows.append({"dataset": d, "loss": loss, "ours": ours, "paper": paper, "n_test": n_test,
                              "changes": changes})
             if None not in ours:
                 if any(c["verdict"] == "lower" for c in changes):
-                    not_monotone.append(f"{d} {l}")
+                    not_monotone.append(f"{d} {loss}")
                 elif any(c["diff"] < 0 for c in changes):
-                    within_noise.append(f"{d} {l}")
+                    within_noise.append(f"{d} {loss}")
                 gains.append(max(ours[1], ours[2]) - ours[0])
             if paper[2] < paper[1] or paper[1] < paper[0]:
-                not_monotone_paper.append(f"{d} {l}")
+                not_monotone_paper.append(f"{d} {loss}")
             gains_paper.append(max(paper[1], paper[2]) - paper[0])
         gain[d] = {"ours": float(np.mean(gains)) if gains else None, "paper": float(np.mean(gains_paper))}
     shape_rows = []
@@ -334,7 +335,8 @@ def outlook_markdown(rows: list[dict]) -> str:
 
 
 def observations_markdown(obs: dict) -> str:
-    out = ["| observation | data set | loss / augmentation | ours | study | computed on |", "| --- | --- | --- | --- | --- | --- |"]
+    out = ["| observation | data set | loss / augmentation | ours | study | computed on |",
+           "| --- | --- | --- | --- | --- | --- |"]
     for r in obs["augmentation"]:
         said = "; ".join(f"{c['diff']:+.3f} {c['verdict']}" for c in r.get("changes") or [])
         out.append(f"| 1. accuracy none -> FER -> SimCLR | {r['dataset']} | {r['loss']} | {fmt3(r['ours'])}"
@@ -404,10 +406,10 @@ def scenario_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict
     fig, axes = plt.subplots(3, 2, figsize=(11, 15.5))
     sources = set()
     for i, a in enumerate(ROWS):
-        for j, l in enumerate(COLS):
-            name = scenario_name(dataset, a, l)
+        for j, loss in enumerate(COLS):
+            name = scenario_name(dataset, a, loss)
             path = ckpt_dir / f"{name}.safetensors"
-            title = f"{AUG_TITLES[a]} / {l}"
+            title = f"{AUG_TITLES[a]} / {loss}"
             f = card_figures(path)
             lay = layout_of(path, compute=compute) if path.exists() else None
             if f is None or lay is None:
@@ -415,7 +417,7 @@ def scenario_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict
                 continue
             xy, labels, source = lay
             sources.add(source)
-            paper = paper_figures(dataset, a, l)
+            paper = paper_figures(dataset, a, loss)
             lin = structure.get(name, {}).get("linearity")
             caption = (f"ours {fmt3((f['acc'], f['top3'], f['knn']))}   study {fmt2(paper)}"
                        + (f"\nlinearity {lin:.2f}" if lin is not None else ""))
@@ -453,7 +455,7 @@ def outlook_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict 
     fig, axes = plt.subplots(3, 2, figsize=(11, 15.5))
     best_name, best_paper = study_best(dataset)
     n_test, n_train, sources = 0, "?", set()
-    for k, (suffix, title, labels_text, _) in enumerate(OUTLOOK):
+    for k, (suffix, title, _labels_text, _) in enumerate(OUTLOOK):
         ax = axes[k // 2, k % 2]
         name = f"{dataset}-simclr-{suffix}"
         path = ckpt_dir / f"{name}.safetensors"

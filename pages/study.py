@@ -142,7 +142,7 @@ def grid(dataset: str, items: list[tuple[str, str, tuple | None]], key: str, dra
         st.vega_lite_chart(df, grid_spec(df, classes, thumbs(dataset, n_gallery)), key=key)
     for k in range(0, len(captions), 2):
         cols = st.columns(2)
-        for col, text in zip(cols, captions[k:k + 2]):
+        for col, text in zip(cols, captions[k:k + 2], strict=False):  # the last row may hold one
             col.caption(text)
 
 
@@ -169,12 +169,12 @@ st.markdown(
 # The open tab is in the URL (?study_tab=CIFAR-10): a slide links to the CIFAR-10 grid.
 tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS], key="study_tab", on_change="rerun",
                bind="query-params")
-for tab, d in zip(tabs, study.DATASETS):
+for tab, d in zip(tabs, study.DATASETS, strict=True):
     with tab:
         n_test, n_train = n_test_of(d)
         legend(d)
-        items = [(study.scenario_name(d, a, l), f"{study.AUG_TITLES[a]} / {l}", study.paper_figures(d, a, l))
-                 for a in study.ROWS for l in study.COLS]
+        items = [(study.scenario_name(d, a, loss), f"{study.AUG_TITLES[a]} / {loss}", study.paper_figures(d, a, loss))
+                 for a in study.ROWS for loss in study.COLS]
         grid(d, items, key=f"study_grid_{d}", draw=tab.open is not False)
         st.caption(f"Points: {POINTS[d]} of the {d} test gallery shipped with the app (t-SNE of all of it, seed 0). "
                    f"Accuracies: paper protocol, {n_test:,} {d} test images scored, so each of ours is uncertain by "

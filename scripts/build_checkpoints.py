@@ -64,9 +64,9 @@ def _recipe_commands() -> dict[str, list[str]]:
     from cl.reference import PAPER_TABLE  # its keys are the study's (data set, augmentation, loss) grid
 
     out = {}
-    for d, a, l in PAPER_TABLE:
-        name = f"{d}-{a}-{l}"
-        out[name] = ["train", "--dataset", d, "--recipe", "paper", "--augmentation", a, "--loss", l,
+    for d, a, loss in PAPER_TABLE:
+        name = f"{d}-{a}-{loss}"
+        out[name] = ["train", "--dataset", d, "--recipe", "paper", "--augmentation", a, "--loss", loss,
                      "--seed", str(SEED), "--out", f"checkpoints/{name}.safetensors"]
     for d in BEST:
         out[f"{d}-best"] = ["train", "--dataset", d, "--recipe", "default", "--seed", str(SEED),
@@ -144,7 +144,8 @@ def build_layouts(names: list[str] | None, data_dir: str | None) -> None:
     """The shipped t-SNE, UMAP and PCA layouts of each checkpoint's test gallery, and its shipped
     evaluations (per-class accuracy, confusion matrices), so the app shows them at once (cl.layouts)."""
     sys.path.insert(0, str(ROOT))
-    from cl.layouts import build_evaluations, build_layouts as build
+    from cl.layouts import build_evaluations
+    from cl.layouts import build_layouts as build
 
     for path in sorted(CKPT.glob("*.safetensors")):
         if not names or path.stem in names:
@@ -171,7 +172,8 @@ def write_index() -> None:
         p, s = m.get("paper", {}), m.get("standard", {})
         lines.append(
             f"| `{path.stem}` | {d['dataset']} {_train_images(card)} | {card['test_data']['n_images']:,} "
-            f"| {_acc_top3_knn(p)} | {s.get('linear_acc', 0):.3f} / {s.get('knn_acc', 0):.3f} | {card['training']['seconds']:.0f} "
+            f"| {_acc_top3_knn(p)} | {s.get('linear_acc', 0):.3f} / {s.get('knn_acc', 0):.3f} "
+            f"| {card['training']['seconds']:.0f} "
             f"| {path.stat().st_size / 1e6:.2f} MB |")
     (CKPT / "README.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {(CKPT / 'README.md').relative_to(ROOT)}")

@@ -209,7 +209,7 @@ def _uploaded_set(name: str) -> str | None:
     return dataset
 
 
-def _link_params(ctx: "Context") -> dict[str, str | None]:
+def _link_params(ctx: Context) -> dict[str, str | None]:
     # An uploaded image set by its id (upload:ID), like an uploaded model: reopened while its files exist.
     dataset = ctx.dataset if ctx.dataset in SPECS else (
         "upload:" + ctx.dataset.split(":", 1)[1] if ctx.dataset.startswith("archive:") else None)
@@ -240,7 +240,7 @@ def _on_model_upload() -> None:
     except UserError as err:
         state.set_byo_note("model", "error", demo.scrub(f"Cannot use this model: {err}"))
         return
-    except Exception as err:  # noqa: BLE001 - a hostile file must never surface as a traceback
+    except Exception:  # noqa: BLE001 - a hostile file must never surface as a traceback
         state.set_byo_note("model", "error", f"Cannot use this model: {upload.name} could not be read as a "
                                              f"checkpoint.")
         return
@@ -277,15 +277,16 @@ def _on_archive_upload() -> None:
     except UserError as err:
         state.set_byo_note("archive", "error", demo.scrub(f"Cannot use this archive: {err}"))
         return
-    except Exception as err:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
         state.set_byo_note("archive", "error", f"Cannot use this archive: {upload.name} could not be read as a "
                                                f"zip file.")
         return
     m = extracted.manifest
     state.add_session_dataset({"name": extracted.dataset, "label": m.archive_name, "summary": m.describe()})
     state.set_widget(state.K_DATASET, extracted.dataset)
-    state.set_byo_note("archive", "success", about=extracted.dataset, text=f"{m.describe()}. It is now the data set: train a model on it on "
-                                             f"the Train page, or explore it with a model of its shape (3x32x32).")
+    state.set_byo_note("archive", "success", about=extracted.dataset,
+                       text=f"{m.describe()}. It is now the data set: train a model on it on "
+                            f"the Train page, or explore it with a model of its shape (3x32x32).")
 
 
 def _note(kind: str) -> None:
@@ -330,9 +331,9 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
         return
     st.caption("Take it with you")
     path = model.path
-    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(), file_name=f"{jobs.file_part(model.name)}.safetensors",
-                       mime="application/octet-stream", key="byo_dl_model", on_click="ignore",
-                       icon=":material/download:", width="stretch")
+    st.download_button("Model checkpoint", data=lambda: Path(path).read_bytes(),
+                       file_name=f"{jobs.file_part(model.name)}.safetensors", mime="application/octet-stream",
+                       key="byo_dl_model", on_click="ignore", icon=":material/download:", width="stretch")
     _onnx_download(model)
     if not test_available:
         return
@@ -344,21 +345,22 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
     safe = jobs.file_part(dataset)  # the image set's own file name, never "archive:ID" (nor a ":")
     # A row that wraps (not three columns): on a phone's narrow sidebar each button keeps its whole label.
     row = st.container(horizontal=True, wrap=True, gap="small")
-    for fmt, col in zip(("projector", "npz", "csv"), (row, row, row)):
+    for fmt in ("projector", "npz", "csv"):
         def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
             from cl.workflow import export_zip
 
             return export_zip(path, dataset, "test", fmt, cache_dir() / "exports")
 
-        col.download_button(fmt, data=build, file_name=f"{jobs.file_part(model.name)}-{safe}-test-{fmt}.zip", mime="application/zip",
-                            key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:", width="content",
+        row.download_button(fmt, data=build, file_name=f"{jobs.file_part(model.name)}-{safe}-test-{fmt}.zip",
+                            mime="application/zip", key=f"byo_dl_{fmt}", on_click="ignore", icon=":material/download:",
+                            width="content",
                             help=f"The {dataset_label(dataset)} test embeddings as {fmt} files in a zip.")
 
 
 def _onnx_download(model: models.ModelEntry) -> None:
     """The encoder as ONNX (cl.onnx_export), built on click: a zip of NAME.onnx and export.json."""
-    from cl.onnx_export import INSTALL_HINT, require_exporter
     from cl.errors import UserError
+    from cl.onnx_export import INSTALL_HINT, require_exporter
 
     try:
         require_exporter()
