@@ -67,30 +67,6 @@ from ui import demo  # noqa: E402 - light (os, time, dataclasses): the demo swit
 _tune_malloc(demo.enabled())
 
 
-@st.cache_resource
-def _unvalidated_charts(demo_mode: bool) -> bool:
-    """In demo mode, once per server: Altair turns charts into Vega-Lite without checking them
-    against its JSON schema (jsonschema walks the schema for every chart of every view, a quarter
-    of a Metrics view's server CPU). The charts are this app's own code, checked by the test
-    suite, which runs outside demo mode; vega-embed still reports a bad spec in the browser."""
-    if not demo_mode:
-        return False
-    import altair as alt
-    from altair.utils import schemapi
-
-    schemapi.disable_debug_mode()  # no validation when a chart object is made
-    original = alt.TopLevelMixin.to_dict
-    if not getattr(original, "unvalidated", False):
-        def to_dict(self, validate: bool = True, **kwargs):
-            return original(self, False, **kwargs)
-
-        to_dict.unvalidated = True
-        alt.TopLevelMixin.to_dict = to_dict
-    return True
-
-
-_unvalidated_charts(demo.enabled())
-
 from ui import sidebar, state  # noqa: E402
 
 # The tab's icon is a file served by the app: a ":material/...:" icon is fetched from fonts.gstatic.com,
