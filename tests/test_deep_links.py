@@ -6,11 +6,9 @@ such as ``embedding?dataset=mnist&model=mnist-best&method=tsne`` is checked end 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
-
 from test_app import _ServerPagesManager
 from test_app_helpers import APP, ROOT, data_dir
 
@@ -105,3 +103,20 @@ def test_a_changed_setting_computes_instead_of_using_the_shipped_layout():
     next(b for b in at.button if "Compute" in str(b.label)).click().run()
     assert not at.exception, at.exception
     assert "computed once for this model" not in text_of(at)
+
+
+def test_augmented_views_land_on_the_shipped_and_on_a_computed_map():
+    """The views section fits its placer on the view shown (ui.cache.placer, keyed by the
+    projection's parameters) and keeps its image number in range when the view changes."""
+    at = open_link("embedding", dataset="digits", model="digits-best", method="pca")
+    at.toggle(key="emb_views").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "placed by the map's PCA projection" in text_of(at)
+    at.number_input(key="emb_views_index").set_value(539).run()  # the last of digits' 540 test images
+    assert "test image #539" in text_of(at)
+    at.number_input(key="emb_seed").set_value(1)
+    at.number_input(key="emb_n_540").set_value(100)
+    next(b for b in at.button if "Compute" in str(b.label)).click().run()
+    assert not at.exception, at.exception
+    # 539 is not among the 100 points of the new map (seed 1 draws them): it is placed like its views
+    assert "test image #539 (8), not among the map points: placed the same way" in text_of(at)
