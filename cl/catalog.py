@@ -5,6 +5,8 @@ The app's first page lists them; keeping them here lets it render before ``impor
 re-export them and define what each name does.
 """
 
+from .reference import PAPER_TABLE
+
 AUGMENTATIONS = ("none", "fer", "simclr", "affine", "crop")
-PAPER_AUGMENTATIONS = ("none", "fer", "simclr")
+PAPER_AUGMENTATIONS = tuple(dict.fromkeys(aug for _dataset, aug, _loss in PAPER_TABLE))  # the study's, in its order
 LOSSES = ("pairwise", "triplet", "contrastive", "ntxent", "supcon")

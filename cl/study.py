@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .catalog import PAPER_AUGMENTATIONS
 from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
 from .checkpoints import write_atomically
 from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
@@ -37,7 +38,7 @@ from .uncertainty import DIFFERENCE_METHOD
 
 # The study's grid is PAPER_TABLE's keys, in its order: per data set, augmentations (rows) x losses (columns).
 DATASETS = tuple(dict.fromkeys(d for d, _aug, _loss in PAPER_TABLE))
-ROWS = tuple(dict.fromkeys(aug for _d, aug, _loss in PAPER_TABLE))
+ROWS = PAPER_AUGMENTATIONS
 COLS = tuple(dict.fromkeys(loss for _d, _aug, loss in PAPER_TABLE))
 DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 AUG_TITLES = {"none": "no augmentation", "fer": "FER", "simclr": "SimCLR"}
