@@ -275,7 +275,7 @@ def build_evaluations(checkpoint_path: str | os.PathLike, data_dir=None, progres
         train = load_dataset(dataset, "train", data_dir, download=False, allow_gallery=False)
     except DataUnavailableError:
         pass
-    entries = []
+    entries: list[dict] = []
     for test, with_standard in splits:
         test_emb = embed(model, test.images)
         results = {"paper": evaluate_embeddings(test_emb, test, "paper", seed=0)}
