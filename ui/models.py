@@ -229,7 +229,7 @@ def save_uploaded_checkpoint(data: bytes, name: str) -> tuple[str, dict]:
     import hashlib
     import tempfile
 
-    from cl.checkpoints import load_checkpoint
+    from cl.checkpoints import load_checkpoint, write_atomically
 
     limit = max_upload_model_bytes()
     if not data:
@@ -249,16 +249,14 @@ def save_uploaded_checkpoint(data: bytes, name: str) -> tuple[str, dict]:
         # The full load, not only the card: a truncated file or weights that do not fit the
         # encoder the card describes are refused now, not on the first page that uses them.
         _model, card = load_checkpoint(tmp)
-        os.replace(tmp, path)  # same content, same name: a second upload replaces it harmlessly
     except CheckpointError as err:
-        os.unlink(tmp)
         raise CheckpointError(str(err).replace(str(tmp), name).replace(str(Path(tmp).resolve()), name)) from None
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    try:
+        write_atomically(path, data)  # same content, same name: a second upload replaces it harmlessly
+    except OSError as err:
+        raise CheckpointError(f"{name}: cannot be stored on the server ({err.strerror or err})") from None
     _prune_uploads(folder, keep=path)
     card = dict(card)
     card.setdefault("name", Path(name).stem)
