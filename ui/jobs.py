@@ -1,7 +1,8 @@
 """Training in background threads: at most one per session and a server-wide cap.
 
 The registry below holds the trainings and downloads of the whole server (the rest of the
-server-wide state is listed in :mod:`ui.shared`). A session refers to its job by id (kept in :mod:`ui.state`); the Train page polls the job's :meth:`Job.view` from an
+server-wide state is listed in :mod:`ui.shared`). A session refers to its job by id (kept in
+:mod:`ui.state`); the Train page polls the job's :meth:`Job.view` from an
 ``st.fragment(run_every=...)`` so the rest of the app stays usable while a model trains.
 Nothing here imports streamlit: the thread never touches the session.
 
