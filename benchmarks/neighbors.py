@@ -109,7 +109,7 @@ def _part_neighbors(ctx: _Context) -> dict:
             # neighbours' similarities to the query rather than their indices.
             unit = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
             same = [np.allclose(np.sort(unit[a] @ (v / np.linalg.norm(v))), np.sort(unit[b] @ (v / np.linalg.norm(v))),
-                                atol=1e-5) for a, b, v in zip(ours_top, base_top, vecs)]
+                                atol=1e-5) for a, b, v in zip(ours_top, base_top, vecs, strict=True)]
             galleries[str(size)] = {"ours": ours, "baseline": base, "speedup_p95": _ratio(base["p95_ms"], ours["p95_ms"]),
                                     "same_top10": round(float(np.mean(same)), 3),
                                     "gallery": (f"{size:,} embeddings of {dataset} images" if reps == 1

@@ -57,7 +57,7 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # PIL's notes on corrupt metadata
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size  # header only: nothing decoded yet
             if width < 1 or height < 1:
                 raise ImageInputError(f"{name}: the image has no pixels")

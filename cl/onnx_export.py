@@ -99,6 +99,8 @@ def _to_onnx(model, channels: int, size: int):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals mean nothing to a user
         program = torch.onnx.export(model, (sample,), dynamo=True, verbose=False, optimize=True,
                                     input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=({0: batch},))
+    if program is None:  # only the legacy TorchScript exporter returns nothing
+        raise RuntimeError("torch.onnx.export returned no program")
     return program.model_proto
 
 

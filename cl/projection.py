@@ -324,7 +324,7 @@ def _cache_umap_kernels() -> int:
         if module is None or not (name == "umap" or name.startswith("umap.")):
             continue
         for obj in list(vars(module).values()):
-            if isinstance(obj, Dispatcher) and type(obj._cache).__name__ == "NullCache":
+            if isinstance(obj, Dispatcher) and type(getattr(obj, "_cache", None)).__name__ == "NullCache":
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")

@@ -61,7 +61,7 @@ if len(plane_df):
                "how far apart two augmented views of one image land (lower is better; models trained without "
                "augmentation see two identical views and sit at 0). Wang & Isola (2020) drew the same plane. "
                "Each point was computed on its own model's test split, as its card records: "
-               + ", ".join(sorted({f"{n:,} {ds}" for n, ds in zip(plane_df["images"], plane_df["data set"])}))
+               + ", ".join(sorted({f"{n:,} {ds}" for n, ds in zip(plane_df["images"], plane_df["data set"], strict=True)}))
                + " test images."
                + (f" Ringed and named: {', '.join(collapsed)}, collapsed." if collapsed else ""))
 if unmeasured:
@@ -186,7 +186,7 @@ limit = c4.number_input("Points", 100, 20000, 2000, step=500, key="cmp_n",
 cols = st.columns(2)
 maps: dict[int, tuple] = {}  # side -> (test indices, 2-D positions) drawn
 identities: dict[int, tuple] = {}  # side -> what fixes its map (see below)
-for side, (col, path) in enumerate(zip(cols, (a, b))):
+for side, (col, path) in enumerate(zip(cols, (a, b), strict=True)):
     e = by_path[path]
     with col:
         st.markdown(f"**{e.name}**: {e.config.get('augmentation')}, {e.config.get('loss')}, "

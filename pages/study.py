@@ -86,7 +86,7 @@ def thumbs(dataset: str, n: int) -> dict[int, str]:
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, format="PNG")
             urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
-    return dict(zip(rows.tolist(), urls))
+    return dict(zip(rows.tolist(), urls, strict=True))
 
 
 def _figures_caption(name: str, title: str, dataset: str, paper: tuple | None) -> tuple[str, bool]:
@@ -164,7 +164,7 @@ def grid(dataset: str, items: list[tuple[str, str, tuple | None]], key: str, dra
         st.vega_lite_chart(df, grid_spec(df, classes, thumbs(dataset, n_gallery)), key=key)
     for k in range(0, len(captions), 2):
         cols = st.columns(2)
-        for col, text in zip(cols, captions[k:k + 2]):
+        for col, text in zip(cols, captions[k:k + 2], strict=False):
             col.caption(text)
 
 
@@ -191,7 +191,7 @@ st.markdown(
 # The open tab is in the URL (?study_tab=CIFAR-10): a slide links to the CIFAR-10 grid.
 tabs = st.tabs([study.DATASET_TITLES[d] for d in study.DATASETS], key="study_tab", on_change="rerun",
                bind="query-params")
-for tab, d in zip(tabs, study.DATASETS):
+for tab, d in zip(tabs, study.DATASETS, strict=True):
     with tab:
         n_test, n_train = n_test_of(d)
         legend(d)

@@ -97,7 +97,7 @@ def torch_cat(*sets):
     labels = torch.cat([s.labels for s in sets])
     # the generated colour is (v, 255 - v, v // 2); resizing a flat image keeps it exact
     reds = imgs[:, 0, 0, 0]
-    assert all(int(r) // 30 == int(y) for r, y in zip(reds, labels)), "each image keeps its class"
+    assert all(int(r) // 30 == int(y) for r, y in zip(reds, labels, strict=True)), "each image keeps its class"
     return reds.tolist()
 
 

@@ -157,13 +157,13 @@ def test_mined_candidates_and_batch_hard_picks_by_brute_force(batches):
     s = summarise(b)
     assert s["candidate_kinds"] == counts and s["n_candidates"] == sum(counts.values()) > 0
     labels = b.row_label
-    for a, p, n in zip(b.terms["a"], b.terms["p"], b.terms["n"]):
+    for a, p, n in zip(b.terms["a"], b.terms["p"], b.terms["n"], strict=True):
         pos = [j for j in range(len(labels)) if j != a and labels[j] == labels[a]]
         neg = [j for j in range(len(labels)) if labels[j] != labels[a]]
         assert p == max(pos, key=lambda j: d[a, j]) and n == min(neg, key=lambda j: d[a, j])
     cand = b.candidates
     assert {k: int((cand["kind"] == k).sum()) for k in counts} == counts  # the listed ones, one by one
-    assert cand["listed"] and cand["picked"].sum() == len(set(zip(b.terms["a"], b.terms["p"], b.terms["n"])))
+    assert cand["listed"] and cand["picked"].sum() == len(set(zip(b.terms["a"], b.terms["p"], b.terms["n"], strict=True)))
 
 
 def test_semi_hard_picks_by_brute_force(batches):
@@ -171,7 +171,7 @@ def test_semi_hard_picks_by_brute_force(batches):
     d, counts = _brute_candidates(b)
     assert summarise(b)["candidate_kinds"] == counts
     labels = b.row_label
-    for a, p, n in zip(b.terms["a"], b.terms["p"], b.terms["n"]):
+    for a, p, n in zip(b.terms["a"], b.terms["p"], b.terms["n"], strict=True):
         neg = [j for j in range(len(labels)) if labels[j] != labels[a]]
         semi = [j for j in neg if d[a, p] < d[a, j] < d[a, p] + 1.0]
         assert n == (min(semi, key=lambda j: d[a, j]) if semi else min(neg, key=lambda j: d[a, j]))

@@ -92,7 +92,7 @@ def _worker(rank: int, world: int, ports: list[int], out_dir: str, subset, train
     with distributed.session(torch.device("cpu")):
         steps = {name: _one_step(name, subset) for name in CASES}
     torch.save(steps, out / f"steps-rank{rank}.pt")
-    for failure, port in zip(FAILURES, ports[1:]):
+    for failure, port in zip(FAILURES, ports[1:], strict=True):
         _join(rank, world, port)
         _cli_with_failure(rank, out / failure, failure, train_set)
     os._exit(0)  # skip the interpreter's teardown: everything is written
@@ -178,7 +178,7 @@ def test_two_processes_give_the_one_process_loss_and_gradients(name, subset, two
         assert two["images_seen"] == one["images_seen"]  # counted over the global batch
         assert two["loss"] == pytest.approx(one["loss"], abs=1e-5), (rank, two["loss"], one["loss"])
         assert len(two["grads"]) == len(one["grads"])
-        worst = max(float((g2 - g1).abs().max()) for g1, g2 in zip(one["grads"], two["grads"]))
+        worst = max(float((g2 - g1).abs().max()) for g1, g2 in zip(one["grads"], two["grads"], strict=True))
         largest = max(float(g.abs().max()) for g in one["grads"])
         assert largest > 1e-7  # a real gradient, not zeros on both sides
         # within 1e-5, and within 0.1 % of the largest entry (the study's encoder, its sigmoid output

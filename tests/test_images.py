@@ -419,7 +419,7 @@ def test_gallery_pngs_encode_each_image_once_and_decode_to_the_upscaled_image(mo
     assert len(encoded) == 3 and again == first
     ui_images.gallery_pngs(imgs, 3)  # another scale: encoded again
     assert len(encoded) == 6
-    for png, img in zip(first, imgs):
+    for png, img in zip(first, imgs, strict=True):
         back = np.asarray(Image.open(io.BytesIO(png)))
         expected = img.transpose(1, 2, 0).repeat(2, 0).repeat(2, 1)
         assert back.shape == (16, 16, 3) and (back == expected).all()

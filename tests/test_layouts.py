@@ -38,7 +38,7 @@ def _neighbour_agreement(layout: np.ndarray, emb: np.ndarray, k: int = 10) -> fl
 
     in_2d = NearestNeighbors(n_neighbors=k + 1).fit(layout).kneighbors(layout, return_distance=False)[:, 1:]
     in_emb = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(in_2d, in_emb)]))
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(in_2d, in_emb, strict=True)]))
 
 
 @pytest.mark.parametrize("name", ["digits-best", "cifar10-none-triplet", "mnist-none-triplet"])

@@ -175,7 +175,7 @@ def test_gradients_match_torch_reference():
         a, p, n = (t.clone().requires_grad_(True) for t in (a0, p0, n0))
         loss(a, p, n).backward()
         grads.append((a.grad, p.grad, n.grad))
-    for ours, ref in zip(*grads):
+    for ours, ref in zip(*grads, strict=True):
         torch.testing.assert_close(ours, ref)
 
     a0, b0, y = _pairs(22)
@@ -184,7 +184,7 @@ def test_gradients_match_torch_reference():
         a, b = a0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
         loss(a, b, y).backward()
         grads.append((a.grad, b.grad))
-    for ours, ref in zip(*grads):
+    for ours, ref in zip(*grads, strict=True):
         torch.testing.assert_close(ours, ref)
 
 

@@ -43,7 +43,7 @@ def test_neighbour_lists_and_kept_match_sklearn_neighbors():
     on_map = NearestNeighbors(n_neighbors=10).fit(xy).kneighbors(return_distance=False)
     assert (np.sort(r.neighbors, 1) == np.sort(true, 1)).all()
     assert (np.sort(r.map_neighbors, 1) == np.sort(on_map, 1)).all()
-    kept = np.array([len(set(a) & set(b)) / 10 for a, b in zip(true, on_map)])
+    kept = np.array([len(set(a) & set(b)) / 10 for a, b in zip(true, on_map, strict=True)])
     assert np.allclose(r.kept, kept)
     assert r.mean_kept == pytest.approx(kept.mean())
     for i in (0, 17, 199):  # one point's map neighbours, NumPy alone, as the page lists them

@@ -50,7 +50,7 @@ def reference(method: str) -> dict:
     true = NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute").fit(emb).kneighbors(
         return_distance=False)
     near = NearestNeighbors(n_neighbors=10).fit(xy).kneighbors(return_distance=False)
-    kept = np.array([len(set(a) & set(b)) / 10 for a, b in zip(true, near)])
+    kept = np.array([len(set(a) & set(b)) / 10 for a, b in zip(true, near, strict=True)])
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     return {"T": trustworthiness(emb, xy, n_neighbors=10, metric="cosine"),
             "C": trustworthiness(xy, unit, n_neighbors=10), "kept": kept, "true": true, "near": near}

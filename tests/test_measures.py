@@ -21,9 +21,9 @@ def unit(v):
 
 def loop_alignment(z1, z2, alpha=2.0):
     total = 0.0
-    for a, b in zip(z1.tolist(), z2.tolist()):
+    for a, b in zip(z1.tolist(), z2.tolist(), strict=True):
         a, b = unit(a), unit(b)
-        total += math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b))) ** alpha
+        total += math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b, strict=True))) ** alpha
     return total / len(z1)
 
 
@@ -32,7 +32,7 @@ def loop_uniformity(z, t=2.0):
     total, pairs = 0.0, 0
     for i in range(len(rows)):
         for j in range(i + 1, len(rows)):
-            total += math.exp(-t * sum((x - y) ** 2 for x, y in zip(rows[i], rows[j])))
+            total += math.exp(-t * sum((x - y) ** 2 for x, y in zip(rows[i], rows[j], strict=True)))
             pairs += 1
     return math.log(total / pairs)
 
@@ -42,7 +42,7 @@ def loop_pair_cosines(z, labels):
     same, other = [], []
     for i in range(len(rows)):
         for j in range(i + 1, len(rows)):
-            c = sum(x * y for x, y in zip(rows[i], rows[j]))
+            c = sum(x * y for x, y in zip(rows[i], rows[j], strict=True))
             (same if labels[i] == labels[j] else other).append(c)
     return same, other
 
@@ -78,7 +78,7 @@ def test_histograms_match_loops(clouds):
     same, other = loop_pair_cosines(z, labels)
     assert h["same_class"] == np.histogram(same, edges)[0].tolist()
     assert h["other"] == np.histogram(other, edges)[0].tolist()
-    pos = [sum(x * y for x, y in zip(unit(a), unit(b))) for a, b in zip(z1.tolist(), z2.tolist())]
+    pos = [sum(x * y for x, y in zip(unit(a), unit(b), strict=True)) for a, b in zip(z1.tolist(), z2.tolist(), strict=True)]
     assert h["positive"] == np.histogram(pos, edges)[0].tolist()
     assert m["n_same_class_pairs"] == len(same) and m["n_other_pairs"] == len(other)
     assert m["n_pairs"] == len(z) * (len(z) - 1) // 2 == len(same) + len(other)

@@ -155,10 +155,10 @@ def test_a_folder_and_its_zip_give_the_same_split_and_the_same_images(tmp_path, 
     labels = np.array([("cats", "dogs", "owls").index(p.split("/")[0]) for p in paths])
     by_hand = set()
     for c in range(3):
-        own = [p for p, lab in zip(paths, labels) if lab == c]
+        own = [p for p, lab in zip(paths, labels, strict=True) if lab == c]
         by_hand |= set(sorted(own, key=lambda p: hashlib.sha256(p.encode()).hexdigest())[:round(0.2 * len(own))])
     mask = split_by_path(paths, labels, 3)
-    assert {p for p, m in zip(paths, mask) if m} == by_hand
+    assert {p for p, m in zip(paths, mask, strict=True) if m} == by_hand
 
 
 # ----------------------------------------------------------------------------- the upload stays active

@@ -130,7 +130,7 @@ def test_batch_hard_matches_brute_force(seed):
     labels = torch.randint(0, 4, (24,), generator=g)
     labels[-1] = 9  # a singleton: no positive, must be skipped
     a, p, n = mine_triplets(emb, labels, "batch-hard")
-    got = list(zip(a.tolist(), p.tolist(), n.tolist()))
+    got = list(zip(a.tolist(), p.tolist(), n.tolist(), strict=True))
     assert got == _brute_batch_hard(emb.numpy(), labels.numpy())
     assert 23 not in a.tolist()
 
@@ -153,9 +153,9 @@ def test_semi_hard_condition(seed, margin):
     # every anchor-positive pair (with some negative) appears exactly once
     expected_pairs = {(i, j) for i in range(30) for j in range(30)
                       if i != j and lab[i] == lab[j] and (lab != lab[i]).any()}
-    assert set(zip(a.tolist(), p.tolist())) == expected_pairs and len(a) == len(expected_pairs)
+    assert set(zip(a.tolist(), p.tolist(), strict=True)) == expected_pairs and len(a) == len(expected_pairs)
     n_semi = 0
-    for i, j, k in zip(a.tolist(), p.tolist(), n.tolist()):
+    for i, j, k in zip(a.tolist(), p.tolist(), n.tolist(), strict=True):
         assert lab[i] == lab[j] and i != j and lab[k] != lab[i]
         negs = [m for m in range(30) if lab[m] != lab[i]]
         semi = [m for m in negs if d[i, j] < d[i, m] < d[i, j] + margin]
@@ -179,7 +179,7 @@ def test_semi_hard_picks_the_lowest_index_among_equal_distances_as_argmin_does()
     labels = torch.tensor([0, 0, 1, 1, 1, 1, 0, 1])
     a, p, n = mine_triplets(emb, labels, "semi-hard", margin=1.5)
     d = torch.cdist(emb, emb)
-    for i, j, k in zip(a.tolist(), p.tolist(), n.tolist()):
+    for i, j, k in zip(a.tolist(), p.tolist(), n.tolist(), strict=True):
         negs = [m for m in range(8) if labels[m] != labels[i]]
         semi = [m for m in negs if d[i, j] < d[i, m] < d[i, j] + 1.5]
         pool = semi or negs

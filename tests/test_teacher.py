@@ -362,4 +362,4 @@ def test_tsne_replay_frames_morph_instead_of_jumping():
     jump = np.abs(independent - seq[1]).mean()
     assert step < 0.5 * jump, (step, jump)
     again = tsne_sequence(frames, n_iter=300, n_iter_step=80)
-    assert all(np.allclose(a, b) for a, b in zip(seq, again)), "deterministic"
+    assert all(np.allclose(a, b) for a, b in zip(seq, again, strict=True)), "deterministic"

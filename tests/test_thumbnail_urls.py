@@ -61,7 +61,7 @@ def test_files_hold_the_images_and_the_same_images_give_the_same_urls(thumbs_dir
 def test_inline_data_urls_hold_the_same_pixels(thumbs_dir):
     imgs = _images(n=3)
     urls = ui_images.thumbnail_urls(imgs, scale=2, inline=True)
-    for img, url in zip(imgs, urls):
+    for img, url in zip(imgs, urls, strict=True):
         assert url.startswith("data:image/png;base64,")
         png = base64.b64decode(url.split(",", 1)[1])
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), _upscaled(img, 2))

@@ -189,9 +189,9 @@ def test_forward_triplet_reuses_the_anchor_pass_exactly_as_three_passes():
     loss_ours.backward()
     loss_ref.backward()
     assert torch.allclose(loss_ours, loss_ref, atol=1e-6)
-    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
         assert torch.allclose(p1.grad, p2.grad, rtol=1e-4, atol=1e-6), name
-    for (name, b1), (_, b2) in zip(ours.named_buffers(), ref.named_buffers()):
+    for (name, b1), (_, b2) in zip(ours.named_buffers(), ref.named_buffers(), strict=True):
         if b1.dtype.is_floating_point:
             assert torch.allclose(b1, b2, rtol=1e-5, atol=1e-7), name
     # momentum restored after the pass
@@ -219,7 +219,7 @@ def test_plain_sgd_matches_torch_sgd(weight_decay):
             opt.zero_grad(set_to_none=True)
             model(x).pow(2).sum().backward()
             opt.step()
-    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
         assert torch.allclose(p1, p2, rtol=0, atol=1e-7), name
 
 
@@ -243,7 +243,7 @@ def test_plain_adamw_matches_torch_adamw():
             opt.zero_grad(set_to_none=True)
             model(x)[:, 0].sum().backward()
             opt.step()
-    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+    for (name, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
         assert torch.allclose(p1, p2, rtol=1e-5, atol=1e-6), name
 
 

@@ -343,7 +343,7 @@ def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bo
     safe = jobs.file_part(dataset)  # the image set's own file name, never "archive:ID" (nor a ":")
     # A row that wraps (not three columns): on a phone's narrow sidebar each button keeps its whole label.
     row = st.container(horizontal=True, wrap=True, gap="small")
-    for fmt, col in zip(("projector", "npz", "csv"), (row, row, row)):
+    for fmt, col in zip(("projector", "npz", "csv"), (row, row, row), strict=True):
         def build(path=path, fmt=fmt, dataset=dataset) -> bytes:  # runs only when clicked
             from cl.workflow import export_zip
 
