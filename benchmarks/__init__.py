@@ -150,8 +150,9 @@ def run_bench(quick: bool = False, only: list[str] | None = None, data_dir=None,
                      "machine": machine_info(), "parts": {}}
     ctx.say(f"machine: {payload['machine']['cpu_model']}, {payload['machine']['usable_cpus']} CPUs, "
             f"load {payload['machine']['load_average_start']}")
-    runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy, "projection": _part_projection,
-               "neighbors": _part_neighbors, "maptrust": _part_maptrust, "app": _part_app, "links": _part_links, "room": _part_room,
+    runners = {"train": _part_train, "recipes": _part_recipes, "time_to_accuracy": _part_time_to_accuracy,
+               "projection": _part_projection, "neighbors": _part_neighbors, "maptrust": _part_maptrust, "app": _part_app,
+               "links": _part_links, "room": _part_room,
                "views": _part_views, "wsroom": _part_wsroom, "browserroom": _part_browserroom,
                "distributed": _part_distributed}
     for name in parts:

@@ -296,7 +296,7 @@ def run_room(visitors: int = 40, trainings: int = 2, timeout: float = 240, pytho
                 if lower_browser_priority:
                     _renice_browsers(pids)
                 trainers = []
-                for k in range(trainings):
+                for _ in range(trainings):
                     trainers.append(await _a_start_training(browser, url, "digits", 30, timeout))
                 say(f"[room] {trainings} training(s) running; {visitors} visitors start")
                 records: list = []

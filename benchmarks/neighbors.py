@@ -95,7 +95,7 @@ def _part_neighbors(ctx: _Context) -> dict:
             labels = np.tile(pool_labels, reps)[:size]
             ctx.say(f"top-10 over {size:,} embeddings: ours")
             index = NeighborIndex(gallery, labels)
-            ours, ours_top, vecs = run(embed_ours, lambda v: [h.index for h in index.query(v, k=10)])
+            ours, ours_top, vecs = run(embed_ours, lambda v, index=index: [h.index for h in index.query(v, k=10)])
             ctx.say(f"top-10 over {size:,} embeddings: plain forward pass + sklearn NearestNeighbors per query")
 
             def naive(v, gallery=gallery):

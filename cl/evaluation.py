@@ -224,7 +224,8 @@ def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: 
 
 
 SUMMARY_KEYS = ("protocol", "dataset", "split", "n_test", "n_fit", "linear_acc", "top3_acc", "knn_acc",
-                "precision_at_10", "precision_at_10_best", "n_classes", "knn_k", "fit_class_min", "intervals", "flags", "interval_method")
+                "precision_at_10", "precision_at_10_best", "n_classes", "knn_k", "fit_class_min", "intervals", "flags",
+                "interval_method")
 
 
 def summary(result: dict) -> dict:

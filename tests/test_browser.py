@@ -70,7 +70,7 @@ def server():
                 break
             except OSError:
                 if proc.poll() is not None or time.time() - t0 > 60:
-                    raise RuntimeError(f"streamlit did not start: {(runs / 'server.log').read_text()[-2000:]}")
+                    raise RuntimeError(f"streamlit did not start: {(runs / 'server.log').read_text()[-2000:]}") from None
                 time.sleep(0.3)
         yield {"url": url, "runs": runs}
     finally:

@@ -118,8 +118,8 @@ def _brute_batch_hard(emb, labels):
         neg = [j for j in range(n) if labels[j] != labels[i]]
         if not pos or not neg:
             continue
-        d = lambda j: float(np.linalg.norm(emb[i] - emb[j]))  # noqa: E731
-        out.append((i, max(pos, key=d), min(neg, key=d)))
+        distance = np.linalg.norm(emb - emb[i], axis=1)
+        out.append((i, max(pos, key=lambda j: distance[j]), min(neg, key=lambda j: distance[j])))
     return out
 
 
