@@ -84,10 +84,10 @@ def preload_probe_modules() -> None:
 
     def work():
         try:
-            import sklearn.linear_model  # noqa: F401
-            import sklearn.metrics  # noqa: F401
-            import sklearn.model_selection  # noqa: F401
-            import sklearn.neighbors  # noqa: F401
+            import sklearn.linear_model  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.metrics  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.model_selection  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.neighbors  # noqa: F401 - imported ahead of use, on a background thread
         except Exception:  # noqa: BLE001 - the caller's own import will report it
             pass
 

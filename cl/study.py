@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
+from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401 - re-exported: pages and tests read these from cl.study
 from .uncertainty import DIFFERENCE_METHOD
-from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
+from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401 - re-exported: pages and tests read these from cl.study
 
 ROWS = ("none", "fer", "simclr")
 COLS = ("pairwise", "triplet")

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.loadtest import free_port, wait_until_settled
+from benchmarks.loadtest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until_settled
 from test_app_helpers import ROOT, data_dir, digit_png, shipped_dir
 
 pytestmark = pytest.mark.browser
 
-from benchmarks.loadtest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 PAGES = {"": "Contrastive Explorer", "train": "Train", "augmentations": "Augmentations",
          "embedding": "Embedding space", "metrics": "Metrics", "retrieval": "Retrieval", "compare": "Compare"}

@@ -15,9 +15,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from cl.checkpoints import load_checkpoint  # noqa: E402
-from cl.cli import main  # noqa: E402
-from cl.evaluation import embed  # noqa: E402
+from cl.checkpoints import load_checkpoint  # noqa: E402 - after the importorskips above
+from cl.cli import main  # noqa: E402 - after the importorskips above
+from cl.evaluation import embed  # noqa: E402 - after the importorskips above
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = ROOT / "checkpoints"

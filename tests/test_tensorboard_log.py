@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("tensorboard")
 
-from cl.checkpoints import load_checkpoint, read_card  # noqa: E402
-from cl.cli import main  # noqa: E402
-from cl.data import load_dataset  # noqa: E402
-from cl.evaluation import embed  # noqa: E402
-from cl.tensorboard_log import SCALARS  # noqa: E402
+from cl.checkpoints import load_checkpoint, read_card  # noqa: E402 - after the importorskip above
+from cl.cli import main  # noqa: E402 - after the importorskip above
+from cl.data import load_dataset  # noqa: E402 - after the importorskip above
+from cl.evaluation import embed  # noqa: E402 - after the importorskip above
+from cl.tensorboard_log import SCALARS  # noqa: E402 - after the importorskip above
 
 EPOCHS = 2
 
