@@ -19,7 +19,7 @@ view losses (NT-Xent, SupCon) and the mined triplets pair each un-augmented imag
 SimCLR view every epoch. Labels: NT-Xent never reads them (the batch's other images are its
 negatives); random negatives draw negatives from all images, and every image is an anchor while no
 class exceeds the study's 5,000-per-class cap (true for the data here), so neither needs labels
-to train; tests/test_study.py checks both.
+to train; tests/cl/test_study.py checks both.
 """
 
 from __future__ import annotations

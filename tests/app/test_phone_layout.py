@@ -14,7 +14,7 @@ from benchmarks.loadtest import CHROMIUM, PHONE, app_server, page_errors, settle
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 PAGES = ["", "study", "train", "augmentations", "embedding", "metrics", "retrieval", "compare", "bring"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _exists(page: str) -> bool:

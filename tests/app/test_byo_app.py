@@ -17,7 +17,7 @@ from PIL import Image
 from test_app import app_env, button, goto, model_box, new_session, poll_until, texts  # noqa: F401 - fixture
 from test_app_helpers import digit_png, shipped_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CIFAR = ROOT / "checkpoints" / "cifar10-best.safetensors"
 
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from cl.batchview import batch_from_checkpoint
 from test_app import _ServerPagesManager
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"
 DIGITS = str(CKPT / "digits-best.safetensors")
 

@@ -23,7 +23,7 @@ from cl import distributed, training
 from cl.checkpoints import read_card
 from cl.data import load_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # One global batch of an odd size, so that the two shares differ (26 and 25 items) and the padded
 # gather is exercised. Augmentation "none": each rank's own augmentation stream would otherwise

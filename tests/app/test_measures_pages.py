@@ -15,7 +15,7 @@ from cl.checkpoints import read_card
 from cl.reference import PAPER_TABLE, scenario_name
 from cl.study import scenario_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"
 CARDS = {p.stem: read_card(p) for p in sorted(CKPT.glob("*.safetensors"))}
 

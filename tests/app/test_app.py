@@ -222,7 +222,7 @@ def test_training_on_digits_through_the_train_page_feeds_every_page(app_env):
     assert any(name in str(v) for v in at.dataframe[1].value["model"])
 
     # another session sees neither the job nor this session's model (on a laptop the runs
-    # folder is listed, as the user's own earlier runs; in demo mode it is not: tests/test_teacher.py)
+    # folder is listed, as the user's own earlier runs; in demo mode it is not: tests/app/test_teacher.py)
     other = new_session()
     assert model_box(other).value != str(saved[0])
     assert "trained this session" not in model_box(other).format_func(str(saved[0]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cl.checkpoints import load_checkpoint, read_card
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_cl(*args, **kw):

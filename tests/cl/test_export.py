@@ -18,7 +18,7 @@ from cl.data import clear_cache, load_dataset
 from cl.evaluation import embed
 from cl.export import export_embeddings, sprite
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "checkpoints" / "digits-best.safetensors"
 CIFAR = ROOT / "checkpoints" / "cifar10-best.safetensors"
 

@@ -15,7 +15,7 @@ pytest.importorskip("tensorboard")
 
 
 class _ServerPagesManager(PagesManager):
-    """As in tests/test_app.py: behave like a server after its first ``st.navigation`` call."""
+    """As in tests/app/test_app.py: behave like a server after its first ``st.navigation`` call."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -19,7 +19,7 @@ from cl.checkpoints import load_checkpoint  # noqa: E402 - after the importorski
 from cl.cli import main  # noqa: E402 - after the importorskips above
 from cl.evaluation import embed  # noqa: E402 - after the importorskips above
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = ROOT / "checkpoints"
 GALLERIES = CHECKPOINTS / "galleries"
 N_IMAGES = 256

@@ -19,7 +19,7 @@ from cl.batchview import batch_config, batch_from_checkpoint, build_batch, summa
 from cl.data import load_dataset
 from cl.training import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "checkpoints" / "digits-best.safetensors"
 
 # every loss of the registry, every miner, both negative samplers, both recipes

@@ -27,7 +27,7 @@ from cl import archive as arc
 from cl.archive import ArchiveError, ArchiveLimits, extract_archive
 from cl.data import dataset_spec, load_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # Every test here gets its own cache folder (tests/conftest.py).

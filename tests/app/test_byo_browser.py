@@ -1,6 +1,6 @@
 """Bring your own in a real browser: a stroke drawn with the mouse on the Retrieval page's canvas
 gets neighbours, and an image archive uploaded in the sidebar becomes the data set. Uses the
-server and browser of tests/test_browser.py (its own server: module-scoped fixtures)."""
+server and browser of tests/app/test_browser.py (its own server: module-scoped fixtures)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a person makes survives a reload and a copied link, in a real browser (issue 28): a digits
 training reloaded while it runs, and an uploaded image set reloaded on another page. Uses the
-server and browser of tests/test_browser.py (its own server: module-scoped fixtures)."""
+server and browser of tests/app/test_browser.py (its own server: module-scoped fixtures)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from cl.encoder import PaperEncoder, count_parameters
 from cl.evaluation import evaluate_model
 from cl.images import to_pil
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(data_dir: Path | None = None) -> dict:

@@ -1,7 +1,7 @@
 """Nothing a person makes is lost (issue 28), through AppTest and the library: a training's record
 and an interrupted run, an uploaded image set reopened by its link, the split of an image set as
 a function of its images, the upload that stays active, and the views a slide links to.
-The reload mid-training and the upload-then-reload in a real browser: tests/test_persistence_browser.py.
+The reload mid-training and the upload-then-reload in a real browser: tests/app/test_persistence_browser.py.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def test_a_cli_model_uploaded_then_its_image_set_stays_the_active_model(app_env,
 
     data = colour_zip()
     ex = extract_archive(data, name="my photos.zip")
-    cifar = Path(__file__).resolve().parent.parent / "checkpoints" / "cifar10-best.safetensors"
+    cifar = Path(__file__).resolve().parents[2] / "checkpoints" / "cifar10-best.safetensors"
     # an older run of the app on that image set, in the runs folder
     app_env.mkdir(parents=True, exist_ok=True)
     older = app_env / "my-photos-none-supcon-20260101-000000-aaaaaa.safetensors"
@@ -226,7 +226,7 @@ def test_a_link_to_a_run_saved_under_an_old_name_still_opens(app_env):
     from ui import models
 
     app_env.mkdir(parents=True, exist_ok=True)
-    cifar = Path(__file__).resolve().parent.parent / "checkpoints" / "cifar10-best.safetensors"
+    cifar = Path(__file__).resolve().parents[2] / "checkpoints" / "cifar10-best.safetensors"
     old = app_env / "archive:7ef42959f70bf41b-none-supcon-20261201-101010-abcdef.safetensors"
     shutil.copy(cifar, old)
     entry = models.entry_for_link(f"run:{old.stem}")

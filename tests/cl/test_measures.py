@@ -11,7 +11,7 @@ import torch
 
 from cl import measures as M
 
-CKPT = Path(__file__).resolve().parent.parent / "checkpoints"
+CKPT = Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def unit(v):

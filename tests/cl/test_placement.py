@@ -17,7 +17,7 @@ from cl.errors import ConfigError
 from cl.evaluation import embed
 from cl.placement import augmented_views, checkpoint_layout, exact_query, fit_placer, place_views
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints" / "digits-best.safetensors"  # 540 bundled test images: quick
 
 

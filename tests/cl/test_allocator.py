@@ -12,7 +12,7 @@ import pytest
 
 from cl import allocator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 # A training step's pattern: allocate and write a 64 MB and a 32 MB tensor, free both; 12 steps.

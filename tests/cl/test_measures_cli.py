@@ -14,7 +14,7 @@ from cl.checkpoints import load_checkpoint
 from cl.data import load_dataset
 from cl.measures import measure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "checkpoints" / "digits-best.safetensors"
 
 

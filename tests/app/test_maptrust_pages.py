@@ -24,7 +24,7 @@ from cl.evaluation import embed
 from cl.layouts import gallery_for, layout_path, read_layouts
 from test_app import _ServerPagesManager
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"
 NAME = "digits-best"
 

@@ -20,7 +20,7 @@ from PIL import Image
 from ui import charts
 from ui import images as ui_images
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
