@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import streamlit as st  # noqa: E402
+import streamlit as st  # noqa: E402 - after sys.path gets the repository root
 
 # narwhals is imported both by altair (a page's charts, on the script thread) and by scikit-learn
 # (background threads: the test-embedding warm-up, the probe preload). Two threads importing its
@@ -43,8 +43,8 @@ import streamlit as st  # noqa: E402
 # _ModuleLock('narwhals.stable.v2')", seen once in the suite), so import it whole here, on the
 # script thread, before any background thread starts (about 0.07 s, once per process).
 try:
-    import narwhals.stable.v1  # noqa: F401
-    import narwhals.stable.v2  # noqa: F401
+    import narwhals.stable.v1  # noqa: F401 - imported now for the import-lock reason above
+    import narwhals.stable.v2  # noqa: F401 - imported now for the import-lock reason above
 except ImportError:  # altair before 5.4 and older scikit-learn do without it
     pass
 
@@ -67,7 +67,7 @@ from ui import demo  # noqa: E402 - light (os, time, dataclasses): the demo swit
 _tune_malloc(demo.enabled())
 
 
-from ui import sidebar, state  # noqa: E402
+from ui import sidebar, state  # noqa: E402 - after sys.path gets the repository root
 
 # The tab's icon is a file served by the app: a ":material/...:" icon is fetched from fonts.gstatic.com,
 # which a room without internet (or a phone on a flaky network) cannot reach.

@@ -66,7 +66,7 @@ def _part_app(ctx: _Context) -> dict:
     except ImportError:
         raise _Skip("playwright (python) is not installed") from None
     try:
-        import psutil  # noqa: F401
+        import psutil  # noqa: F401 - only checks that psutil is installed
     except ImportError:
         raise _Skip("psutil is not installed") from None
     try:
@@ -140,7 +140,7 @@ def _part_app(ctx: _Context) -> dict:
                 shot = Path(tempfile.gettempdir()) / "cl-bench-app-failure.png"
                 try:
                     page.screenshot(path=str(shot))
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a screenshot is a courtesy; its failure must not end the run
                     pass
                 result["embedding_page_skipped"] = (f"the Embedding space page did not show the {n_points:,}-point "
                                                     f"scatter ({type(err).__name__}: {str(err)[:200]}); "

@@ -427,7 +427,7 @@ async def _a_visitor(browser, url: str, i: int, phone: bool, timeout: float, out
                                                 "[data-testid=stFileUploaderFileErrorMessage]").all_inner_texts()
                     if alerts:
                         rec["errors"].append("page said: " + " | ".join(a[:160] for a in alerts[:3]))
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a browser failure is this view's error; the run goes on
                     pass
             out.append(rec)
     finally:
@@ -466,7 +466,7 @@ def run_links(cold_repeats: int = 3, timeout: float = 120, python: str = sys.exe
                         page.goto(f"{url}/{p}?dataset={dataset}&model={name}", timeout=timeout * 1000)
                         rec["settle_s"] = round(settle_seconds(page, t0, timeout), 3)
                         rec["errors"] = page_errors(page)
-                    except Exception as err:  # noqa: BLE001
+                    except Exception as err:  # noqa: BLE001 - a browser failure is this view's error; the run goes on
                         rec["errors"] = [f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"]
                     result["pages"][f"{name}/{p or 'overview'}"] = rec
                     ctx.close()

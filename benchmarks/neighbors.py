@@ -82,7 +82,9 @@ def _part_neighbors(ctx: _Context) -> dict:
                 srch.append(t3 - t2)
                 tops.append(top)
                 vecs.append(vec)
-            ms = lambda v: [t * 1000.0 for t in v]  # noqa: E731
+            def ms(seconds: list) -> list:
+                return [t * 1000.0 for t in seconds]
+
             return ({"p50_ms": percentile(ms(totals), 50), "p95_ms": percentile(ms(totals), 95),
                      "mean_ms": round(float(np.mean(ms(totals))), 3),
                      "decode_prepare_p50_ms": percentile(ms(prep), 50), "embed_p50_ms": percentile(ms(emb_t), 50),

@@ -58,7 +58,7 @@ def pil_images(image_set: ImageSet) -> list[tuple[Image.Image, int]]:
     arr = image_set.images.numpy()
     labels = image_set.labels.tolist()
     out = []
-    for img, label in zip(arr, labels):
+    for img, label in zip(arr, labels, strict=True):
         if img.shape[0] == 1:
             out.append((Image.fromarray(img[0], mode="L"), int(label)))
         else:

@@ -232,7 +232,7 @@ def _part_views(ctx: _Context) -> dict:
     """Per-page costs in demo mode (measure_pages); ``CL_BENCH_VIEWS`` sets the protocol views per
     page; ``CL_BENCH_VIEWS_NGINX=1`` measures them again behind deploy/'s nginx."""
     try:
-        import psutil  # noqa: F401
+        import psutil  # noqa: F401 - only checks that psutil is installed
     except ImportError:
         raise _Skip("psutil is not installed") from None
     n = int(os.environ.get("CL_BENCH_VIEWS", "4" if ctx.quick else "8"))

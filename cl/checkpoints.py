@@ -66,7 +66,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     try:
         blob = st_save(state, metadata={"card": json.dumps(card, sort_keys=True)})
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001 - the serialiser and the encoder builder raise many types; each becomes one CheckpointError
         raise CheckpointError(f"cannot serialise the model: {err}") from None
     folder = path.parent  # Path("m.safetensors").parent is Path(".")
     try:
@@ -160,7 +160,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch
     spec = card["encoder_spec"]
     try:
         model = build_encoder(spec["name"], int(spec["in_channels"]), int(spec["image_size"]), int(spec.get("width") or 32))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001 - the serialiser and the encoder builder raise many types; each becomes one CheckpointError
         raise CheckpointError(f"{path}: the card describes an encoder we cannot build ({err})") from None
     try:
         state = load_file(str(path), device="cpu")

@@ -172,7 +172,7 @@ def gather_rows(t: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         # the group passed explicitly: all_gather's default is the world group current when
         # torch.distributed.nn.functional was first imported, stale after a later session
         parts = dist_nn.all_gather(t, group=torch.distributed.group.WORLD)
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+    return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
 
 
 def sum_over_ranks(values: list[float]) -> list[float]:
@@ -220,17 +220,16 @@ def agree(fn):
         if len(failed) < _CURRENT.world_size:
             text = f"rank {', '.join(map(str, failed))} of {_CURRENT.world_size}: {text}"
         try:
-            err = cls(text)
+            shared = cls(text)
         except TypeError:  # a class that takes other arguments
-            err = UserError(text)
-        err.every_rank = True
-        raise err
+            shared = UserError(text)
+        raise on_every_rank(shared)
     return value
 
 
 def on_every_rank(err: BaseException) -> BaseException:
     """Mark ``err`` as raised identically on every rank (it came from values all ranks share)."""
-    err.every_rank = True  # read only under torchrun
+    setattr(err, "every_rank", True)  # a marker attribute, read only under torchrun
     return err
 
 

@@ -84,10 +84,10 @@ def preload_probe_modules() -> None:
 
     def work():
         try:
-            import sklearn.linear_model  # noqa: F401
-            import sklearn.metrics  # noqa: F401
-            import sklearn.model_selection  # noqa: F401
-            import sklearn.neighbors  # noqa: F401
+            import sklearn.linear_model  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.metrics  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.model_selection  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.neighbors  # noqa: F401 - imported ahead of use, on a background thread
         except Exception:  # noqa: BLE001 - the caller's own import will report it
             pass
 
@@ -224,7 +224,8 @@ def knn_accuracy(model: torch.nn.Module, test_set: ImageSet, k: int = 30, seed: 
 
 
 SUMMARY_KEYS = ("protocol", "dataset", "split", "n_test", "n_fit", "linear_acc", "top3_acc", "knn_acc",
-                "precision_at_10", "precision_at_10_best", "n_classes", "knn_k", "fit_class_min", "intervals", "flags", "interval_method")
+                "precision_at_10", "precision_at_10_best", "n_classes", "knn_k", "fit_class_min", "intervals", "flags",
+                "interval_method")
 
 
 def summary(result: dict) -> dict:

@@ -57,7 +57,7 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # PIL's notes on corrupt metadata
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size  # header only: nothing decoded yet
             if width < 1 or height < 1:
                 raise ImageInputError(f"{name}: the image has no pixels")
@@ -71,8 +71,8 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageInputError(f"{name}: the image is too large: it declares more pixels than the limit ({max_pixels // 1_000_000} MP); "
-                              "this looks like a decompression bomb") from None
+        raise ImageInputError(f"{name}: the image is too large: it declares more pixels than the limit "
+                              f"({max_pixels // 1_000_000} MP); this looks like a decompression bomb") from None
     except UnidentifiedImageError as err:
         raise ImageInputError(f"{name}: not an image file this app can read (PNG, JPEG, GIF, BMP, TIFF or WebP)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:

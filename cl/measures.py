@@ -285,7 +285,7 @@ def _embed(model, images, augmentation: str, seed: int, batch_size: int, clean: 
     model.eval()
     device = next(model.parameters()).device
     fn = getattr(model, "embed", model)
-    out = ([], [], [])
+    out: tuple[list, list, list] = ([], [], [])
     try:
         for s in range(0, len(images), batch_size):
             x = images[s:s + batch_size]

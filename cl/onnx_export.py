@@ -99,6 +99,8 @@ def _to_onnx(model, channels: int, size: int):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals mean nothing to a user
         program = torch.onnx.export(model, (sample,), dynamo=True, verbose=False, optimize=True,
                                     input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=({0: batch},))
+    if program is None:  # only the legacy TorchScript exporter returns nothing
+        raise RuntimeError("torch.onnx.export returned no program")
     return program.model_proto
 
 
@@ -107,8 +109,8 @@ def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_ima
     """Write ``model`` as ``out/NAME.onnx`` with its preprocessing in its metadata, and ``export.json``.
 
     ``verify_images``: uint8 ``(N, C, H, W)`` images to compare ONNX Runtime with PyTorch on
-    (the first :data:`VERIFY_IMAGES`), or None (``no_images_why`` says why in ``export.json``). Files are written whole or not at all (a temporary
-    file, then a rename). Returns what ``export.json`` holds, plus ``out``."""
+    (the first :data:`VERIFY_IMAGES`), or None (``no_images_why`` says why in ``export.json``). Files are written
+    whole or not at all (a temporary file, then a rename). Returns what ``export.json`` holds, plus ``out``."""
     import onnx
 
     require_exporter()

@@ -10,6 +10,7 @@ them step by step.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -19,7 +20,7 @@ class PlainSGD:
     The study's optimiser."""
 
     def __init__(self, params, lr: float, weight_decay: float = 0.0):
-        self.param_groups = [{"params": [p for p in params if p.requires_grad], "lr": lr,
+        self.param_groups: list[dict[str, Any]] = [{"params": [p for p in params if p.requires_grad], "lr": lr,
                               "weight_decay": weight_decay}]
 
     @torch.no_grad()
@@ -46,7 +47,8 @@ class PlainAdamW:
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2):
-        self.param_groups = [{"params": [p for p in params if p.requires_grad], "lr": lr, "betas": betas,
+        self.param_groups: list[dict[str, Any]] = [{"params": [p for p in params if p.requires_grad], "lr": lr,
+                                                    "betas": betas,
                               "eps": eps, "weight_decay": weight_decay}]
         self.state: dict = {}
         self._t = 0

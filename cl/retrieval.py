@@ -145,7 +145,7 @@ class NeighborIndex:
                 sim[exclude] = float("-inf")
             top = torch.topk(sim, k)
         return [Neighbor(int(i), int(self.labels[i]), float(s))
-                for s, i in zip(top.values.tolist(), top.indices.tolist())]
+                for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
 
 
 def input_mode_for(dataset: str) -> str:

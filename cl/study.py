@@ -19,7 +19,7 @@ view losses (NT-Xent, SupCon) and the mined triplets pair each un-augmented imag
 SimCLR view every epoch. Labels: NT-Xent never reads them (the batch's other images are its
 negatives); random negatives draw negatives from all images, and every image is an anchor while no
 class exceeds the study's 5,000-per-class cap (true for the data here), so neither needs labels
-to train; tests/test_study.py checks both.
+to train; tests/cl/test_study.py checks both.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import PAPER_AUGMENTATIONS
-from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
+from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401 - re-exported: pages and tests read it from cl.study
 from .checkpoints import write_atomically
-from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
+from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401 - re-exported for pages and tests
 from .uncertainty import DIFFERENCE_METHOD
 
 # The study's grid is PAPER_TABLE's keys, in its order: per data set, augmentations (rows) x losses (columns).

@@ -111,7 +111,8 @@ weights = row.segmented_control("Model", list(WEIGHTS), key="batch_weights", for
                                      "(epoch 0), for this seed.") or "trained"
 if not isinstance(state.widget("batch_seed"), int):
     state.set_widget("batch_seed", 0)
-seed = int(row.number_input("Seed", 0, 2**31 - 1, key="batch_seed", width=130, help="Seeds the sampler and the augmentations: another seed, another batch."))
+seed = int(row.number_input("Seed", 0, 2**31 - 1, key="batch_seed", width=130,
+                            help="Seeds the sampler and the augmentations: another seed, another batch."))
 row.button("Another batch", icon=":material/casino:", on_click=_next_batch, key="batch_next")
 if state.widget("batch_anchors") not in ANCHOR_CHOICES:
     state.set_widget("batch_anchors", 16)

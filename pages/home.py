@@ -50,7 +50,8 @@ st.subheader("Models")
 shipped, problems = models.shipped_models()
 st.markdown(f"- **{len(shipped)}** shipped checkpoint(s) in `{demo.show_path(models.checkpoints_dir())}`"
             + (f" ({len(problems)} unreadable file(s) skipped)" if problems else ""))
-st.markdown(f"- **{len(state.session_models())}** model(s) trained in this session, saved under `{demo.show_path(models.runs_dir())}`")
+st.markdown(f"- **{len(state.session_models())}** model(s) trained in this session, "
+            f"saved under `{demo.show_path(models.runs_dir())}`")
 st.markdown(f"- trainings running on this server: **{len(jobs.running())}** of at most {jobs.max_concurrent()}")
 if ctx.model is not None:
     st.success(f"Active model: **{ctx.model.name}**, {ctx.model.train_note()}.", icon=":material/check_circle:")

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadtest import CHROMIUM, PHONE, app_server, settle_seconds  # noqa: E402
+from benchmarks.loadtest import CHROMIUM, PHONE, app_server, settle_seconds  # noqa: E402 - after sys.path gets the repository root
 
 PAGES = ["", "study", "train", "augmentations", "embedding", "metrics", "retrieval", "compare"]
 SIZES = {"desktop": {"viewport": {"width": 1400, "height": 1000}}, "phone": PHONE}

@@ -172,7 +172,7 @@ def pair_rows(b: LossBatch, urls: list[str], selected: int) -> alt.HConcatChart:
                        "kind": np.where(t["similar"], "similar", "dissimilar"), "term": b.contributions,
                        measure: np.round(t[measure], 3)})
     df["text"] = [f"{'cos' if measure == 'cosine' else 'd'} {v:.2f} · {'✓ satisfied' if s else f'loss {c:.3f}'}"
-                  for v, s, c in zip(df[measure], t["satisfied"], df["term"])]
+                  for v, s, c in zip(df[measure], t["satisfied"], df["term"], strict=True)]
     df["mine"] = df["a"] == selected
     y = alt.Y("pair:O", axis=None)
     h = 26 * n

@@ -206,7 +206,8 @@ def selected_cell(event) -> tuple[str, str] | None:
 def loss_curve(losses: list, title: str) -> alt.Chart:
     df = pd.DataFrame(losses, columns=["step", "epoch", "loss"])
     line = alt.Chart(df, title=title).mark_line(strokeWidth=1.2, opacity=0.6).encode(
-        x=alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1)), y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+        x=alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
         tooltip=["step", "epoch", alt.Tooltip("loss:Q", format=".4f")])
     if len(df) >= 10:
         smooth = alt.Chart(df).transform_window(

@@ -89,7 +89,8 @@ def scrub(text: str) -> str:
         return text
     # One pass, longest first (one folder may lie inside another), so a replacement is never
     # scanned again; a path ends at a separator, a quote, a space or the end of the text.
-    pattern = re.compile("(" + "|".join(re.escape(f) for f in sorted(names, key=len, reverse=True)) + r")(?=$|[/\\\s'\",:;)\]]|\.(?:\s|$))")
+    alternatives = "|".join(re.escape(f) for f in sorted(names, key=len, reverse=True))
+    pattern = re.compile("(" + alternatives + r")(?=$|[/\\\s'\",:;)\]]|\.(?:\s|$))")
     return pattern.sub(lambda m: names[m.group(1)], text)
 
 

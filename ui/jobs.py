@@ -539,7 +539,7 @@ def _map(job: Job) -> None:
         build_layouts(job.out, progress=None, methods=MAP_METHODS)
     except UserError as err:
         log.info("no map for %s: %s", job.out.name, err)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any failure in a background job is logged and shown as failed
         log.error("map of %s failed:\n%s", job.out.name, traceback.format_exc())
 
 
@@ -612,7 +612,7 @@ def start_download(name: str) -> Download:
             dl.status = "done"
         except UserError as err:
             dl.message, dl.status = str(err), "failed"
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - any failure in a background job is logged and shown as failed
             log.error("download of %s failed:\n%s", name, traceback.format_exc())
             dl.message, dl.status = f"download failed ({type(err).__name__}: {err})", "failed"
 

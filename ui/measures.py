@@ -141,7 +141,7 @@ def histograms_frame(m: dict) -> pd.DataFrame:
             continue
         share = counts / counts.sum()  # each kind as a share of its own pairs: their numbers differ 1,000-fold
         rows += [{"lo": float(a), "hi": float(b), "kind": KIND_NAMES[kind], "share": float(p), "pairs": int(n)}
-                 for a, b, p, n in zip(edges[:-1], edges[1:], share, counts)]
+                 for a, b, p, n in zip(edges[:-1], edges[1:], share, counts, strict=True)]
     return pd.DataFrame(rows)
 
 

@@ -277,7 +277,7 @@ def _on_archive_upload() -> None:
     except UserError as err:
         state.set_byo_note("archive", "error", demo.scrub(f"Cannot use this archive: {err}"))
         return
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any failure to read an upload becomes one message
         state.set_byo_note("archive", "error", f"Cannot use this archive: {upload.name} could not be read as a "
                                                f"zip file.")
         return

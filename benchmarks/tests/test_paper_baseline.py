@@ -60,7 +60,7 @@ def test_triplets_are_one_per_anchor_with_a_negative_of_another_class():
     # that gives every anchor's label, and so the label of each normalised image
     classes = list(dict.fromkeys(y for _, y in images))
     anchor_labels = [y for c in classes for _, y in images if y == c]
-    label_of = {anchor.numpy().tobytes(): y for (anchor, _, _), y in zip(tuples, anchor_labels)}
+    label_of = {anchor.numpy().tobytes(): y for (anchor, _, _), y in zip(tuples, anchor_labels, strict=True)}
     assert len(label_of) > 0.95 * len(tuples)  # (a few digits images are exact duplicates)
     for anchor, positive, negative in tuples:
         assert torch.equal(anchor, positive)  # no augmentation: the positive is the anchor
