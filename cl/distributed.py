@@ -229,7 +229,7 @@ def agree(fn):
 
 def on_every_rank(err: BaseException) -> BaseException:
     """Mark ``err`` as raised identically on every rank (it came from values all ranks share)."""
-    setattr(err, "every_rank", True)  # a marker attribute, read only under torchrun
+    err.every_rank = True  # type: ignore[attr-defined]  # a marker attribute, read only under torchrun
     return err
 
 

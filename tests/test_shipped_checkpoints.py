@@ -19,8 +19,8 @@ SAMPLE = ["digits-best", "mnist-simclr-triplet", "cifar10-none-pairwise", "mnist
 
 def test_expected_checkpoints_are_shipped():
     names = {p.stem for p in SHIPPED}
-    expected = {f"{d}-{a}-{l}" for d in ("mnist", "cifar10") for a in ("none", "fer", "simclr")
-                for l in ("pairwise", "triplet")} | {"digits-best", "mnist-best", "fashion-mnist-best", "cifar10-best"}
+    expected = {f"{d}-{a}-{loss}" for d in ("mnist", "cifar10") for a in ("none", "fer", "simclr")
+                for loss in ("pairwise", "triplet")} | {"digits-best", "mnist-best", "fashion-mnist-best", "cifar10-best"}
     assert expected <= names, f"missing: {sorted(expected - names)}"
 
 

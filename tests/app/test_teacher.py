@@ -143,7 +143,7 @@ def test_the_model_list_is_in_a_visible_order():
     stems = [label.split(" (")[0] for label in model_box(at).options]
     mnist = [s for s in stems if s.startswith("mnist-")]
     assert mnist[0] == "mnist-best"
-    study = [f"mnist-{a}-{l}" for a in ("none", "fer", "simclr") for l in ("pairwise", "triplet")]
+    study = [f"mnist-{a}-{loss}" for a in ("none", "fer", "simclr") for loss in ("pairwise", "triplet")]
     assert mnist[1:7] == study, "the study's six models in its table order"
     assert mnist[7:] == sorted(mnist[7:]), "then the outlook models by name"
     assert stems.index(mnist[-1]) < min(stems.index(s) for s in stems if not s.startswith("mnist-")), \

@@ -34,8 +34,8 @@ def test_the_page_renders_the_two_grids_with_captions_and_links():
     scenario = [c for c in captions if " · study " in c]
     assert len(scenario) == 12  # 2 data sets x 3 augmentations x 2 losses
     # each scenario caption carries the study's own figures from PAPER_TABLE and a deep link
-    for (d, a, l), figs in PAPER_TABLE.items():
-        link = f"embedding?dataset={d}&model={d}-{a}-{l}&method=tsne"
+    for (d, a, loss), figs in PAPER_TABLE.items():
+        link = f"embedding?dataset={d}&model={d}-{a}-{loss}&method=tsne"
         hit = [c for c in scenario if link in c]
         assert len(hit) == 1, link
         assert f"study {figs[0]:.2f} / {figs[1]:.2f} / {figs[2]:.2f}" in hit[0]
@@ -60,7 +60,7 @@ def test_observations_follow_the_cards_and_the_study_table():
 
 def test_shipped_structure_is_fresh_and_pairwise_is_more_line_like():
     structure = study.load_structure(CKPT)
-    names = [study.scenario_name(d, a, l) for d in study.DATASETS for a in study.ROWS for l in study.COLS]
+    names = [study.scenario_name(d, a, loss) for d in study.DATASETS for a in study.ROWS for loss in study.COLS]
     assert set(names) <= set(structure), "run: python -m cl study --structure --out DIR"
     for d in study.DATASETS:
         for a in study.ROWS:
