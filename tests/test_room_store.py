@@ -3,6 +3,7 @@ real redis-server started for the test in a temporary folder."""
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import socket
@@ -256,8 +257,9 @@ def test_sqlite_store_is_shared_between_two_processes(tmp_path):
     """Two replicas on one machine open the same file: a room made by one is seen by the other."""
     path = tmp_path / "rooms.sqlite3"
     room, _ = new_room(rs.SqliteRoomStore(path))
-    code = (f"from ui import room_store as rs; s = rs.SqliteRoomStore({str(path)!r}); "
-            f"import base64; s.submit({room.code!r}, 'other-process', base64.b64decode({__import__('base64').b64encode(png()).decode()!r}), 1, 2, 3)")
+    image = base64.b64encode(png()).decode()
+    code = (f"from ui import room_store as rs; s = rs.SqliteRoomStore({str(path)!r}); import base64; "
+            f"s.submit({room.code!r}, 'other-process', base64.b64decode({image!r}), 1, 2, 3)")
     subprocess.run([shutil.os.sys.executable, "-c", code], check=True, cwd=str(rs.Path(rs.__file__).parent.parent))
     rows = rs.SqliteRoomStore(path).since(room.code)
     assert [(r.session, r.x, r.y, r.predicted) for r in rows] == [("other-process", 1.0, 2.0, 3)]

@@ -44,6 +44,9 @@ _OWNER_SET = "owner_cookie_sent"  # this session has sent the script that stores
 _JOBS_DONE = "jobs_registered"  # ids of finished trainings this session has taken in
 _VIEWED_RUN = "viewed_run"  # the run the Train page shows
 _URL_AT_START = "url_at_start"  # the view parameters the URL held when this run began
+_ROOM_PRESENTED = "room_presented"  # the live room this session opened: code and secret (never in a URL)
+_ROOM_VIEW = "room_view"  # the presenter's copy of its room's rows and what its browser holds
+_ROOM_PHONE = "room_phone"  # the audience page: rooms joined, the last result, the canvas generation
 
 OWNER_COOKIE = "ce_owner"
 _OWNER_FORMAT = re.compile(r"[0-9a-f]{32}")
@@ -349,3 +352,36 @@ def pop_flash() -> list[tuple[str, str]]:
     items = list(_get(_FLASH, []))
     _set(_FLASH, [])
     return items
+
+
+# ----------------------------------------------------------------- the live room
+def room_presented() -> dict | None:
+    """``{"code", "secret"}`` of the room this session opened: the secret that lets it hide,
+    pause and close lives only here, never in a link."""
+    got = _get(_ROOM_PRESENTED)
+    return dict(got) if got else None
+
+
+def set_room_presented(code: str | None, secret: str | None = None) -> None:
+    _set(_ROOM_PRESENTED, {"code": code, "secret": secret} if code else None)
+    _set(_ROOM_VIEW, None)
+
+
+def room_view() -> dict:
+    """The presenter page's working copy (mutable, this session's own): ``rows`` by id, ``sent``
+    (the last id its browser has) and ``bg_sent``."""
+    view = _get(_ROOM_VIEW)
+    if view is None:
+        view = {"rows": {}, "sent": 0, "bg_sent": False}
+        _set(_ROOM_VIEW, view)
+    return view
+
+
+def room_phone() -> dict:
+    """The audience page's working copy (mutable): ``joined`` room codes, ``result`` (the last
+    submission's), ``canvas`` (a counter that gives a fresh canvas after each send)."""
+    phone = _get(_ROOM_PHONE)
+    if phone is None:
+        phone = {"joined": [], "result": None, "canvas": 0}
+        _set(_ROOM_PHONE, phone)
+    return phone

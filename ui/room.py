@@ -1,0 +1,209 @@
+"""The live room's Streamlit side: the shared store, a room's model and map, turning a phone's
+image into a stored submission, the QR code and the presenter's live map.
+
+The store (:mod:`ui.room_store`) is shared by every replica; everything here is per process:
+the model, its test gallery and the fitted map of the room (loaded once per process for every
+room that uses that model), so a phone's replica embeds, places and classifies its image once,
+at submit time, and the presenter's replica only reads the stored rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import streamlit as st
+
+from cl.errors import UserError
+
+from . import cache
+from . import room_store as rs
+
+NEIGHBOURS = 10  # the model's reading of an image: the majority class of its 10 nearest test images
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> rs.RoomStore:
+    """The server's room store: ``$CL_ROOM_STORE`` (Redis), else SQLite in the app's cache folder."""
+    from cl.archive import cache_dir
+
+    return rs.store_from_env(cache_dir())
+
+
+@dataclass
+class RoomModel:
+    """What a room's submissions are measured against: the model, its test split, the map of the
+    test gallery (the model's shipped t-SNE, else the same t-SNE computed here) fitted for placing."""
+
+    net: object
+    test: object  # cl.data.ImageSet
+    index: object  # cl.retrieval.NeighborIndex over every test image
+    rows: np.ndarray  # which test images the map's points are
+    coords: np.ndarray  # (len(rows), 2) the map
+    placer: object  # cl.placement.Placer
+    source: str  # "shipped" or "computed"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.test.classes)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def room_model(path: str, cid: str, dataset: str) -> RoomModel:
+    from cl.layouts import DEFAULTS
+    from cl.placement import fit_placer
+    from cl.retrieval import NeighborIndex
+
+    test = cache.load_data(dataset, "test")
+    emb = cache.embeddings(path, cid, dataset, "test")
+    net, _card = cache.model(path, cid)
+    shipped = cache.shipped_layouts(path, dataset, len(test))
+    if shipped is not None and "tsne" in shipped:
+        rows, coords, source = np.asarray(shipped["rows"]), np.asarray(shipped["tsne"]), "shipped"
+    else:
+        rows, coords = cache.projection(path, cid, dataset, "tsne", min(len(test), 2000), DEFAULTS["seed"],
+                                        DEFAULTS["perplexity"], DEFAULTS["n_neighbors"], DEFAULTS["min_dist"])
+        source = "computed"
+    placer = fit_placer(emb[rows], coords, "tsne", seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"])
+    return RoomModel(net, test, NeighborIndex(emb, test.labels.numpy()), np.asarray(rows),
+                     np.asarray(coords, dtype=np.float32), placer, source)
+
+
+def model_for(room: rs.Room) -> RoomModel:
+    return room_model(room.model_path, room.model_cid, room.dataset)
+
+
+@dataclass
+class Result:
+    submission: rs.Submission
+    neighbours: list  # cl.retrieval.Neighbor
+    preview: bytes  # what the model saw, enlarged, as PNG
+
+
+def read_image(model: RoomModel, data: bytes, name: str, dataset: str):
+    """Image bytes -> the model-sized uint8 tensor, or :class:`UserError` with one line for the
+    person (not an image, over the size limit, a decompression bomb, a blank drawing)."""
+    from cl.images import MAX_BYTES
+    from cl.retrieval import is_blank, prepare_query
+
+    if not data:
+        raise UserError("nothing was sent: draw, take a photo or choose a file first")
+    if len(data) > MAX_BYTES:
+        raise UserError(f"{name}: {len(data) / 2**20:.1f} MB is over the {MAX_BYTES // 2**20} MB limit for an image")
+    try:
+        prepared = prepare_query(data, model.test.channels, model.test.size, dataset, invert="auto")
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - a hostile file must never surface as a traceback
+        raise UserError(f"{name} could not be read as an image") from None
+    if is_blank(prepared.tensor):
+        raise UserError("the picture is blank as the model sees it: draw bigger, with thicker strokes, "
+                        "or take the photo closer")
+    return prepared.tensor
+
+
+def submit_image(room: rs.Room, session: str, data: bytes, name: str = "image", meant: int | None = None,
+                 room_store: rs.RoomStore | None = None) -> Result:
+    """Read, embed, place and classify one image and store it in ``room`` (raises
+    :class:`UserError` or :class:`ui.room_store.RoomError`; nothing is stored then)."""
+    from cl.retrieval import embed_one
+
+    from .images import png_bytes
+
+    t0 = time.perf_counter()
+    room_store = room_store or store()
+    fresh = room_store.room(room.code)  # closed or paused since the page was drawn?
+    if fresh is None or fresh.closed:
+        raise rs.RoomGone(f"room {room.code} has closed")
+    if fresh.paused:
+        raise rs.RoomError("the presenter has paused the room: wait until it goes on")
+    model = model_for(room)
+    tensor = read_image(model, data, name, room.dataset)
+    z = embed_one(model.net, tensor)
+    xy = model.placer.place(z[None])[0]
+    hits = model.index.query(z, k=NEIGHBOURS)
+    votes = np.bincount([h.label for h in hits], minlength=len(model.classes))
+    # a tie goes to the class of the nearest neighbour among the tied ones
+    best = [h.label for h in hits if votes[h.label] == votes.max()][0]
+    image = tensor.numpy()
+    sub = room_store.submit(room.code, session, png_bytes(image), float(xy[0]), float(xy[1]), int(best), meant,
+                            extra={"seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()})
+    return Result(sub, hits, png_bytes(image, scale=4))
+
+
+# ------------------------------------------------------------------------------------ the link
+def public_base_url() -> str:
+    """The address phones open: ``$CL_PUBLIC_URL``, else the one this browser used."""
+    env = os.environ.get("CL_PUBLIC_URL", "").strip().rstrip("/")
+    if env:
+        return env
+    try:
+        url = st.context.url or ""
+    except Exception:  # noqa: BLE001 - no browser request (a bare run)
+        url = ""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return "http://localhost:8501"
+    path = parts.path.rsplit("/", 1)[0] if "/" in parts.path else ""
+    return f"{parts.scheme}://{parts.netloc}{path}".rstrip("/")
+
+
+def join_url(code: str, base: str | None = None) -> str:
+    return f"{base or public_base_url()}/join?room={code}"
+
+
+def is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def qr_png(url: str, scale: int = 12) -> bytes:
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(url, error="m").save(buf, kind="png", scale=scale, border=2)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------ the live map
+_MAP_JS = Path(__file__).with_name("room_map.js")
+
+
+@st.cache_resource(show_spinner=False)
+def _map_component():
+    return st.components.v2.component("contrastive_explorer_room_map", html='<canvas class="room-map"></canvas>',
+                                      css=".room-map{width:100%;display:block;background:#fff;border-radius:6px}",
+                                      js=_MAP_JS.read_text())
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def background(model: RoomModel) -> dict:
+    """The map's grey test-gallery points (coordinates rounded to the map's 1/500)."""
+    xy = model.coords
+    lo, hi = xy.min(0), xy.max(0)
+    step = float(max(hi - lo)) / 500 or 1.0
+    q = np.round((xy - lo) / step).astype(int)
+    return {"x": q[:, 0].tolist(), "y": q[:, 1].tolist(), "lo": [float(lo[0]), float(lo[1])], "step": step,
+            "span": [float(hi[0] - lo[0]), float(hi[1] - lo[1])]}
+
+
+def live_map(room_code: str, model: RoomModel | None, start_id: int, rows: list[rs.Submission], hidden: set[int],
+             classes: list[str], key: str, height: int = 640, on_resync=None):
+    """The presenter's map, drawn in the browser: only the rows after ``start_id`` travel, and
+    the grey background only with ``model`` (the first time); the browser keeps the rest. When the
+    browser lacks what came before (a remount), it asks for everything again: ``on_resync``."""
+    payload = {"room": room_code, "from": int(start_id), "hidden": sorted(hidden), "height": height,
+               "rows": [{"id": r.id, "x": round(r.x, 3), "y": round(r.y, 3), "png": data_url(r.png),
+                         "label": classes[r.predicted] if 0 <= r.predicted < len(classes) else "?"} for r in rows]}
+    if model is not None:
+        payload["bg"] = background(model)
+    return _map_component()(data=payload, key=key, on_resync_change=on_resync or (lambda: None))
