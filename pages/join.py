@@ -54,9 +54,48 @@ with common.user_errors():
 classes = model.classes
 drawing_set = current.dataset in ("mnist", "digits")
 st.markdown(f"#### Room {code}: {'draw a digit' if drawing_set else 'take a photo or upload a picture'}")
+st.caption("Draw with a finger, big and thick; the toolbar above the canvas undoes and clears." if drawing_set
+           else "A photo of one object, filling the picture.")
 if current.paused:
     st.info("The presenter has paused the room: wait a moment, then send.", icon=":material/pause:")
 
+
+def show_result() -> None:
+    """The last send's result, first on the page: a phone sees it without scrolling."""
+    import torch
+
+    got = phone.get("result")
+    if not got or got["code"] != code:
+        return
+    res = got["result"]
+    sub = res.submission
+    st.success(f"Sent! The model reads it as **{classes[sub.predicted]}**"
+               + (f" (you meant {classes[sub.meant]})" if sub.meant is not None else "") + ". Look at the screen.",
+               icon=":material/check_circle:")
+    c1, c2 = st.columns([1, 2])
+    c1.image(res.preview, caption="what the model saw", width=112)
+    with c2:
+        bg = room.background(model)
+        step, lo = bg["step"], bg["lo"]
+        points = [{"x": lo[0] + x * step, "y": lo[1] + y * step} for x, y in zip(bg["x"], bg["y"], strict=True)]
+        st.vega_lite_chart({
+            "height": 220, "layer": [
+                {"data": {"values": points}, "mark": {"type": "circle", "size": 6, "color": "#bbb"},
+                 "encoding": {"x": {"field": "x", "type": "quantitative", "axis": None},
+                              "y": {"field": "y", "type": "quantitative", "axis": None}}},
+                {"data": {"values": [{"x": sub.x, "y": sub.y}]},
+                 "mark": {"type": "point", "shape": "diamond", "size": 260, "filled": True, "color": "#e0312b"},
+                 "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}}}]},
+            width="stretch")
+        st.caption("Where it landed (red) among the test images (grey).")
+    near = res.neighbours[:8]
+    common.image_gallery(model.test.images[torch.tensor([h.index for h in near], dtype=torch.long)],
+                         [classes[h.label] for h in near], ncol=4, scale=2)
+    st.caption(f"Its {len(near)} nearest test images (of {len(model.test):,} {current.dataset} test images). "
+               f"You can send another in {rs.MIN_INTERVAL_S:.0f} s.")
+
+
+show_result()
 data, name = None, "image"
 if drawing_set:
     try:
@@ -105,33 +144,3 @@ if st.button("Send", type="primary", icon=":material/send:", key="join_send", wi
             phone["canvas"] += 1  # a clean canvas and no leftover choice for the next drawing
             st.rerun()
 
-got = phone.get("result")
-if got and got["code"] == code:
-    res = got["result"]
-    sub = res.submission
-    st.success(f"Sent! The model reads it as **{classes[sub.predicted]}**"
-               + (f" (you meant {classes[sub.meant]})" if sub.meant is not None else "") + ". Look at the screen.",
-               icon=":material/check_circle:")
-    c1, c2 = st.columns([1, 2])
-    c1.image(res.preview, caption="what the model saw", width=112)
-    with c2:
-        bg = room.background(model)
-        step, lo = bg["step"], bg["lo"]
-        points = [{"x": lo[0] + x * step, "y": lo[1] + y * step} for x, y in zip(bg["x"], bg["y"], strict=True)]
-        st.vega_lite_chart({
-            "height": 220, "layer": [
-                {"data": {"values": points}, "mark": {"type": "circle", "size": 6, "color": "#bbb"},
-                 "encoding": {"x": {"field": "x", "type": "quantitative", "axis": None},
-                              "y": {"field": "y", "type": "quantitative", "axis": None}}},
-                {"data": {"values": [{"x": sub.x, "y": sub.y}]},
-                 "mark": {"type": "point", "shape": "diamond", "size": 260, "filled": True, "color": "#e0312b"},
-                 "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}}}]},
-            width="stretch")
-        st.caption("Where it landed (red) among the test images (grey).")
-    import torch
-
-    near = res.neighbours[:8]
-    common.image_gallery(model.test.images[torch.tensor([h.index for h in near], dtype=torch.long)],
-                         [classes[h.label] for h in near], ncol=4, scale=2)
-    st.caption(f"Its {len(near)} nearest test images (of {len(model.test):,} {current.dataset} test images). "
-               f"You can send another in {rs.MIN_INTERVAL_S:.0f} s.")

@@ -72,12 +72,11 @@ def _resync() -> None:
     view.update(sent=0, bg_sent=False)
 
 
-head_qr, head_text = st.columns([1, 2], vertical_alignment="center")
-with head_qr:
-    st.image(room.qr_png(link), width=300)
-with head_text:
+side, main = st.columns([1, 2.4])
+with side:
+    st.image(room.qr_png(link), width="stretch")
     st.markdown(f"## Room **{code}**")
-    st.markdown(f"### {link.split('://', 1)[-1]}")
+    st.markdown(f"#### {link.split('://', 1)[-1]}")
     st.caption(f"{'Draw a digit' if current.dataset in ('mnist', 'digits') else 'Take a photo or upload'} on your "
                f"phone; the map is {current.model_name}'s t-SNE of {len(model.rows):,} {current.dataset} test images "
                f"({'shipped' if model.source == 'shipped' else 'computed here'}).")
@@ -85,14 +84,13 @@ with head_text:
         st.warning("This link names this computer as localhost: phones cannot open it. Start the app with "
                    "`--server.address 0.0.0.0` and open this page by the machine's network address, or set "
                    "CL_PUBLIC_URL.", icon=":material/wifi_off:")
-    b1, b2, b3 = st.columns(3)
     if current.paused:
-        b1.button("Go on", on_click=_pause, args=(False,), icon=":material/play_arrow:", key="room_resume")
+        st.button("Go on", on_click=_pause, args=(False,), icon=":material/play_arrow:", key="room_resume")
     else:
-        b1.button("Pause", on_click=_pause, args=(True,), icon=":material/pause:", key="room_pause")
-    b2.button("Close the room", on_click=_close, icon=":material/lock:", key="room_close",
+        st.button("Pause", on_click=_pause, args=(True,), icon=":material/pause:", key="room_pause")
+    st.button("Close the room", on_click=_close, icon=":material/lock:", key="room_close",
               help="No more drawings; the room's drawings are deleted now.")
-    b3.button("Open another room", on_click=state.set_room_presented, args=(None,), icon=":material/add:",
+    st.button("Open another room", on_click=state.set_room_presented, args=(None,), icon=":material/add:",
               key="room_new", help="This room stays open until it expires or you close it.")
 
 
@@ -115,7 +113,7 @@ def live() -> None:
     rows = view["rows"]
     to_send = [rows[i] for i in sorted(rows) if i > view["sent"]]
     room.live_map(code, None if view["bg_sent"] else model, view["sent"], to_send, hidden, classes, key=f"map_{code}",
-                  height=620, on_resync=_resync)
+                  height=560, on_resync=_resync)
     view["bg_sent"] = True
     if to_send:
         view["sent"] = to_send[-1].id
@@ -149,6 +147,7 @@ def live() -> None:
             st.rerun(scope="fragment")
 
 
-live()
+with main:
+    live()
 st.caption(f"Room {code} closes by itself at {time.strftime('%H:%M', time.localtime(current.expires))} (server time); "
            "its drawings are deleted then.")
