@@ -88,7 +88,7 @@ def main(argv=None) -> int:
             while shown_on_map(presenter) <= before and time.perf_counter() < deadline:
                 time.sleep(0.05)
             sends.append(round(time.perf_counter() - t0, 2))
-            phone.get_by_text("Sent!").first.wait_for(timeout=60000)
+            phone.get_by_text("Sent as").first.wait_for(timeout=60000)
             wait_until_settled(phone, timeout=60)
             if out is not None and i == 0:
                 out.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,7 @@ def show_result() -> None:
         return
     res = got["result"]
     sub = res.submission
-    st.success(f"Sent! The model reads it as **{classes[sub.predicted]}**"
+    st.success(f"Sent as #{sub.id}! The model reads it as **{classes[sub.predicted]}**"
                + (f" (you meant {classes[sub.meant]})" if sub.meant is not None else "") + ". Look at the screen.",
                icon=":material/check_circle:")
     c1, c2 = st.columns([1, 2])

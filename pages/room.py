@@ -13,6 +13,15 @@ ctx = state.context()
 st.title("Live room")
 store = room.store()
 presented = state.room_presented()
+if not state.room_chosen_here() and state.room_cookie() is not None:
+    # this browser opened a room before this session began (a reload, a restarted replica)
+    remembered_code, remembered_secret = state.room_cookie()
+    try:
+        if store.is_presenter(remembered_code, remembered_secret):
+            state.set_room_presented(remembered_code, remembered_secret)
+            presented = state.room_presented()
+    except rs.StoreUnavailable:
+        pass
 current = None
 if presented:
     try:
@@ -27,6 +36,8 @@ if presented:
         state.set_room_presented(None)
 
 if current is None or current.closed:
+    if state.room_cookie() is not None and current is None:
+        state.remember_room(None, None)  # this browser no longer presents the remembered room
     if current is not None and current.closed:
         st.info(f"Room {current.code} is closed and its drawings are deleted.", icon=":material/lock:")
     st.markdown("Ask the audience to draw: each phone opens a link (or scans a code), draws or takes a photo, and "
@@ -48,10 +59,12 @@ if current is None or current.closed:
                 st.error(str(err), icon=":material/error:")
                 st.stop()
         state.set_room_presented(new.code, secret)
+        state.push_flash("success", f"Room {new.code} is open.")
         st.rerun()
     st.stop()
 
 code, secret = current.code, presented["secret"]
+state.remember_room(code, secret)
 with common.user_errors():
     model = room.model_for(current)
 classes = model.classes
@@ -61,6 +74,10 @@ link = room.join_url(code, base)
 
 def _close() -> None:
     store.close(code, secret)
+
+
+def _another() -> None:
+    state.set_room_presented(None)
 
 
 def _pause(paused: bool) -> None:
@@ -90,7 +107,7 @@ with side:
         st.button("Pause", on_click=_pause, args=(True,), icon=":material/pause:", key="room_pause")
     st.button("Close the room", on_click=_close, icon=":material/lock:", key="room_close",
               help="No more drawings; the room's drawings are deleted now.")
-    st.button("Open another room", on_click=state.set_room_presented, args=(None,), icon=":material/add:",
+    st.button("Open another room", on_click=_another, icon=":material/add:",
               key="room_new", help="This room stays open until it expires or you close it.")
 
 

@@ -363,8 +363,38 @@ def room_presented() -> dict | None:
 
 
 def set_room_presented(code: str | None, secret: str | None = None) -> None:
-    _set(_ROOM_PRESENTED, {"code": code, "secret": secret} if code else None)
+    _set(_ROOM_PRESENTED, {"code": code, "secret": secret} if code else {})  # {}: this session chose none
     _set(_ROOM_VIEW, None)
+
+
+def room_chosen_here() -> bool:
+    """Whether this session has opened or left a room itself (else a remembered room is restored)."""
+    return _get(_ROOM_PRESENTED) is not None
+
+
+ROOM_COOKIE = "ce_room"
+_ROOM_COOKIE_FORMAT = re.compile(r"[A-Z0-9]{4,8}\.[A-Za-z0-9_-]{16,64}")
+
+
+def room_cookie() -> tuple[str, str] | None:
+    """The presenter's room as this browser remembers it (``CODE.SECRET`` in the ``ce_room``
+    cookie): a presenter whose replica restarted, or who reloaded, gets its room's controls back."""
+    try:
+        value = st.context.cookies.get(ROOM_COOKIE)
+    except Exception:  # noqa: BLE001 - no browser request (a bare script run)
+        return None
+    if not isinstance(value, str) or not _ROOM_COOKIE_FORMAT.fullmatch(value):
+        return None
+    code, secret = value.split(".", 1)
+    return code, secret
+
+
+def remember_room(code: str | None, secret: str | None) -> None:
+    """Keep (or, with ``None``, forget) the presenter's room in this browser for a few hours;
+    HttpOnly cannot be set from a script, so the cookie is as private as the browser's own tab."""
+    value, age = (f"{code}.{secret}", 4 * 3600) if code and secret else ("", 0)
+    st.html(f"<script>document.cookie = '{ROOM_COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True, width="content")
 
 
 def room_view() -> dict:
