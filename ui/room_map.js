@@ -2,6 +2,8 @@
 // as its own thumbnail, the newest framed in red. Each render brings only the rows after the last
 // one this browser has ("from"); the browser keeps what it has, per room, in `rooms`.
 const rooms = new Map();
+// when each submission reached this browser, by id: what benchmarks/roomload.py measures
+window.roomArrivals = window.roomArrivals || {};
 
 function draw(canvas, st, height) {
   const dpr = window.devicePixelRatio || 1;
@@ -57,6 +59,7 @@ export default function (component) {
   }
   const redraw = () => draw(canvas, st, data.height || 640);
   for (const r of data.rows) {
+    if (!(r.id in window.roomArrivals)) window.roomArrivals[r.id] = Date.now();
     st.rows.set(r.id, r);
     const im = new Image();
     im.onload = redraw;
