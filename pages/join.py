@@ -75,18 +75,7 @@ def show_result() -> None:
     c1, c2 = st.columns([1, 2])
     c1.image(res.preview, caption="what the model saw", width=112)
     with c2:
-        bg = room.background(model)
-        step, lo = bg["step"], bg["lo"]
-        points = [{"x": lo[0] + x * step, "y": lo[1] + y * step} for x, y in zip(bg["x"], bg["y"], strict=True)]
-        st.vega_lite_chart({
-            "height": 220, "layer": [
-                {"data": {"values": points}, "mark": {"type": "circle", "size": 6, "color": "#bbb"},
-                 "encoding": {"x": {"field": "x", "type": "quantitative", "axis": None},
-                              "y": {"field": "y", "type": "quantitative", "axis": None}}},
-                {"data": {"values": [{"x": sub.x, "y": sub.y}]},
-                 "mark": {"type": "point", "shape": "diamond", "size": 260, "filled": True, "color": "#e0312b"},
-                 "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}}}]},
-            width="stretch")
+        st.image(got["map"], width="stretch")
         st.caption("Where it landed (red) among the test images (grey).")
     near = res.neighbours[:8]
     common.image_gallery(model.test.images[torch.tensor([h.index for h in near], dtype=torch.long)],
@@ -140,7 +129,8 @@ if st.button("Send", type="primary", icon=":material/send:", key="join_send", wi
         except (UserError, rs.RoomError) as err:
             st.error(f"Not sent: {err}.", icon=":material/broken_image:")
         else:
-            phone["result"] = {"code": code, "result": result}
+            phone["result"] = {"code": code, "result": result,
+                               "map": room.landed_png(current, result.submission.x, result.submission.y)}
             phone["canvas"] += 1  # a clean canvas and no leftover choice for the next drawing
             st.rerun()
 

@@ -196,6 +196,44 @@ def background(model: RoomModel) -> dict:
             "span": [float(hi[0] - lo[0]), float(hi[1] - lo[1])]}
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _map_picture(path: str, cid: str, dataset: str, side: int):
+    """The room's map as a picture, grey dots on white, and the function from map coordinates to
+    its pixels: drawn once per model, so a phone's result costs one marker and one PNG."""
+    from PIL import Image, ImageDraw
+
+    coords = room_model(path, cid, dataset).coords
+    lo, hi = coords.min(0), coords.max(0)
+    pad = side * 0.04
+    scale = (side - 2 * pad) / float(max(hi - lo) or 1.0)
+    height = int(round(float(hi[1] - lo[1]) * scale + 2 * pad))
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        return pad + (x - lo[0]) * scale, height - (pad + (y - lo[1]) * scale)
+
+    img = Image.new("RGB", (side, height), "white")
+    draw = ImageDraw.Draw(img)
+    for x, y in coords:
+        px, py = to_px(float(x), float(y))
+        draw.ellipse((px - 1.6, py - 1.6, px + 1.6, py + 1.6), fill=(190, 190, 190))
+    return img, to_px
+
+
+def landed_png(room: rs.Room, x: float, y: float, side: int = 600) -> bytes:
+    """The room's map with a red marker where a submission landed, as PNG."""
+    from PIL import ImageDraw
+
+    base, to_px = _map_picture(room.model_path, room.model_cid, room.dataset, side)
+    img = base.copy()
+    px, py = to_px(x, y)
+    r = side / 40
+    ImageDraw.Draw(img).polygon([(px, py - r), (px + r, py), (px, py + r), (px - r, py)], fill=(224, 49, 43),
+                                outline=(120, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=3)
+    return buf.getvalue()
+
+
 def live_map(room_code: str, model: RoomModel | None, start_id: int, rows: list[rs.Submission], hidden: set[int],
              classes: list[str], key: str, height: int = 640, on_resync=None):
     """The presenter's map, drawn in the browser: only the rows after ``start_id`` travel, and
