@@ -80,7 +80,9 @@ async def _run_collect(ws, view: View, timeout: float) -> list:
             done_at = None
             view.runs += 1
         elif kind == "script_finished":
-            done_at = time.perf_counter()
+            # a run that ends for a rerun (the page's st.rerun after a send) is not the end
+            if ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished) == "FINISHED_SUCCESSFULLY":
+                done_at = time.perf_counter()
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
             el = msg.delta.new_element
             ek = el.WhichOneof("type")
