@@ -178,3 +178,28 @@ def test_unknown_malformed_and_closed_rooms_get_a_clear_page(env):
     presenter.button(key="room_close").click().run()
     phone = open_page("join", room=code)
     assert f"Room {code} has closed" in texts(phone)
+
+
+def test_a_refresh_carries_the_new_submissions_not_the_room():
+    """The presenter's map payload: its size grows with the rows that are new since the last
+    refresh and does not depend on how many the room already holds."""
+    import json
+
+    from test_room_store import png
+
+    from ui import room
+
+    def subs(ids):
+        return [rs.Submission(i, f"s{i}", png(100 + i % 100), float(i), float(-i), i % 10, None, 0.0) for i in ids]
+
+    classes = [str(c) for c in range(10)]
+
+    def size(start, new):
+        return len(json.dumps(room.map_payload("ACDEF", None, start, subs(new), set(), classes)))
+
+    idle_small, idle_large = size(5, []), size(300, [])
+    assert abs(idle_small - idle_large) <= 2  # only the digits of the last id differ
+    one, ten = size(300, [301]) - idle_large, size(300, range(301, 311)) - idle_large
+    assert one > 100 and 8 * one <= ten <= 12 * one
+    # the grey background travels once, with the model, not on later refreshes
+    assert "bg" not in room.map_payload("ACDEF", None, 3, [], set(), classes)

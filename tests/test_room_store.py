@@ -301,3 +301,17 @@ def test_store_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CL_ROOM_STORE", "postgres://x")
     with pytest.raises(rs.RoomError, match="neither"):
         rs.store_from_env()
+
+
+def test_sqlite_deletes_expired_rooms_without_a_new_room(tmp_path, monkeypatch):
+    store = rs.SqliteRoomStore(tmp_path / "rooms.sqlite3")
+    room, _ = new_room(store, ttl_s=0.5)
+    store.submit(room.code, "p", png(), 0, 0, 1)
+    time.sleep(0.7)
+    monkeypatch.setattr(rs, "PURGE_EVERY_S", 0.0)
+    assert store.room("ACDEF") is None  # any lookup purges
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "rooms.sqlite3")
+    assert db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM rooms").fetchone()[0] == 0

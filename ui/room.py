@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -24,6 +25,13 @@ from cl.errors import UserError
 
 from . import cache
 from . import room_store as rs
+
+if TYPE_CHECKING:  # torch and the library's heavy modules load when a room is used
+    import torch
+
+    from cl.data import ImageSet
+    from cl.placement import Placer
+    from cl.retrieval import NeighborIndex
 
 NEIGHBOURS = 10  # the model's reading of an image: the majority class of its 10 nearest test images
 
@@ -41,12 +49,12 @@ class RoomModel:
     """What a room's submissions are measured against: the model, its test split, the map of the
     test gallery (the model's shipped t-SNE, else the same t-SNE computed here) fitted for placing."""
 
-    net: object
-    test: object  # cl.data.ImageSet
-    index: object  # cl.retrieval.NeighborIndex over every test image
+    net: torch.nn.Module
+    test: ImageSet
+    index: NeighborIndex  # over every test image
     rows: np.ndarray  # which test images the map's points are
     coords: np.ndarray  # (len(rows), 2) the map
-    placer: object  # cl.placement.Placer
+    placer: Placer
     source: str  # "shipped" or "computed"
 
     @property
@@ -67,10 +75,11 @@ def room_model(path: str, cid: str, dataset: str) -> RoomModel:
     if shipped is not None and "tsne" in shipped:
         rows, coords, source = np.asarray(shipped["rows"]), np.asarray(shipped["tsne"]), "shipped"
     else:
-        rows, coords = cache.projection(path, cid, dataset, "tsne", min(len(test), 2000), DEFAULTS["seed"],
-                                        DEFAULTS["perplexity"], DEFAULTS["n_neighbors"], DEFAULTS["min_dist"])
+        rows, coords = cache.projection(path, cid, dataset, "tsne", min(len(test), 2000), int(DEFAULTS["seed"]),
+                                        float(DEFAULTS["perplexity"]), int(DEFAULTS["n_neighbors"]),
+                                        float(DEFAULTS["min_dist"]))
         source = "computed"
-    placer = fit_placer(emb[rows], coords, "tsne", seed=DEFAULTS["seed"], perplexity=DEFAULTS["perplexity"])
+    placer = fit_placer(emb[rows], coords, "tsne", seed=int(DEFAULTS["seed"]), perplexity=float(DEFAULTS["perplexity"]))
     return RoomModel(net, test, NeighborIndex(emb, test.labels.numpy()), np.asarray(rows),
                      np.asarray(coords, dtype=np.float32), placer, source)
 
@@ -234,14 +243,22 @@ def landed_png(room: rs.Room, x: float, y: float, side: int = 600) -> bytes:
     return buf.getvalue()
 
 
-def live_map(room_code: str, model: RoomModel | None, start_id: int, rows: list[rs.Submission], hidden: set[int],
-             classes: list[str], key: str, height: int = 640, on_resync=None):
-    """The presenter's map, drawn in the browser: only the rows after ``start_id`` travel, and
-    the grey background only with ``model`` (the first time); the browser keeps the rest. When the
-    browser lacks what came before (a remount), it asks for everything again: ``on_resync``."""
+def map_payload(room_code: str, model: RoomModel | None, start_id: int, rows: list[rs.Submission],
+                hidden: set[int], classes: list[str], height: int = 640) -> dict:
+    """What one refresh sends to the presenter's map: the rows after ``start_id`` (each a ~1-3 kB
+    thumbnail), the hidden ids, and the grey background only with ``model`` (the first time)."""
     payload = {"room": room_code, "from": int(start_id), "hidden": sorted(hidden), "height": height,
                "rows": [{"id": r.id, "x": round(r.x, 3), "y": round(r.y, 3), "png": data_url(r.png),
                          "label": classes[r.predicted] if 0 <= r.predicted < len(classes) else "?"} for r in rows]}
     if model is not None:
         payload["bg"] = background(model)
-    return _map_component()(data=payload, key=key, on_resync_change=on_resync or (lambda: None))
+    return payload
+
+
+def live_map(room_code: str, model: RoomModel | None, start_id: int, rows: list[rs.Submission], hidden: set[int],
+             classes: list[str], key: str, height: int = 640, on_resync=None):
+    """The presenter's map, drawn in the browser (ui/room_map.js) from :func:`map_payload`; the
+    browser keeps what earlier refreshes brought. When it lacks them (a remount), it asks for
+    everything again: ``on_resync``."""
+    return _map_component()(data=map_payload(room_code, model, start_id, rows, hidden, classes, height), key=key,
+                            on_resync_change=on_resync or (lambda: None))

@@ -41,7 +41,7 @@ MAX_ROOM_BYTES = 8 * 2**20  # images per room
 MAX_IMAGE_BYTES = 16 * 1024  # one stored image (the model's 28x28 or 32x32 view is ~1-3 kB)
 MAX_ROOMS = 50  # open rooms per server
 MIN_INTERVAL_S = 5.0  # one phone's submissions in a room are at least this far apart
-MAX_MEANT_LEN = 40
+PURGE_EVERY_S = 60.0  # the SQLite store deletes expired rooms at most this often (Redis expires keys itself)
 
 
 class RoomError(Exception):
@@ -244,6 +244,7 @@ class SqliteRoomStore(RoomStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._purged_at = 0.0
         self._db().executescript(_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
@@ -305,6 +306,10 @@ class SqliteRoomStore(RoomStore):
         return Room(code, dataset, model_path, model_cid, model_name, method, now, now + ttl_s), secret
 
     def room(self, code):
+        if time.time() - self._purged_at > PURGE_EVERY_S:
+            # expired rooms go with their images even when no new room is opened
+            self._purged_at = time.time()
+            self.purge_expired()
         row = self._db().execute("SELECT * FROM rooms WHERE code = ?", (code,)).fetchone()
         if row is None or row["expires"] <= time.time():
             return None
