@@ -146,18 +146,25 @@ async def phone(url: str, code: str, index: int, drawings: int, gap: float, time
             await asyncio.sleep(1.0)
 
 
-def _cpu_seconds(pid: int | None) -> float | None:
-    if not pid:
+def _cpu_seconds(pids) -> float | None:
+    """User + system CPU seconds of these processes together (``None`` if any is gone)."""
+    if not pids:
         return None
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return None
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return None
+    return total
 
 
 async def room_run(url: str, phones: int, drawings: int, spread: float, timeout: float, kill=None,
-                   server_pid: int | None = None) -> dict:
+                   server_pids=None) -> dict:
+    """``server_pids``: a list of process ids, or a function giving them now (replicas restart)."""
+    pids = server_pids if callable(server_pids) else (lambda: server_pids)
     from playwright.async_api import async_playwright
 
     from ui import room_store as rs
@@ -177,6 +184,7 @@ async def room_run(url: str, phones: int, drawings: int, spread: float, timeout:
         await page.wait_for_function("() => window.roomArrivals !== undefined", timeout=120000)
         await asyncio.sleep(3)
         log: list = []
+        room_cpu0 = _cpu_seconds(pids())
         t0 = time.time()
         idle_bytes_from = len(ws_bytes)
 
@@ -189,6 +197,7 @@ async def room_run(url: str, phones: int, drawings: int, spread: float, timeout:
             tasks.append(kill(presenter_replica))
         await asyncio.gather(*tasks)
         t_phones = time.time() - t0
+        room_cpu1 = _cpu_seconds(pids())
         stored = [e for e in log if "id" in e]
         deadline = time.time() + 30
         arrivals: dict = {}
@@ -198,10 +207,10 @@ async def room_run(url: str, phones: int, drawings: int, spread: float, timeout:
                 break
             await asyncio.sleep(0.5)
         shown = await page.evaluate("() => Object.keys(window.roomArrivals).length")
-        cpu0 = _cpu_seconds(server_pid)
+        cpu0 = _cpu_seconds(pids())
         n0 = len(ws_bytes)
         await asyncio.sleep(10)  # the presenter alone, its room full: what a refresh costs
-        cpu1 = _cpu_seconds(server_pid)
+        cpu1 = _cpu_seconds(pids())
         idle = ws_bytes[n0:]
         await browser.close()
     lat = [arrivals[str(e["id"])] / 1000 - e["t_send"] for e in stored if str(e["id"]) in arrivals]
@@ -210,6 +219,9 @@ async def room_run(url: str, phones: int, drawings: int, spread: float, timeout:
             "lost": len(stored) - sum(str(e["id"]) in arrivals for e in stored), "errors": len(errors),
             "error_samples": [e["error"] for e in errors[:5]], "reconnects": sum("reconnect" in e for e in log),
             "on_presenter_map": shown, "phases_s": round(t_phones, 1),
+            "server_cpu_s_during_phones": None if room_cpu0 is None or room_cpu1 is None
+            else round(room_cpu1 - room_cpu0, 1),
+            "load_average_after": os.getloadavg()[0],
             "send_to_map_s": percentiles(lat) if lat else None,
             "presenter_ws_frames_during_room": len(ws_bytes) - idle_bytes_from,
             "presenter_idle_10s": {"frames": len(idle), "bytes": sum(b for _t, b in idle),
@@ -231,7 +243,7 @@ def main(argv=None) -> int:
 
     if not args.cluster:
         out = asyncio.run(room_run(args.url.rstrip("/"), args.phones, args.drawings, args.spread, args.timeout,
-                                   server_pid=args.server_pid))
+                                   server_pids=[args.server_pid] if args.server_pid else None))
         print(json.dumps(out))
         return 0 if out["lost"] == 0 and out["errors"] == 0 else 1
     from deploy.local import Cluster
@@ -250,7 +262,7 @@ def main(argv=None) -> int:
 
         async def run():
             out = await room_run(cluster.url, args.phones, args.drawings, args.spread, args.timeout, kill,
-                                 server_pid=None)
+                                 server_pids=lambda: [r.pid for r in cluster.replicas])
             return out
 
         out = asyncio.run(run())
