@@ -78,9 +78,9 @@ def show_result() -> None:
         st.image(got["map"], width="stretch")
         st.caption("Where it landed (red) among the test images (grey).")
     near = res.neighbours[:8]
-    common.image_gallery(model.test.images[torch.tensor([h.index for h in near], dtype=torch.long)],
+    common.image_gallery(model.images[torch.tensor([h.index for h in near], dtype=torch.long)],
                          [classes[h.label] for h in near], ncol=4, scale=2)
-    st.caption(f"Its {len(near)} nearest test images (of {len(model.test):,} {current.dataset} test images). "
+    st.caption(f"Its {len(near)} nearest images among {model.describe()}. "
                f"You can send another in {rs.MIN_INTERVAL_S:.0f} s.")
 
 

@@ -148,7 +148,7 @@ def live() -> None:
     if shown:
         counts_by_class = np.bincount([r.predicted for r in shown], minlength=len(classes))
         st.bar_chart({"class": classes, "drawings": counts_by_class.tolist()}, x="class", y="drawings", height=180,
-                     x_label="how the model read them (majority of the 10 nearest test images)")
+                     x_label="how the model read them (majority of the 10 nearest images on the map)")
     recent = shown[-8:][::-1]
     if recent:
         st.caption("Newest first; the newest is framed in red on the map.")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # torch and the library's heavy modules load when a room is u
     from cl.placement import Placer
     from cl.retrieval import NeighborIndex
 
-NEIGHBOURS = 10  # the model's reading of an image: the majority class of its 10 nearest test images
+NEIGHBOURS = 10  # the model's reading of an image: the majority class of its 10 nearest images on the map
 
 
 @st.cache_resource(show_spinner=False)
@@ -46,12 +46,16 @@ def store() -> rs.RoomStore:
 
 @dataclass
 class RoomModel:
-    """What a room's submissions are measured against: the model, its test split, the map of the
-    test gallery (the model's shipped t-SNE, else the same t-SNE computed here) fitted for placing."""
+    """What a room's submissions are measured against: the model and the map of its test gallery
+    (the model's shipped t-SNE, else the same t-SNE computed here) fitted for placing. Neighbours
+    and the model's reading are searched among the map's own images: what a phone is shown as
+    its nearest images are points on the presenter's map, and a replica that serves its first
+    phone of a room embeds 2,000 images, not a whole 10,000-image test split."""
 
     net: torch.nn.Module
-    test: ImageSet
-    index: NeighborIndex  # over every test image
+    test: ImageSet  # the test split the map's images come from
+    images: torch.Tensor  # (len(rows), C, H, W) uint8: the map's images
+    index: NeighborIndex  # over the map's images
     rows: np.ndarray  # which test images the map's points are
     coords: np.ndarray  # (len(rows), 2) the map
     placer: Placer
@@ -61,15 +65,20 @@ class RoomModel:
     def classes(self) -> list[str]:
         return list(self.test.classes)
 
+    def describe(self) -> str:
+        return f"the {len(self.rows):,} {self.test.name} test images on the map"
+
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def room_model(path: str, cid: str, dataset: str) -> RoomModel:
+    import torch
+
+    from cl.evaluation import embed
     from cl.layouts import DEFAULTS
     from cl.placement import fit_placer
     from cl.retrieval import NeighborIndex
 
     test = cache.load_data(dataset, "test")
-    emb = cache.embeddings(path, cid, dataset, "test")
     net, _card = cache.model(path, cid)
     shipped = cache.shipped_layouts(path, dataset, len(test))
     if shipped is not None and "tsne" in shipped:
@@ -79,8 +88,11 @@ def room_model(path: str, cid: str, dataset: str) -> RoomModel:
                                         float(DEFAULTS["perplexity"]), int(DEFAULTS["n_neighbors"]),
                                         float(DEFAULTS["min_dist"]))
         source = "computed"
-    placer = fit_placer(emb[rows], coords, "tsne", seed=int(DEFAULTS["seed"]), perplexity=float(DEFAULTS["perplexity"]))
-    return RoomModel(net, test, NeighborIndex(emb, test.labels.numpy()), np.asarray(rows),
+    rows = np.asarray(rows)
+    images = test.images[torch.from_numpy(rows.astype(np.int64))]
+    emb = embed(net, images)
+    placer = fit_placer(emb, coords, "tsne", seed=int(DEFAULTS["seed"]), perplexity=float(DEFAULTS["perplexity"]))
+    return RoomModel(net, test, images, NeighborIndex(emb, test.labels.numpy()[rows]), rows,
                      np.asarray(coords, dtype=np.float32), placer, source)
 
 
