@@ -3,7 +3,9 @@ benchmarks/wsroom.py) each send drawings to one room while a real browser presen
 
     python -m benchmarks.roomload URL [--phones 40] [--drawings 2] [--kill-replica-after S]
 
-Each phone is a new session on the Join page (``/join?room=CODE``); it sends what the frontend
+Before the room, ``--warm`` sessions (default 6) open the Join page, as a speaker who tries the link
+before the talk: every replica has then loaded PyTorch and the room's model (they join the room's
+count). Each phone is a new session on the Join page (``/join?room=CODE``); it sends what the frontend
 sends after a drawing: the canvas component's state (the PNG as a data URL) and the "Send"
 button's trigger, then reads the page until the run ends and takes the "Sent as #N" line. The
 presenter is Chromium on the Live room page (1400x1000); its map records when each submission's
@@ -162,7 +164,7 @@ def _cpu_seconds(pids) -> float | None:
 
 
 async def room_run(url: str, phones: int, drawings: int, spread: float, timeout: float, kill=None,
-                   server_pids=None) -> dict:
+                   server_pids=None, warm: int = 0) -> dict:
     """``server_pids``: a list of process ids, or a function giving them now (replicas restart)."""
     pids = server_pids if callable(server_pids) else (lambda: server_pids)
     from playwright.async_api import async_playwright
@@ -183,6 +185,12 @@ async def room_run(url: str, phones: int, drawings: int, spread: float, timeout:
         code = (await page.locator("h2", has_text="Room").first.inner_text()).split()[-1]
         await page.wait_for_function("() => window.roomArrivals !== undefined", timeout=120000)
         await asyncio.sleep(3)
+        # Warm-up, as a speaker who tries the link before the talk: a few sessions open the Join page,
+        # so every replica behind the proxy has imported PyTorch and loaded the room's model and map.
+        from benchmarks.wsroom import visit
+
+        warm_views = await asyncio.gather(*[visit(url, f"join?room={code}", timeout=timeout) for _ in range(warm)])
+        warm_s = [v.seconds for v in warm_views if v.seconds is not None]
         log: list = []
         room_cpu0 = _cpu_seconds(pids())
         t0 = time.time()
@@ -219,10 +227,16 @@ async def room_run(url: str, phones: int, drawings: int, spread: float, timeout:
             "lost": len(stored) - sum(str(e["id"]) in arrivals for e in stored), "errors": len(errors),
             "error_samples": [e["error"] for e in errors[:5]], "reconnects": sum("reconnect" in e for e in log),
             "on_presenter_map": shown, "phases_s": round(t_phones, 1),
+            "warm_up_join_views": {"n": warm, "seconds": sorted(round(x, 1) for x in warm_s),
+                                   "errors": sum(len(v.errors) for v in warm_views)},
             "server_cpu_s_during_phones": None if room_cpu0 is None or room_cpu1 is None
             else round(room_cpu1 - room_cpu0, 1),
             "load_average_after": os.getloadavg()[0],
             "send_to_map_s": percentiles(lat) if lat else None,
+            # (seconds into the room, seconds to the map, the phone's replica) per send, in send order
+            "timeline": sorted((round(e["t_send"] - t0, 1), round(arrivals[str(e["id"])] / 1000 - e["t_send"], 2),
+                                (e.get("replica") or "").rsplit(":", 1)[-1])
+                               for e in stored if str(e["id"]) in arrivals),
             "presenter_ws_frames_during_room": len(ws_bytes) - idle_bytes_from,
             "presenter_idle_10s": {"frames": len(idle), "bytes": sum(b for _t, b in idle),
                                    "server_cpu_s": None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 3)},
@@ -238,12 +252,13 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--cluster", action="store_true", help="start 2 replicas + nginx + redis (demo mode)")
     ap.add_argument("--kill-replica-after", type=float, default=None)
+    ap.add_argument("--warm", type=int, default=6, help="sessions that open the Join page before the room (0: none)")
     ap.add_argument("--server-pid", type=int, default=None, help="the presenter's server process (CPU per refresh)")
     args = ap.parse_args(argv)
 
     if not args.cluster:
         out = asyncio.run(room_run(args.url.rstrip("/"), args.phones, args.drawings, args.spread, args.timeout,
-                                   server_pids=[args.server_pid] if args.server_pid else None))
+                                   server_pids=[args.server_pid] if args.server_pid else None, warm=args.warm))
         print(json.dumps(out))
         return 0 if out["lost"] == 0 and out["errors"] == 0 else 1
     from deploy.local import Cluster
@@ -262,7 +277,7 @@ def main(argv=None) -> int:
 
         async def run():
             out = await room_run(cluster.url, args.phones, args.drawings, args.spread, args.timeout, kill,
-                                 server_pids=lambda: [r.pid for r in cluster.replicas])
+                                 server_pids=lambda: [r.pid for r in cluster.replicas], warm=args.warm)
             return out
 
         out = asyncio.run(run())
