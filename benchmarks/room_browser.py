@@ -19,16 +19,21 @@ from pathlib import Path
 from benchmarks.loadtest import CHROMIUM, CHROMIUM_ARGS, PHONE, wait_until_settled
 
 PRESENTER = {"viewport": {"width": 1400, "height": 1000}}
-# strokes of a "7", a "1" and a "4" in canvas fractions
+# strokes of a few digits in canvas fractions
 DIGITS = {"7": [[(0.2, 0.2), (0.8, 0.2), (0.45, 0.85)]], "1": [[(0.5, 0.15), (0.5, 0.85)]],
-          "4": [[(0.6, 0.85), (0.6, 0.15), (0.2, 0.6), (0.8, 0.6)]]}
+          "4": [[(0.6, 0.85), (0.6, 0.15), (0.2, 0.6), (0.8, 0.6)]],
+          "0": [[(0.5, 0.15), (0.25, 0.35), (0.25, 0.65), (0.5, 0.85), (0.75, 0.65), (0.75, 0.35), (0.5, 0.15)]],
+          "2": [[(0.25, 0.3), (0.5, 0.15), (0.75, 0.3), (0.25, 0.85), (0.8, 0.85)]],
+          "3": [[(0.25, 0.2), (0.75, 0.3), (0.4, 0.5), (0.75, 0.7), (0.25, 0.85)]],
+          "9": [[(0.7, 0.4), (0.3, 0.3), (0.35, 0.15), (0.7, 0.2), (0.7, 0.85)]]}
 
 
-def draw(page, strokes) -> None:
+def draw(page, strokes, jitter: float = 0.0) -> None:
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for(timeout=60000)
     box = canvas.bounding_box()
     for stroke in strokes:
+        stroke = [(x + jitter, y - jitter / 2) for x, y in stroke]
         (x0, y0), rest = stroke[0], stroke[1:]
         page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
         page.mouse.down()
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
             phone.goto(f"{base}/join?room={code}", timeout=180000)
             wait_until_settled(phone, timeout=180)
             digit = list(DIGITS)[i % len(DIGITS)]
-            draw(phone, DIGITS[digit])
+            draw(phone, DIGITS[digit], jitter=0.04 * ((i // len(DIGITS)) % 3 - 1))
             time.sleep(1.0)  # the canvas sends its pixels when the pen lifts
             wait_until_settled(phone, timeout=60)
             phone.locator("[data-testid=stButtonGroup] button").nth(int(digit)).click()  # "what I meant"
