@@ -203,3 +203,31 @@ def test_a_refresh_carries_the_new_submissions_not_the_room():
     assert one > 100 and 8 * one <= ten <= 12 * one
     # the grey background travels once, with the model, not on later refreshes
     assert "bg" not in room.map_payload("ACDEF", None, 3, [], set(), classes)
+
+
+def test_a_photo_room_asks_for_a_photo_and_takes_a_colour_upload(env):
+    """Fashion-MNIST: the phone gets a camera and an upload instead of a canvas; a colour photo
+    is read in the data set's format and stored."""
+    import io
+
+    from PIL import Image
+
+    presenter = open_page("room", dataset="fashion-mnist", model="fashion-mnist-best")
+    presenter.button(key="room_open").click().run()
+    assert not presenter.exception, [e.message for e in presenter.exception]
+    code = presenter.session_state["room_presented"]["code"]
+    phone = open_page("join", room=code)
+    assert "take a photo or upload" in texts(phone)
+    store = rs.SqliteRoomStore(env / "rooms.sqlite3")
+    current = store.room(code)
+    assert current.dataset == "fashion-mnist"
+    photo = Image.new("RGB", (640, 480), (245, 245, 240))
+    photo.paste((40, 60, 160), (200, 80, 440, 420))  # a dark garment-like block on a light table
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG")
+    from ui import room
+
+    result = room.submit_image(current, "photo-phone", buf.getvalue(), "photo.jpg", room_store=store)
+    assert 0 <= result.submission.predicted < 10
+    stored = Image.open(io.BytesIO(store.since(code)[0].png))
+    assert stored.size == (28, 28)  # the image as the model saw it, not the photo

@@ -315,3 +315,34 @@ def test_sqlite_deletes_expired_rooms_without_a_new_room(tmp_path, monkeypatch):
     db = sqlite3.connect(tmp_path / "rooms.sqlite3")
     assert db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM rooms").fetchone()[0] == 0
+
+
+def test_redis_with_its_append_only_file_keeps_the_room_through_a_restart(tmp_path):
+    """What deploy.local runs: redis-server with --appendonly yes; a restart keeps the room."""
+    if not shutil.os.path.exists(REDIS_SERVER):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "",
+            "--appendonly", "yes", "--appendfsync", "always"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.4)
+        store = rs.RedisRoomStore(f"redis://127.0.0.1:{port}/0")
+        room, secret = new_room(store)
+        store.submit(room.code, "p", png(), 1.5, 2.5, 7, meant=7)
+        proc.terminate()
+        proc.wait(10)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(50):
+            try:
+                got = store.room(room.code)
+                break
+            except rs.StoreUnavailable:
+                time.sleep(0.1)
+        assert got == room
+        assert [(r.x, r.y, r.predicted, r.meant) for r in store.since(room.code)] == [(1.5, 2.5, 7, 7)]
+        store.submit(room.code, "q", png(), 0, 0, 1)  # the room goes on
+        assert store.is_presenter(room.code, secret) and store.counts(room.code).submissions == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
