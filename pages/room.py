@@ -76,6 +76,13 @@ def _close() -> None:
     store.close(code, secret)
 
 
+def _unhide() -> None:
+    back = state.widget("room_unhide")
+    if back is not None:
+        store.hide(code, secret, int(back), hidden=False)
+        state.set_widget("room_unhide", None)  # the choice is done: the box is empty again
+
+
 def _another() -> None:
     state.set_room_presented(None)
 
@@ -157,11 +164,8 @@ def live() -> None:
             col.image(r.png, width=56, caption=f"#{r.id} {classes[r.predicted]}")
             col.button("Hide", key=f"hide_{r.id}", on_click=store.hide, args=(code, secret, r.id))
     if len(rows) > len(shown):
-        back = st.selectbox("Hidden drawings", sorted(hidden), index=None, placeholder="show one again",
-                            key="room_unhide", format_func=lambda i: f"#{i}")
-        if back is not None:
-            store.hide(code, secret, back, hidden=False)
-            st.rerun(scope="fragment")
+        st.selectbox("Hidden drawings", sorted(hidden), index=None, placeholder="show one again", key="room_unhide",
+                     format_func=lambda i: f"#{i}", on_change=_unhide)
 
 
 with main:

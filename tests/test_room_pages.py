@@ -99,6 +99,11 @@ def test_a_phone_sends_and_the_presenter_sees_it(env):
     presenter.button(key="hide_1").click().run()
     assert store.hidden(code) == {1}
     assert {m.label: m.value for m in presenter.metric}["Drawings"] == "0"
+    presenter.selectbox(key="room_unhide").select(1).run()  # show it again
+    assert not presenter.exception and store.hidden(code) == set()
+    assert {m.label: m.value for m in presenter.metric}["Drawings"] == "1"
+    presenter.run()  # and it stays shown; with nothing hidden the box is gone
+    assert store.hidden(code) == set() and not any(s.key == "room_unhide" for s in presenter.selectbox)
 
 
 def test_bad_images_are_refused_with_one_line_and_nothing_stored(env):
