@@ -18,8 +18,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     HOME=/tmp/contrastive-explorer/home \
     STREAMLIT_SERVER_MAX_UPLOAD_SIZE=50
 
-# nginx from Debian: the reverse proxy in front of the replicas (runs unprivileged, see deploy/)
-RUN apt-get update && apt-get install -y --no-install-recommends nginx \
+# nginx from Debian: the reverse proxy in front of the replicas (runs unprivileged, see deploy/);
+# redis-server: the live room's shared store, started and supervised by deploy.local beside them
+RUN apt-get update && apt-get install -y --no-install-recommends nginx redis-server \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -19,6 +19,10 @@ Environment (all optional):
                               have ended go first, a live session's models stay)
   CL_RUNS_QUOTA_MB            disk quota of the runs folder (also outside demo mode)
 
+  CL_ROOM_STORE               the live room's shared store: redis://HOST:PORT/DB for replicas on
+                              several machines (default: SQLite in the cache folder)
+  CL_PUBLIC_URL               the address phones open for a live room (default: the presenter's)
+
 Deep links: every page keeps its view in the URL, e.g.
   /embedding?dataset=mnist&model=mnist-best&method=tsne   (dataset, model; method on Embedding)
   a model trained or uploaded in the app is model=run:NAME or model=upload:NAME, an uploaded
@@ -83,6 +87,8 @@ PAGES = [
     st.Page("pages/metrics.py", title="Metrics", icon=":material/leaderboard:"),
     st.Page("pages/retrieval.py", title="Retrieval", icon=":material/image_search:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/room.py", title="Live room", icon=":material/groups:", url_path="room"),
+    st.Page("pages/join.py", title="Join a room", icon=":material/draw:", url_path="join"),
 ]
 
 page = st.navigation(PAGES)

@@ -7,9 +7,15 @@ What the hosted container runs (Dockerfile) and what a laptop can run to see the
   folder and cache folder (a model trained on one replica is a file every replica can open);
 - nginx (Debian's package) on ``--host:--port`` with session affinity by cookie, websocket
   upgrade, the frontend's files served from a copy compressed once (``deploy/nginx.conf.template``);
+- redis-server (Debian's package) on a loopback port, the live room's shared store
+  (``CL_ROOM_STORE`` for every replica, ui/room_store.py): a phone's drawing stored by one replica
+  is read by the presenter's replica. Its append-only file in the run folder keeps the rooms
+  through a Redis restart. Without redis-server (or with ``--no-redis``) the replicas share the
+  SQLite store in the cache folder instead, which works for replicas on one machine;
 - a supervisor: every ``HEALTH_EVERY`` s each replica's ``/_stcore/health`` is asked; a replica that
   exited, failed ``HEALTH_FAILS`` checks in a row after it had answered once, or did not answer
-  within ``STARTUP_S`` of its start is restarted (nginx meanwhile sends its visitors to the others).
+  within ``STARTUP_S`` of its start is restarted (nginx meanwhile sends its visitors to the others);
+  a redis-server that exited is started again on the same port and folder.
   Ctrl-C or SIGTERM stops everything.
 
 Only this module's own child processes are started and stopped (by their process ids).
@@ -95,6 +101,62 @@ def render_config(listen: str, ports: list[int], run_dir: Path, static_dir: Path
     return text
 
 
+def find_redis() -> str | None:
+    return shutil.which("redis-server") or next((p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server")
+                                                 if os.path.exists(p)), None)
+
+
+class Redis:
+    """One supervised redis-server on a loopback port, its data (append-only file) in ``folder``."""
+
+    def __init__(self, binary: str, port: int, folder: Path):
+        self.binary, self.port, self.folder = binary, port, folder
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._log is None:
+            self._log = open(self.folder / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--maxmemory", "256mb",
+             "--maxmemory-policy", "volatile-ttl"],
+            stdout=self._log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 def healthy(port: int, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=timeout) as r:
@@ -150,7 +212,7 @@ class Cluster:
 
     def __init__(self, replicas: int = 2, host: str = "127.0.0.1", port: int | None = None,
                  env_extra: dict | None = None, python: str = sys.executable, run_dir: Path | None = None,
-                 access_log: bool = False, supervise: bool = True, say=None):
+                 access_log: bool = False, supervise: bool = True, say=None, redis: bool = True):
         if replicas < 1:
             raise SystemExit("--replicas must be at least 1")
         self.host, self.port = host, port or free_port(host if host != "0.0.0.0" else "127.0.0.1")
@@ -160,6 +222,11 @@ class Cluster:
         env.setdefault("STREAMLIT_SERVER_COOKIE_SECRET", secrets.token_hex(32))
         env.setdefault("CL_RUNS_DIR", str(self.run_dir / "runs"))
         env.update(env_extra or {})
+        self.redis: Redis | None = None
+        binary = find_redis() if redis and not env.get("CL_ROOM_STORE") else None
+        if binary is not None:
+            self.redis = Redis(binary, free_port(), self.run_dir / "redis")
+            env["CL_ROOM_STORE"] = self.redis.url
         self.env = env
         self.replicas = [Replica(i, free_port(), env, self.run_dir, python) for i in range(replicas)]
         self.access_log = access_log
@@ -175,8 +242,15 @@ class Cluster:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self, timeout: float = 180.0) -> "Cluster":
+    def start(self, timeout: float = 180.0) -> Cluster:
         static = compressed_static()
+        if self.redis is not None:
+            self.redis.start()
+            t0 = time.time()
+            while not self.redis.ready():
+                if not self.redis.alive() or time.time() - t0 > 30:
+                    raise RuntimeError(f"redis-server did not start (log: {self.redis.folder}/redis.log)")
+                time.sleep(0.05)
         for r in self.replicas:
             r.start()
         conf = self.run_dir / "nginx.conf"
@@ -201,12 +275,19 @@ class Cluster:
         if self.supervise:
             self._watch = threading.Thread(target=self._supervise, daemon=True, name="supervisor")
             self._watch.start()
+        store = f"; live rooms in redis-server :{self.redis.port}" if self.redis is not None else ""
         self.say(f"{len(self.replicas)} replica(s) behind nginx at {self.url} "
-                 f"(ports {', '.join(str(r.port) for r in self.replicas)}; logs in {self.run_dir})")
+                 f"(ports {', '.join(str(r.port) for r in self.replicas)}{store}; logs in {self.run_dir})")
         return self
 
     def _supervise(self) -> None:
         while not self._stop.wait(HEALTH_EVERY):
+            if self.redis is not None and not self.redis.alive() and not self._stop.is_set():
+                self.events.append((time.time(), "redis restarted"))
+                self.say(f"redis-server (port {self.redis.port}) is down: restarting it")
+                self.redis.stop()
+                self.redis.restarts += 1
+                self.redis.start()
             for r in self.replicas:
                 if self._stop.is_set():
                     return
@@ -237,8 +318,10 @@ class Cluster:
                 self.nginx.kill()
         for r in self.replicas:
             r.stop()
+        if self.redis is not None:
+            self.redis.stop()
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -253,9 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", action="store_true", help="demo mode (CL_DEMO=1), as the hosted container")
     ap.add_argument("--run-dir", default=None, help="folder for nginx.conf, logs and (by default) the runs folder")
     ap.add_argument("--access-log", action="store_true", help="write nginx's access log to the run folder")
+    ap.add_argument("--no-redis", action="store_true",
+                    help="no redis-server: the live rooms use the SQLite store in the cache folder (one machine only)")
     args = ap.parse_args(argv)
     cluster = Cluster(args.replicas, args.host, args.port, {"CL_DEMO": "1"} if args.demo else None,
-                      run_dir=Path(args.run_dir) if args.run_dir else None, access_log=args.access_log)
+                      run_dir=Path(args.run_dir) if args.run_dir else None, access_log=args.access_log,
+                      redis=not args.no_redis)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:

@@ -49,6 +49,9 @@ _JOBS_DONE = "jobs_registered"  # ids of finished trainings this session has tak
 _VIEWED_RUN = "viewed_run"  # the run the Train page shows
 _URL_AT_START = "url_at_start"  # the view parameters the URL held when this run began
 _VIEWS_CLICKED = "emb_views_clicked"  # the map point this session last clicked for the augmented views
+_ROOM_PRESENTED = "room_presented"  # the live room this session opened: code and secret (never in a URL)
+_ROOM_VIEW = "room_view"  # the presenter's copy of its room's rows and what its browser holds
+_ROOM_PHONE = "room_phone"  # the audience page: rooms joined, the last result, the canvas generation
 
 OWNER_COOKIE = "ce_owner"
 _OWNER_FORMAT = re.compile(r"[0-9a-f]{32}")
@@ -365,3 +368,66 @@ def pop_flash() -> list[tuple[str, str]]:
     items = list(_get(_FLASH, []))
     _set(_FLASH, [])
     return items
+
+
+# ----------------------------------------------------------------- the live room
+def room_presented() -> dict | None:
+    """``{"code", "secret"}`` of the room this session opened: the secret that lets it hide,
+    pause and close lives only here, never in a link."""
+    got = _get(_ROOM_PRESENTED)
+    return dict(got) if got else None
+
+
+def set_room_presented(code: str | None, secret: str | None = None) -> None:
+    _set(_ROOM_PRESENTED, {"code": code, "secret": secret} if code else {})  # {}: this session chose none
+    _set(_ROOM_VIEW, None)
+
+
+def room_chosen_here() -> bool:
+    """Whether this session has opened or left a room itself (else a remembered room is restored)."""
+    return _get(_ROOM_PRESENTED) is not None
+
+
+ROOM_COOKIE = "ce_room"
+_ROOM_COOKIE_FORMAT = re.compile(r"[A-Z0-9]{4,8}\.[A-Za-z0-9_-]{16,64}")
+
+
+def room_cookie() -> tuple[str, str] | None:
+    """The presenter's room as this browser remembers it (``CODE.SECRET`` in the ``ce_room``
+    cookie): a presenter whose replica restarted, or who reloaded, gets its room's controls back."""
+    try:
+        value = st.context.cookies.get(ROOM_COOKIE)
+    except Exception:  # noqa: BLE001 - no browser request (a bare script run)
+        return None
+    if not isinstance(value, str) or not _ROOM_COOKIE_FORMAT.fullmatch(value):
+        return None
+    code, secret = value.split(".", 1)
+    return code, secret
+
+
+def remember_room(code: str | None, secret: str | None) -> None:
+    """Keep (or, with ``None``, forget) the presenter's room in this browser for a few hours;
+    HttpOnly cannot be set from a script, so the cookie is as private as the browser's own tab."""
+    value, age = (f"{code}.{secret}", 4 * 3600) if code and secret else ("", 0)
+    st.html(f"<script>document.cookie = '{ROOM_COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True, width="content")
+
+
+def room_view() -> dict:
+    """The presenter page's working copy (mutable, this session's own): ``rows`` by id, ``sent``
+    (the last id its browser has) and ``bg_sent``."""
+    view = _get(_ROOM_VIEW)
+    if view is None:
+        view = {"rows": {}, "sent": 0, "bg_sent": False}
+        _set(_ROOM_VIEW, view)
+    return view
+
+
+def room_phone() -> dict:
+    """The audience page's working copy (mutable): ``joined`` room codes, ``result`` (the last
+    submission's), ``canvas`` (a counter that gives a fresh canvas after each send)."""
+    phone = _get(_ROOM_PHONE)
+    if phone is None:
+        phone = {"joined": [], "result": None, "canvas": 0}
+        _set(_ROOM_PHONE, phone)
+    return phone

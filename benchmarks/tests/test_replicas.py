@@ -124,3 +124,42 @@ def test_killing_one_replica_costs_the_other_replicas_visitors_nothing(tmp_path)
         assert victim.restarts >= 1 and healthy(victim.port)
         assert healthy(survivor.port) and survivor.restarts == 0
     assert _digests(runs) == before, "the shared runs folder is unchanged"
+
+
+def test_a_live_room_loses_nothing_when_a_phones_replica_is_killed(tmp_path):
+    """Two replicas, nginx and redis-server (deploy/local.py); a real browser presents a room, protocol
+    phones send drawings, and the replica that does not serve the presenter is killed mid-room: every
+    stored drawing (those sent before the kill included) reaches the presenter's map, no phone sees an
+    error (those on the killed replica reconnect through nginx), and the supervisor restarts it."""
+    import shutil as _shutil
+
+    from benchmarks import roomload
+    from deploy.local import Cluster, healthy
+
+    if _shutil.which("redis-server") is None and not os.path.exists("/usr/bin/redis-server"):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with Cluster(2, env_extra={"CL_DEMO": "1", "CL_RUNS_DIR": str(tmp_path / "runs")}, run_dir=tmp_path / "cluster",
+                 say=lambda _m: None) as cluster:
+        assert cluster.redis is not None and cluster.env["CL_ROOM_STORE"] == cluster.redis.url
+        killed = {}
+
+        async def kill(presenter_replica):
+            await asyncio.sleep(9)  # every phone has joined and sent once; each waits to send again
+            port = _port(presenter_replica)
+            victim = next(r for r in cluster.replicas if r.port != port)
+            killed.update(replica=victim, port=victim.port)
+            os.kill(victim.pid, signal.SIGKILL)
+
+        out = asyncio.run(roomload.room_run(cluster.url, phones=8, drawings=3, spread=6, timeout=180, kill=kill))
+        assert killed, "the kill ran"
+        assert out["errors"] == 0, out["error_samples"]
+        # a drawing stored just as its replica died may be on the map without its phone having seen "Sent"
+        assert out["sends_stored"] == 24 and out["lost"] == 0 and out["on_presenter_map"] >= 24, out
+        assert out["reconnects"] >= 1, "some phones were on the killed replica and reconnected"
+        victim = killed["replica"]
+        t0 = time.time()
+        while time.time() - t0 < 90 and not (victim.restarts and healthy(victim.port)):
+            time.sleep(0.5)
+        assert victim.restarts >= 1 and healthy(victim.port)
