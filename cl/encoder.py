@@ -34,7 +34,7 @@ class PaperEncoder(nn.Module):
         self.in_channels, self.image_size = in_channels, image_size
 
         def block(cin, cout, bn=True):
-            layers = [nn.Conv2d(cin, cout, kernel_size=2, stride=2, padding=1, bias=False)]
+            layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size=2, stride=2, padding=1, bias=False)]
             if bn:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))

@@ -150,11 +150,8 @@ def measure_shape(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, fl
     """(mean linearity, mean elongation, {class: linearity}) by :mod:`cl.structure`."""
     from . import structure
 
-    if hasattr(structure, "shape"):
-        s = structure.shape(embeddings, labels)
-        return s.linearity, s.elongation, {k: v["linearity"] for k, v in s.per_class.items()}
-    r = structure.linearity(embeddings, labels)  # the per-class-dict variant of the module
-    return r["mean"], float("nan"), dict(r["per_class"])
+    s = structure.shape(embeddings, labels)
+    return s.linearity, s.elongation, {k: v["linearity"] for k, v in s.per_class.items()}
 
 
 def _read_structure_file(path: Path) -> dict:
@@ -249,24 +246,26 @@ def observations(figures: dict[str, dict], structure: dict) -> dict:
         gains, gains_paper = [], []
         for loss in COLS:
             ours = [figures.get(scenario_name(d, a, loss), {}).get("acc") for a in ROWS]
-            paper = [(paper_figures(d, a, loss) or (None,))[0] for a in ROWS]
+            paper = [PAPER_TABLE[(d, a, loss)][0] for a in ROWS]  # the grid is the table's keys
             n_test = next((figures[scenario_name(d, a, loss)]["n_test"] for a in ROWS
                            if scenario_name(d, a, loss) in figures), None)
+            scored = [float(x) for x in ours if x is not None]
+            complete = len(scored) == len(ours)
             changes = []
-            if None not in ours and n_test:
-                for a, b in ((0, 1), (1, 2)):
-                    diff = difference(ours[b], n_test, ours[a], n_test)
+            if complete and n_test:
+                for i, j in ((0, 1), (1, 2)):
+                    diff = difference(scored[j], n_test, scored[i], n_test)
                     verdict = ("within noise" if not diff["effect"] else "higher" if diff["diff"] > 0 else "lower")
-                    changes.append({"from": ROWS[a], "to": ROWS[b], "diff": diff["diff"], "low": diff["low"],
+                    changes.append({"from": ROWS[i], "to": ROWS[j], "diff": diff["diff"], "low": diff["low"],
                                     "high": diff["high"], "verdict": verdict})
             aug_rows.append({"dataset": d, "loss": loss, "ours": ours, "paper": paper, "n_test": n_test,
                              "changes": changes})
-            if None not in ours:
+            if complete:
                 if any(c["verdict"] == "lower" for c in changes):
                     not_monotone.append(f"{d} {loss}")
                 elif any(c["diff"] < 0 for c in changes):
                     within_noise.append(f"{d} {loss}")
-                gains.append(max(ours[1], ours[2]) - ours[0])
+                gains.append(max(scored[1], scored[2]) - scored[0])
             if paper[2] < paper[1] or paper[1] < paper[0]:
                 not_monotone_paper.append(f"{d} {loss}")
             gains_paper.append(max(paper[1], paper[2]) - paper[0])
