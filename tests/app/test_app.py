@@ -11,45 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from test_app_helpers import APP, data_dir, hostile_files, odd_valid_files, shipped_dir, wait_for
+from test_app_helpers import APP, hostile_files, odd_valid_files, shipped_dir, wait_for
+
+# app_env (tests/app/conftest.py): the shipped models, a fresh runs folder, no training left behind
+pytestmark = pytest.mark.usefixtures("app_env")
 
 PAGES = ["home", "train", "augmentations", "embedding", "metrics", "retrieval", "compare"]
 TIMEOUT = 180
-
-
-class _ServerPagesManager(PagesManager):
-    """AppTest resets Streamlit's "v1 pages/ folder" flag before every run, which a real server
-    clears for good on the first ``st.navigation`` call; behave like that server."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-
-@pytest.fixture(autouse=True)
-def app_env(monkeypatch, tmp_path):
-    monkeypatch.setattr(app_test_module, "PagesManager", _ServerPagesManager)
-    if data_dir():
-        monkeypatch.setenv("CL_DATA_DIR", data_dir())
-    monkeypatch.setenv("CL_CHECKPOINTS_DIR", str(shipped_dir()))
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("CL_RUNS_DIR", str(runs))
-    monkeypatch.delenv("CL_APP_LIST_RUNS", raising=False)
-    monkeypatch.delenv("CL_MAX_TRAININGS", raising=False)
-    yield runs
-    from ui import jobs
-
-    for job in jobs.running():  # never leave a training behind for the next test
-        job.cancel_event.set()
-    for job in jobs.running():
-        jobs.wait(job, 60)
 
 
 def new_session() -> AppTest:

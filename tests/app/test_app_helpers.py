@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from streamlit.runtime.pages_manager import PagesManager
 
 ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-artifacts" / "screenshots"  # where the browser tests leave their screenshots
 APP = ROOT / "app.py"
 
 _LOCK = threading.Lock()
@@ -121,3 +123,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout:.0f} s")
+
+
+class _ServerPagesManager(PagesManager):
+    """AppTest resets Streamlit's "v1 pages/ folder" flag before every run, which a real server
+    clears for good on the first ``st.navigation`` call; behave like that server."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False

@@ -12,7 +12,8 @@ import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
 
 from cl.batchview import batch_from_checkpoint
-from test_app import _ServerPagesManager
+
+from test_app_helpers import _ServerPagesManager
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_app import app_env, button, goto, model_box, new_session, poll_until, texts  # noqa: F401 - fixture
+from test_app import button, goto, model_box, new_session, poll_until, texts
 from test_app_helpers import digit_png, shipped_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ CIFAR = ROOT / "checkpoints" / "cifar10-best.safetensors"
 
 
 # Every test here gets its own cache folder (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("archive_cache_dir")
+pytestmark = pytest.mark.usefixtures("app_env", "archive_cache_dir")
 
 
 def colour_zip(per_class: int = 23) -> bytes:
@@ -66,8 +66,8 @@ def sidebar_notes(at) -> str:
 
 
 def test_a_checkpoint_upload_becomes_the_model_and_bad_ones_change_nothing(tmp_path):
-    from safetensors.torch import save as st_save
     import torch
+    from safetensors.torch import save as st_save
 
     at = new_session()
     before = model_box(at).value

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.loadtest import CHROMIUM_ARGS
-from test_browser import CHROMIUM, server_cache_dir, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
+from benchmarks.loadtest import CHROMIUM, CHROMIUM_ARGS
+
+from test_browser import SHOTS, idle, new_page, server_cache_dir, sidebar_text, visit
 from test_byo_app import colour_zip
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
-from test_app import _ServerPagesManager
-from test_app_helpers import APP, ROOT, data_dir
+
+from test_app_helpers import APP, ROOT, _ServerPagesManager, data_dir
 
 CKPT = ROOT / "checkpoints"
 

@@ -22,7 +22,8 @@ from streamlit.testing.v1 import AppTest
 from cl.checkpoints import load_checkpoint
 from cl.evaluation import embed
 from cl.layouts import gallery_for, layout_path, read_layouts
-from test_app import _ServerPagesManager
+
+from test_app_helpers import _ServerPagesManager
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"

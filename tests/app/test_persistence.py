@@ -6,7 +6,6 @@ The reload mid-training and the upload-then-reload in a real browser: tests/app/
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import time
@@ -18,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from test_app import app_env, goto, model_box, new_session, texts  # noqa: F401 - fixture
+from test_app import goto, model_box, new_session, texts
 from test_byo_app import colour_zip, sidebar_notes, upload
 
-pytestmark = pytest.mark.usefixtures("archive_cache_dir")
+pytestmark = pytest.mark.usefixtures("app_env", "archive_cache_dir")
 
 
 def open_page(page: str, **params):

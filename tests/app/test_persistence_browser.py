@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from test_browser import server_cache_dir, SHOTS, browser, idle, new_page, server, sidebar_text, visit  # noqa: F401 - fixtures
+from test_browser import SHOTS, idle, new_page, server_cache_dir, sidebar_text, visit
 from test_byo_app import colour_zip
 
 pytestmark = pytest.mark.browser

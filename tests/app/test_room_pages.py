@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
-from test_app import _ServerPagesManager
-from test_app_helpers import bomb_png, digit_png, hostile_files
 
 from cl.errors import UserError
 from ui import room_store as rs
+
+from test_app_helpers import _ServerPagesManager, bomb_png, digit_png, hostile_files
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"

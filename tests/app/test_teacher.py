@@ -4,15 +4,14 @@ words, a map for a new model, and short no-data messages (AppTest on the shipped
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
+import tomllib
 from streamlit.testing.v1 import AppTest
 
-from test_app import _ServerPagesManager
-from test_app_helpers import APP, ROOT, data_dir
+from test_app_helpers import APP, ROOT, _ServerPagesManager, data_dir
 
 CKPT = ROOT / "checkpoints"
 TIMEOUT = 180
@@ -53,11 +52,9 @@ def shown(at: AppTest) -> str:
 
 def a_run(runs: Path, dataset: str = "digits") -> Path:
     """A model saved in the runs folder as the Train page saves one (same workflow, no evaluation)."""
-    from cl.training import TrainConfig
+    from cl.training import TrainConfig, resolve_config
     from cl.workflow import make_model
     from ui.jobs import run_filename
-
-    from cl.training import resolve_config
 
     config = resolve_config(TrainConfig(dataset=dataset, epochs=1))
     out = runs / run_filename(config)
@@ -183,10 +180,12 @@ def test_each_metric_help_says_what_it_measures():
 
 
 def test_visitors_see_no_exception_names_or_mode_codes():
-    from cl.images import decode_image_bytes, prepare_image
-    from cl.errors import UserError
     import io
+
     from PIL import Image
+
+    from cl.errors import UserError
+    from cl.images import decode_image_bytes, prepare_image
 
     with pytest.raises(UserError) as err:
         decode_image_bytes(b"not an image at all", name="notes.txt")
@@ -200,8 +199,8 @@ def test_visitors_see_no_exception_names_or_mode_codes():
 
 # ------------------------------------------------------------------ 8. a map for a new model
 def test_a_new_model_opens_on_its_tsne_map(env):
-    from ui import jobs
     from cl.training import TrainConfig
+    from ui import jobs
 
     job = jobs.start("teacher-map", TrainConfig(dataset="digits", epochs=1), env / "runs", knn_per_epoch=False,
                      snapshots=False)
@@ -246,8 +245,8 @@ def test_scrub_leaves_words_alone_when_the_data_folder_is_relative(monkeypatch, 
 
 # ------------------------------------------------------------------ the mechanism, live
 def test_training_measures_alignment_and_uniformity_within_its_time_share(env, monkeypatch):
-    from ui import jobs
     from cl.training import TrainConfig
+    from ui import jobs
 
     job = jobs.start("teacher-measures", TrainConfig(dataset="digits", epochs=3), env / "runs", snapshots=False)
     assert jobs.wait(job, 900) and job.view()["status"] == "done", job.view()["message"]

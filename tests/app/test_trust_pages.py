@@ -12,6 +12,7 @@ from scipy.stats import binomtest, percentileofscore
 from streamlit.testing.v1 import AppTest
 
 from cl.checkpoints import read_card
+
 from test_measures_pages import CARDS, CKPT, open_page
 
 
@@ -119,8 +120,8 @@ def test_the_study_page_calls_noise_noise_and_collapse_by_the_measures(monkeypat
 
 
 def test_one_collapse_definition_on_every_page():
-    from cl.measures import collapse
     from cl import study
+    from cl.measures import collapse
     from ui import measures as shape
     from ui.models import ModelEntry
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cl import study
 from cl.reference import PAPER_TABLE
-from test_app import _ServerPagesManager
+from test_app_helpers import _ServerPagesManager
 from test_app_helpers import APP, ROOT
 
 CKPT = ROOT / "checkpoints"

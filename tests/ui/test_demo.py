@@ -10,7 +10,7 @@ import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
 
-from test_app import _ServerPagesManager
+from test_app_helpers import _ServerPagesManager
 from test_app_helpers import APP, ROOT, data_dir
 from ui import demo
 from ui.demo import RunFile, SessionRegistry, plan_eviction
