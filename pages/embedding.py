@@ -77,7 +77,7 @@ if n_total > 3000 and req["method"] != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[req['method']]} of {req['n']:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
-label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {ctx.name} test images"
+label = f"{METHOD_NAMES[req['method']]} of {req['n']:,} {words.plain(ctx.name)} test images"
 if shipped_view:
     idx, xy = shipped["rows"], shipped[req["method"]]
     labels, thumbs = shipped["labels"], shipped["thumbs"]
@@ -119,7 +119,7 @@ color_by = st.segmented_control("Colour by", ["class", "predicted", "correct", "
 links.set_view(color=None if color_by == "class" else color_by)
 pred = None
 if color_by not in ("class", "kept"):
-    with st.spinner(f"Fitting the linear probe on the {ctx.name} train embeddings (once per model, then cached "
+    with st.spinner(f"Fitting the linear probe on the {words.plain(ctx.name)} train embeddings (once per model, then cached "
                     "for everyone) ..."), common.user_errors():
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
@@ -146,7 +146,7 @@ picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
 st.markdown(trust_words(trust, METHOD_NAMES[req["method"]]), help=TRUST_HELP)  # under the map: a phone sees the map first
-where = test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images"
+where = words.plain(test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images")
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear."
            + (f" Neighbours kept: how many of each image's {trust['k']} nearest neighbours in the model's own space "
@@ -183,9 +183,9 @@ if len(chosen):
     labels = test.labels.numpy()
     with picked_box:
         first = int(chosen[0])
-        said = f"#{first}: **{test.classes[labels[first]]}**"
+        said = f"#{first} {words.plain(test.origins[first])}: **{words.plain(test.classes[labels[first]])}**"
         if pred is not None and pred[first] >= 0 and pred[first] != labels[first]:
-            said += f", the probe says {test.classes[pred[first]]}"
+            said += f", the probe says {words.plain(test.classes[pred[first]])}"
         if len(chosen) > 1:
             said += f" (and {len(chosen) - 1:,} more selected: see below the map)"
         p1, p2 = st.columns([1, 4], vertical_alignment="center")
@@ -251,7 +251,7 @@ def augmented_views_section() -> None:
                                       METHOD_NAMES[req["method"]], title), width="stretch")
     how = {"tsne": "openTSNE's transform (each view optimised against the fixed map)",
            "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[req["method"]]
-    st.caption(f"Red frame: the original, test image #{index} ({classes[lab]})"
+    st.caption(f"Red frame: the original, test image #{index} ({words.plain(classes[lab])})"
                f"{'' if len(where_in) else ', not among the map points: placed the same way'}. "
                f"Views embedded by {m.name} and placed by {how} in {placed.seconds:.2f} s. "
                f"{moved} of {k} views land among another class (the majority of their 10 nearest map points).")
