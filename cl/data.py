@@ -645,6 +645,13 @@ def load_gallery(name: str) -> ImageSet | None:
                     origins=origins)
 
 
+@lru_cache(maxsize=4)
+def gallery_origins(name: str) -> tuple[str, ...]:
+    """Where each image of a shipped gallery came from (its ``origins``), without its images."""
+    gallery = load_gallery(name) if gallery_path(name).is_file() else None
+    return tuple(gallery.origins or []) if gallery is not None else ()
+
+
 def save_gallery(image_set: ImageSet, n: int, seed: int = 0) -> Path:
     """Write a stratified sample of ``n`` test images as a compressed ``.npz`` gallery."""
     rng = np.random.default_rng(seed)
