@@ -61,6 +61,9 @@ def test_cli_with_embeddings(exported, capsys):
     want = NeighborIndex(ref, test.labels.numpy()).query(ref[5], 4, exclude=5)
     assert [n["origin"] for n in r["neighbors"]] == [test.origins[h.index] for h in want]
     assert r["query"]["origin"] == test.origins[5]
+    assert main(["project", "--embeddings", str(path), "--method", "pca", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["n_points"] == len(test) and r["trust"]["trustworthiness"] > 0.8
     # one clear line, exit 2: a query that is not in the file; a checkpoint and a file together
     assert main(["neighbors", "--embeddings", str(path), "--query", "nope.png"]) == 2
     assert "neither a row" in capsys.readouterr().err
