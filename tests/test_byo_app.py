@@ -154,6 +154,9 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
             test = load_dataset(at.sidebar.selectbox(key="sb_dataset").value, "test")
             np.testing.assert_allclose(z["embeddings"], embed(model, test.images), rtol=1e-5, atol=1e-6)
             assert z["labels"].tolist() == test.labels.tolist()
+            # each row names its file in the zip (below its top folder "my photos"), of the row's class
+            assert z["origins"].tolist() == test.origins
+            assert all(o.split("/")[0] == test.classes[y] for o, y in zip(z["origins"], z["labels"], strict=True))
         meta = json.loads(zf.read("export.json"))
         assert meta["data"]["source"].startswith("archive my photos.zip") and meta["classes"] == ["blue things", "red things"]
     assert not list((archive_cache_dir / "exports").iterdir()), "the staging folder is removed"

@@ -76,5 +76,5 @@ def plain(text) -> str:
 def class_counts(classes: list[str], counts) -> str:
     """``"class 9: 1 image; class 4: 3 images"``, largest first: a count beside a class name that is
     itself a number ("9 1") reads as two classes."""
-    pairs = sorted(((int(c), name) for name, c in zip(classes, counts) if c), key=lambda p: -p[0])
+    pairs = sorted(((int(c), name) for name, c in zip(classes, counts, strict=True) if c), key=lambda p: -p[0])
     return "; ".join(f"class {plain(name)}: {c:,} image{'' if c == 1 else 's'}" for c, name in pairs)
