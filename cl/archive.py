@@ -46,12 +46,13 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .data import ARCHIVE_PREFIX, IMAGE_EXTENSIONS, held_out_count
 from .errors import UserError
 
-ARCHIVE_PREFIX = "archive:"  # the data-set name of an extracted archive: archive:<id>
+__all__ = ["ARCHIVE_PREFIX", "ArchiveError", "ArchiveLimits", "Extracted", "Manifest", "extract_archive", "read_manifest"]
+
 MANIFEST = "manifest.json"
 FORMAT = "contrastive-explorer-archive/2"  # /2: the manifest keeps each image's path in the archive
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Nested archives by extension; their magic numbers are checked too (a renamed one is caught).
 ARCHIVE_EXTENSIONS = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".lz", ".lzma",
                       ".jar", ".apk", ".whl", ".cab", ".iso"}
@@ -89,15 +90,15 @@ class ArchiveLimits:
     min_test_per_class: int = 5
 
     def min_per_class(self) -> int:
-        """Images a class needs in an archive without train/ and test/ (split 80/20 per class
-        as :mod:`cl.data` does: ``max(1, round(0.2 n))`` test images)."""
+        """Images a class needs in an archive without train/ and test/ (split per class as
+        :mod:`cl.data` does: :func:`cl.data.held_out_count` test images)."""
         n = 1
-        while max(1, round(0.2 * n)) < self.min_test_per_class or n - max(1, round(0.2 * n)) < self.min_train_per_class:
+        while held_out_count(n) < self.min_test_per_class or n - held_out_count(n) < self.min_train_per_class:
             n += 1
         return n
 
     @classmethod
-    def demo(cls) -> "ArchiveLimits":
+    def demo(cls) -> ArchiveLimits:
         return cls(max_archive_bytes=50 * 2**20, max_total_bytes=200 * 2**20, max_entry_bytes=5 * 2**20,
                    max_entries=12_000, max_images=10_000, max_total_pixels=200_000_000, max_classes=50,
                    max_cache_bytes=1 * 2**30)

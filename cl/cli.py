@@ -119,17 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True)
     t.add_argument("--json", action="store_true")
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint")
-    e.add_argument("checkpoint")
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint, or embeddings made elsewhere (--embeddings)")
+    e.add_argument("checkpoint", nargs="?")
+    e.add_argument("--embeddings", metavar="FILE", help="an .npz or .parquet of embeddings with labels, instead of a "
+                                                        "checkpoint (paper protocol)")
     e.add_argument("--protocol", choices=("paper", "standard"), default="paper")
     e.add_argument("--dataset", help="evaluate on this data set instead of the one in the card")
     e.add_argument("--data-dir")
     e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--json", action="store_true")
 
-    n = sub.add_parser("neighbors", help="top-k test images most similar to an image file")
-    n.add_argument("checkpoint")
-    n.add_argument("image")
+    n = sub.add_parser("neighbors", help="top-k test images most similar to an image file, or to one row of an "
+                                         "embeddings file (--embeddings FILE --query ROW|PATH)")
+    n.add_argument("checkpoint", nargs="?")
+    n.add_argument("image", nargs="?")
+    n.add_argument("--embeddings", metavar="FILE", help="an .npz or .parquet of embeddings, instead of a checkpoint")
+    n.add_argument("--query", help="with --embeddings: the query row's number or its image path")
     n.add_argument("--k", type=_positive_int, default=10)
     n.add_argument("--invert", choices=("auto", "yes", "no"), default="auto")
     n.add_argument("--data-dir")
@@ -172,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("checkpoint")
     c.add_argument("--json", action="store_true")
 
-    pr = sub.add_parser("project", help="2-D projection of a checkpoint's test embeddings")
-    pr.add_argument("checkpoint")
+    pr = sub.add_parser("project", help="2-D projection of a checkpoint's test embeddings, or of an embeddings file")
+    pr.add_argument("checkpoint", nargs="?")
+    pr.add_argument("--embeddings", metavar="FILE", help="an .npz or .parquet of embeddings, instead of a checkpoint")
     pr.add_argument("--method", choices=("tsne", "umap", "pca"), default="tsne")
     pr.add_argument("--limit", type=_positive_int)
     pr.add_argument("--seed", type=_seed, default=0)
@@ -325,18 +331,45 @@ def _accuracy_lines(r: dict, extra: tuple[str, ...] = ()) -> str:
 
 
 def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
+    if not checkpoint:
+        raise ConfigError("name a checkpoint, or an embeddings file with --embeddings FILE")
     from .workflow import open_model
 
     opened = open_model(checkpoint, dataset, "test", data_dir)
     return opened.model, opened.card, opened.dataset, opened.data
 
 
+def _own_embeddings(args):
+    """The checked embeddings file of ``--embeddings`` (never together with a checkpoint)."""
+    from .own_embeddings import load_own_embeddings
+
+    if args.checkpoint:
+        raise ConfigError("give a checkpoint or --embeddings FILE, not both")
+    return load_own_embeddings(args.embeddings)
+
+
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .evaluation import evaluate_model, preload_probe_modules
+    from .evaluation import evaluate_embeddings, evaluate_model, preload_probe_modules
     from .uncertainty import flags
 
     preload_probe_modules()
+    if args.embeddings:
+        own = _own_embeddings(args)
+        if not own.has_labels:
+            raise ConfigError(f"{own.name}: has no labels; a probe and kNN need each row's class")
+        if args.protocol != "paper":
+            raise ConfigError("an embeddings file has no train split of its own: use --protocol paper")
+        test_set = own.image_set()
+        r = evaluate_embeddings(own.embeddings, test_set, "paper", seed=args.seed)
+        payload = {k: v for k, v in r.items() if k not in ("predictions", "scored_indices")}
+        payload["embeddings"] = args.embeddings
+        text = (f"paper protocol, {own.name}: probe fitted on {r['n_fit']:,} rows, scored on {r['n_test']:,} rows "
+                f"({test_set.describe()})\n"
+                + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}"
+                                      + (" [!]" if "precision_at_10" in flags(r) else ""),)))
+        _emit(args, payload, text)
+        return 0
     model, card, name, test_set = _load_for_eval(args.checkpoint, args.dataset, args.data_dir)
     train_set = load_dataset(name, "train", args.data_dir, allow_gallery=False) if args.protocol == "standard" else None
     r = evaluate_model(model, test_set, args.protocol, train_set, seed=args.seed)
@@ -352,25 +385,68 @@ def cmd_evaluate(args) -> int:
 
 def cmd_neighbors(args) -> int:
     from .evaluation import embed
-    from .retrieval import NeighborIndex, SimilarityScale, embed_one, fmt_match, ink_share, is_blank, prepare_query
+    from .retrieval import NeighborIndex, SimilarityScale, embed_one, ink_share, is_blank, prepare_query
 
+    if args.embeddings:
+        return _neighbors_in_file(args)
+    if not args.image:
+        raise ConfigError("name a checkpoint and an image file (or --embeddings FILE --query ROW|PATH)")
     model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
     invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
     prepared = prepare_query(args.image, test_set.channels, test_set.size, name, invert=invert)
     index = NeighborIndex(embed(model, test_set.images), test_set.labels.numpy())
     scale = SimilarityScale(index.z.numpy())
     hits = scale.rate(index.query(embed_one(model, prepared.tensor), k=args.k))
-    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "similarity": round(h.similarity, 6),
-             "match_percentile": round(h.percentile, 2)} for h in hits]
+    rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "origin": test_set.origins[h.index],
+             "similarity": round(h.similarity, 6), "match_percentile": round(h.percentile, 2)} for h in hits]
     blank = is_blank(prepared.tensor)
     payload = {"neighbors": rows, "gallery": test_set.provenance(), "preprocessing": prepared.steps,
                "inverted": prepared.inverted, "blank_query": blank, "ink_share": round(ink_share(prepared.tensor), 4),
                "match_reference": scale.describe()}
     text = "\n".join([f"gallery: {test_set.describe()}; preprocessing: {'; '.join(prepared.steps) or 'none'}"]
-                     + [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} similarity {r['similarity']:.3f}  "
-                        f"{fmt_match(r['match_percentile'])}" for i, r in enumerate(rows)]
+                     + _neighbor_lines(rows)
                      + [f"match: the percentile of a similarity among {scale.describe()}"]
                      + (["warning: the image is blank as the model sees it; its neighbours mean nothing"] if blank else []))
+    _emit(args, payload, text)
+    return 0
+
+
+def _neighbor_lines(rows: list[dict]) -> list[str]:
+    from .retrieval import fmt_match
+
+    return [f"{i + 1:>3}. #{r['index']:<6} {r['class']:<12} {r['origin']}  similarity {r['similarity']:.3f}  "
+            f"{fmt_match(r['match_percentile'])}" for i, r in enumerate(rows)]
+
+
+def _neighbors_in_file(args) -> int:
+    """The nearest rows of one row of an embeddings file (no model: the query is a row of the file)."""
+    from .retrieval import NeighborIndex, SimilarityScale
+
+    own = _own_embeddings(args)
+    if args.image:
+        raise ConfigError("with --embeddings the query is a row of the file: use --query ROW|PATH, not an image")
+    if args.query is None:
+        raise ConfigError("with --embeddings, say which row to query: --query ROW (0-based) or --query PATH")
+    if args.query in own.origins:
+        row = own.origins.index(args.query)
+    elif args.query.isdigit() and int(args.query) < len(own):
+        row = int(args.query)
+    else:
+        raise ConfigError(f"--query {args.query!r} is neither a row (0 to {len(own) - 1}) nor an image path of {own.name}")
+    index = NeighborIndex(own.embeddings, own.labels)
+    scale = SimilarityScale(own.embeddings)
+    hits = scale.rate(index.query(own.embeddings[row], k=args.k, exclude=row))
+
+    def name(label: int) -> str:
+        return own.classes[label] if label >= 0 else "-"
+
+    rows = [{"index": h.index, "label": h.label, "class": name(h.label), "origin": own.origins[h.index],
+             "similarity": round(h.similarity, 6), "match_percentile": round(h.percentile, 2)} for h in hits]
+    query = {"index": row, "class": name(int(own.labels[row])), "origin": own.origins[row]}
+    payload = {"query": query, "neighbors": rows, "gallery": own.provenance(), "match_reference": scale.describe()}
+    text = "\n".join([f"gallery: {own.name}, {len(own):,} rows; query: row {row} {query['origin']} ({query['class']}), "
+                      "excluded"] + _neighbor_lines(rows)
+                     + [f"match: the percentile of a similarity among {scale.describe()}"])
     _emit(args, payload, text)
     return 0
 
@@ -524,21 +600,27 @@ def cmd_project(args) -> int:
     from .evaluation import embed
     from .projection import ProjectionParams, project
 
-    model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
+    if args.embeddings:
+        own = _own_embeddings(args)
+        test_set, name, title = own.image_set(), own.name, own.name
+    else:
+        model, card, name, test_set = _load_for_eval(args.checkpoint, None, args.data_dir)
+        title = Path(args.checkpoint).stem
     images, labels = test_set.images, test_set.labels.numpy()
+    keep = np.arange(len(labels))
     if args.limit and args.limit < len(labels):
         keep = np.random.default_rng(args.seed).permutation(len(labels))[: args.limit]
         images, labels = images[keep], labels[keep]
     from .maptrust import map_trust
 
     t0 = time.perf_counter()
-    emb = embed(model, images)
+    emb = own.embeddings[keep] if args.embeddings else embed(model, images)
     xy = project(emb, ProjectionParams(args.method, seed=args.seed))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     trust = {**map_trust(emb, xy).summary(), "seconds": round(time.perf_counter() - t0, 3)}
     if args.out:
-        _scatter_png(xy, labels, test_set.classes, args.out, f"{Path(args.checkpoint).stem}: {args.method}, "
+        _scatter_png(xy, labels, test_set.classes, args.out, f"{title}: {args.method}, "
                      f"{len(labels):,} {name} test images")
     _emit(args, {"method": args.method, "n_points": len(labels), "seconds": seconds, "dataset": name, "out": args.out,
                  "trust": trust},

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,6 +44,12 @@ CIFAR10_CLASSES = [
     "dog", "frog", "horse", "ship", "truck",
 ]
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+FOLDER_PREFIX = "folder:"  # folder:PATH, a folder of class folders or a .zip of them
+ARCHIVE_PREFIX = "archive:"  # archive:ID, an archive cl.archive extracted into its cache
+# An image folder or archive is read in CIFAR-10's format (32x32 colour): the study's small
+# encoders take it as it is, and photos of any size fit.
+FOLDER_CHANNELS, FOLDER_SIZE = 3, 32
+TEST_SHARE = 0.2  # of each class, in a set without its own train/test split
 if TYPE_CHECKING:  # torch is imported where tensors are made: listing data sets needs none
     import torch
 
@@ -87,6 +94,15 @@ class ImageSet:
     n_full: int | None = None  # size of the complete split, when known
     notes: list[str] = field(default_factory=list)
     label: str | None = None  # how a person names it (an uploaded archive: its file name); default ``name``
+    # Where each image came from, in row order: its path in the folder or archive, or for a
+    # built-in set ``<set>/<split>/<index>`` (see docs/app.md, "Where an image came from").
+    origins: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.origins is None:
+            self.origins = _index_origins(self.name, self.split, range(len(self)))
+        elif len(self.origins) != len(self):
+            raise ValueError(f"{len(self.origins)} origins for {len(self)} images")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -125,12 +141,14 @@ class ImageSet:
             text += " images"
         return text
 
-    def subset(self, indices) -> "ImageSet":
+    def subset(self, indices) -> ImageSet:
         import torch
 
         idx = torch.as_tensor(indices, dtype=torch.long)
+        origins = self.origins or []
         return ImageSet(self.name, self.split, self.images[idx], self.labels[idx], self.classes,
-                        self.source, None, self.notes + [f"subset of {len(idx)} images"])
+                        self.source, None, self.notes + [f"subset of {len(idx)} images"], self.label,
+                        [origins[i] for i in idx.tolist()])
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -161,18 +179,131 @@ def portable_provenance(prov: dict | None, data_dir=None) -> dict | None:
     return out
 
 
-def dataset_spec(name: str) -> DatasetSpec:
-    if name in SPECS:
-        return SPECS[name]
-    if name.startswith("folder:"):
-        return DatasetSpec(name, 3, 32, (), 0, 0, f"image folder {name[7:]}", dark_background=False)
-    if name.startswith("archive:"):
+# --------------------------------------------------------------------------- data sources
+class DataSource:
+    """One kind of data set behind a name: what it looks like (:meth:`spec`), its images
+    (:meth:`load`) and, where that is cheap, how many there are (:meth:`count`)."""
+
+    name: str
+
+    def spec(self) -> DatasetSpec:
+        raise NotImplementedError
+
+    def load(self, split: str, root: Path, download: bool) -> ImageSet:
+        raise NotImplementedError
+
+    def count(self, split: str, root: Path) -> tuple[int, str, bool] | None:
+        """``(n_images, source, complete)`` read from headers and listings, or ``None`` when
+        only loading can tell."""
+        return None
+
+
+class DigitsSource(DataSource):
+    """scikit-learn's bundled 8x8 digits: no file needed."""
+
+    name = "digits"
+
+    def spec(self) -> DatasetSpec:
+        return SPECS["digits"]
+
+    def load(self, split: str, root: Path, download: bool) -> ImageSet:
+        return _load_digits(split)
+
+    def count(self, split: str, root: Path) -> tuple[int, str, bool]:
+        return _full_size(self.spec(), split), DIGITS_SOURCE, True
+
+
+class TorchvisionSource(DataSource):
+    """MNIST, Fashion-MNIST or CIFAR-10 in torchvision's layout under the data directory."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def spec(self) -> DatasetSpec:
+        return SPECS[self.name]
+
+    def load(self, split: str, root: Path, download: bool) -> ImageSet:
+        if self.name in IDX_FOLDERS:
+            return _load_idx_set(self.name, split, root, download)
+        return _load_cifar10(split, root, download)
+
+    def count(self, split: str, root: Path) -> tuple[int, str, bool] | None:
+        full = _full_size(self.spec(), split)
+        if self.name in IDX_FOLDERS:
+            found = _locate_idx(self.name, split, root)
+            if found and not any(f.suffix == ".gz" for f in found):
+                n = min(_idx_count(found[0], 28 * 28), _idx_count(found[1], 1))
+                return n, str(found[0].parent), n >= full
+        elif not (root / "cifar-10-batches-py").is_dir():
+            subset = root / "cifar10-subset" / split
+            n = sum(len(_image_files(subset / cls)) for cls in CIFAR10_CLASSES)
+            if n:
+                return n, str(subset), n >= full
+        return None
+
+
+class FolderSource(DataSource):
+    """``folder:PATH``: one sub-folder per class (or ``train/`` and ``test/`` with class folders);
+    a ``.zip`` path is read as an archive (:class:`ArchiveSource`) after extraction."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.path = Path(name[len(FOLDER_PREFIX):]).expanduser()
+
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(self.name, FOLDER_CHANNELS, FOLDER_SIZE, (), 0, 0, f"image folder {self.path}",
+                           dark_background=False)
+
+    def load(self, split: str, root: Path, download: bool) -> ImageSet:
+        if self.path.suffix.lower() == ".zip" or self.path.is_file():
+            from .archive import extract_archive
+
+            # Extracted once per content into the cache; a changed file is a new archive.
+            return ArchiveSource(ARCHIVE_PREFIX + extract_archive(self.path).manifest.id).load_as(self.name, split)
+        return _load_folder(self.name, self.path, split)
+
+
+class ArchiveSource(DataSource):
+    """``archive:ID``: an archive :mod:`cl.archive` extracted into the cache (an uploaded image set)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.archive_id = name[len(ARCHIVE_PREFIX):]
+
+    def spec(self) -> DatasetSpec:
         from .archive import read_manifest
 
-        manifest = read_manifest(name[len("archive:"):])
-        return DatasetSpec(name, 3, 32, tuple(manifest.classes), 0, 0, f"image archive {manifest.archive_name}",
-                           dark_background=False)
-    raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(SPECS)}, folder:PATH or folder:PATH.zip")
+        manifest = read_manifest(self.archive_id)
+        return DatasetSpec(self.name, FOLDER_CHANNELS, FOLDER_SIZE, tuple(manifest.classes), 0, 0,
+                           f"image archive {manifest.archive_name}", dark_background=False)
+
+    def load(self, split: str, root: Path, download: bool) -> ImageSet:
+        return self.load_as(self.name, split)
+
+    def load_as(self, name: str, split: str) -> ImageSet:
+        return _load_archive(name, self.archive_id, split)
+
+
+def data_source(name: str) -> DataSource:
+    """The source behind a data-set name; one clear error for an unknown name."""
+    if name == "digits":
+        return DigitsSource()
+    if name in SPECS:
+        return TorchvisionSource(name)
+    if name.startswith(FOLDER_PREFIX):
+        return FolderSource(name)
+    if name.startswith(ARCHIVE_PREFIX):
+        return ArchiveSource(name)
+    raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(SPECS)}, {FOLDER_PREFIX}PATH or "
+                      f"{FOLDER_PREFIX}PATH.zip")
+
+
+def _full_size(spec: DatasetSpec, split: str) -> int:
+    return spec.n_train_full if split == "train" else spec.n_test_full
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    return data_source(name).spec()
 
 
 def load_dataset(name: str, split: str = "train", data_dir=None, download: bool = True,
@@ -184,7 +315,7 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     """
     if split not in ("train", "test"):
         raise ConfigError(f"unknown split {split!r}; use train or test")
-    dataset_spec(name)  # validates the name
+    data_source(name)  # validates the name
     root = resolve_data_dir(data_dir)
     try:
         return _load_cached(name, split, str(root.resolve()), download)
@@ -198,26 +329,16 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
 
 @lru_cache(maxsize=8)
 def _load_cached(name: str, split: str, root: str, download: bool) -> ImageSet:
-    root_path = Path(root)
-    if name == "digits":
-        return _load_digits(split)
-    if name in IDX_FOLDERS:
-        return _load_idx_set(name, split, root_path, download)
-    if name == "cifar10":
-        return _load_cifar10(split, root_path, download)
-    if name.startswith("archive:"):
-        return _load_archive(name, name[len("archive:"):], split)
-    path = Path(name[len("folder:"):]).expanduser()
-    if path.suffix.lower() == ".zip" or path.is_file():
-        from .archive import extract_archive
-
-        # Extracted once per content into the cache; a changed file is a new archive.
-        return _load_archive(name, extract_archive(path).manifest.id, split)
-    return _load_folder(name, path, split)
+    return data_source(name).load(split, Path(root), download)
 
 
 def clear_cache() -> None:
     _load_cached.cache_clear()
+
+
+def _index_origins(name: str, split: str, indices) -> list[str]:
+    """Where images of a built-in set come from: ``<set>/<split>/<index in the split>``."""
+    return [f"{name}/{split}/{int(i):05d}" for i in indices]
 
 
 # --------------------------------------------------------------------------- digits
@@ -235,11 +356,12 @@ def _load_digits(split: str) -> ImageSet:
     x = F.pad(x, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     idx = np.arange(len(y))
-    train_idx, test_idx = train_test_split(idx, test_size=540, stratify=bunch.target, random_state=0)
+    spec = SPECS["digits"]
+    train_idx, test_idx = train_test_split(idx, test_size=spec.n_test_full, stratify=bunch.target, random_state=0)
     chosen = np.sort(train_idx if split == "train" else test_idx)
-    n_full = 1257 if split == "train" else 540
+    # The index in load_digits(): the split is ours, the numbering is scikit-learn's.
     return ImageSet("digits", split, x[chosen].contiguous(), y[chosen], list(MNIST_CLASSES),
-                    DIGITS_SOURCE, n_full)
+                    DIGITS_SOURCE, _full_size(spec, split), origins=[f"digits/{int(i):04d}" for i in chosen])
 
 
 # --------------------------------------------------------------------------- IDX (MNIST family)
@@ -307,10 +429,10 @@ def _load_idx_set(name: str, split: str, root: Path, download: bool) -> ImageSet
     images = _read_idx(found[0])
     labels = _read_idx(found[1]).astype(np.int64)
     n = min(len(images), len(labels))
-    full = spec.n_train_full if split == "train" else spec.n_test_full
+    full = _full_size(spec, split)
     notes = [] if n >= full else [f"partial {split} split: {n:,} of {full:,} images"]
     return ImageSet(name, split, torch.from_numpy(images[:n].copy())[:, None], torch.from_numpy(labels[:n]),
-                    list(spec.classes), str(found[0].parent), full, notes)
+                    list(spec.classes), str(found[0].parent), full, notes, origins=_index_origins(name, split, range(n)))
 
 
 def _try_torchvision_download(name: str, root: Path) -> None:
@@ -327,9 +449,22 @@ def _try_torchvision_download(name: str, root: Path) -> None:
 
 
 # --------------------------------------------------------------------------- CIFAR-10
+_CIFAR_BATCH_FILE = re.compile(r"^(?:test_batch|data_batch_([1-5]))_(\d+)\.png$")
+
+
+def _cifar_origin(split: str, path: str) -> str:
+    """A file of the offline CIFAR-10 subset (``cat/test_batch_00046.png``) named as the full
+    set names it (``cifar10/test/00046``); any other file keeps its path."""
+    m = _CIFAR_BATCH_FILE.match(path.rsplit("/", 1)[-1])
+    if not m:
+        return f"cifar10/{split}/{path}"
+    index = int(m.group(2)) + (10000 * (int(m.group(1)) - 1) if m.group(1) else 0)
+    return f"cifar10/{split}/{index:05d}"
+
+
 def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
     spec = SPECS["cifar10"]
-    full = spec.n_train_full if split == "train" else spec.n_test_full
+    full = _full_size(spec, split)
     batches = root / "cifar-10-batches-py"
     subset = root / "cifar10-subset" / split
     if not batches.is_dir() and not subset.is_dir() and download:
@@ -341,12 +476,14 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
         ds = tvd.CIFAR10(root=str(root), train=(split == "train"), download=False)
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         labels = torch.as_tensor(ds.targets, dtype=torch.long)
-        return ImageSet("cifar10", split, images, labels, list(CIFAR10_CLASSES), str(batches), full)
+        return ImageSet("cifar10", split, images, labels, list(CIFAR10_CLASSES), str(batches), full,
+                        origins=_index_origins("cifar10", split, range(len(labels))))
     if subset.is_dir():
-        images, labels, _ = _read_class_folders(subset, list(CIFAR10_CLASSES), channels=3, size=32)
+        images, labels, _, files = _read_class_folders(subset, list(CIFAR10_CLASSES))
         n = len(labels)
         notes = [f"partial {split} split: {n:,} of {full:,} images (cifar10-subset folder)"]
-        return ImageSet("cifar10", split, images, labels, list(CIFAR10_CLASSES), str(subset), full, notes)
+        return ImageSet("cifar10", split, images, labels, list(CIFAR10_CLASSES), str(subset), full, notes,
+                        origins=[_cifar_origin(split, f) for f in files])
     raise DataUnavailableError(
         f"cifar10 {split} split not found: expected {batches} (torchvision layout) or "
         f"{subset}/<class>/*.png. Run once with internet access to download it, or copy the files "
@@ -354,10 +491,12 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
 
 
 # --------------------------------------------------------------------------- image folders
-def _read_class_folders(path: Path, classes: list[str] | None, channels: int, size: int, with_files: bool = False):
-    """Images of ``path/<class>/*`` in class order, then file-name order; with ``with_files`` also
-    each image's ``<class folder>/<file name>``."""
+def _read_class_folders(path: Path, classes: list[str] | None, channels: int = FOLDER_CHANNELS,
+                        size: int = FOLDER_SIZE):
+    """Images of ``path/<class>/*`` in class order, then file-name order: ``(images, labels,
+    classes, files)``, each file as ``<class folder>/<file name>``."""
     import torch
+
     from .images import decode_image_file, fit_to_format
 
     if classes is None:
@@ -371,8 +510,7 @@ def _read_class_folders(path: Path, classes: list[str] | None, channels: int, si
             files.append(f"{cls}/{file.name}")
     if not images:
         raise DataUnavailableError(f"no images found under {path} (expected {path}/<class>/*.png)")
-    found = torch.stack(images), torch.as_tensor(labels, dtype=torch.long), classes
-    return (*found, files) if with_files else found
+    return torch.stack(images), torch.as_tensor(labels, dtype=torch.long), classes, files
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -382,7 +520,7 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-SPLIT_NOTE = "stratified 80/20 split by a hash of each file's path in the set"
+SPLIT_NOTE = "stratified 80/20 split by a hash of each file's path in the set"  # 20 %: TEST_SHARE
 
 
 def _load_folder(name: str, path: Path, split: str) -> ImageSet:
@@ -390,19 +528,26 @@ def _load_folder(name: str, path: Path, split: str) -> ImageSet:
         raise DataUnavailableError(f"image folder {path} does not exist")
     if (path / "train").is_dir() and (path / "test").is_dir():
         classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
-        images, labels, classes = _read_class_folders(path / split, classes, 3, 32)
-        return ImageSet(name, split, images, labels, classes, str(path / split))
-    images, labels, classes, files = _read_class_folders(path, None, 3, 32, with_files=True)
+        images, labels, classes, files = _read_class_folders(path / split, classes)
+        return ImageSet(name, split, images, labels, classes, str(path / split),
+                        origins=[f"{split}/{f}" for f in files])
+    images, labels, classes, files = _read_class_folders(path, None)
     # No split of its own: split by what the images are called, so the same images give the same
     # split however they arrive (this folder, or its zip uploaded or named folder:PATH.zip).
-    keep = _split_keep(split_by_path(files, labels.numpy(), len(classes)), split)
+    mask = split_by_path(files, labels.numpy(), len(classes))
+    keep = _split_keep(mask, split)
     return ImageSet(name, split, images[keep], labels[keep], classes, str(path),
-                    notes=[f"{SPLIT_NOTE} (a folder without train/test)"])
+                    notes=[f"{SPLIT_NOTE} (a folder without train/test)"], origins=_kept(files, mask, split))
+
+
+def _kept(items: list[str], test_mask: np.ndarray, split: str) -> list[str]:
+    return [x for x, is_test in zip(items, test_mask, strict=True) if is_test == (split == "test")]
 
 
 def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
     """An archive extracted by :mod:`cl.archive`: class names come from its manifest (the folders
-    on disk have names we chose), and its provenance names the archive, not the cache folder."""
+    on disk have names we chose), and its provenance names the archive, not the cache folder.
+    Each image's origin is its path in the archive (below any one top folder around everything)."""
     from .archive import archive_root, read_manifest
 
     manifest = read_manifest(archive_id)
@@ -410,50 +555,61 @@ def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
     folders = [manifest.folders.get(c, c) for c in manifest.classes]
     source = f"archive {manifest.archive_name} (sha256 {manifest.sha256[:16]})"
     skipped = sum(manifest.skipped.values())
-    notes = [f"{skipped} archive entries skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(manifest.skipped.items()))] if skipped else []
+    notes = ([f"{skipped} archive entries skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(manifest.skipped.items()))]
+             if skipped else [])
     if manifest.layout == "train-test":
-        images, labels, _ = _read_class_folders(root / split, folders, 3, 32)
+        images, labels, _, files = _read_class_folders(root / split, folders)
         return ImageSet(name, split, images, labels, list(manifest.classes), source, notes=notes,
-                        label=manifest.archive_name)
-    images, labels, _, files = _read_class_folders(root, folders, 3, 32, with_files=True)
+                        label=manifest.archive_name,
+                        origins=[f"{split}/{manifest.sources.get(f, f)}" for f in files])
+    images, labels, _, files = _read_class_folders(root, folders)
+    paths = [manifest.sources.get(f, f) for f in files]
     if manifest.sources:  # each file's path in the archive: the same split as the same folder's
-        paths = [manifest.sources.get(f, f) for f in files]
         mask, how = split_by_path(paths, labels.numpy(), len(folders)), SPLIT_NOTE
     else:  # extracted before the manifest kept the paths: its split stays what it was
-        mask, how = _split_mask(labels.numpy(), len(folders)), "seeded stratified 80/20 split"
+        mask, how = _seeded_split_mask(labels.numpy(), len(folders)), "seeded stratified 80/20 split"
     keep = _split_keep(mask, split)
     return ImageSet(name, split, images[keep], labels[keep], list(manifest.classes), source,
-                    notes=notes + [f"{how} (an archive without train/test)"], label=manifest.archive_name)
+                    notes=notes + [f"{how} (an archive without train/test)"], label=manifest.archive_name,
+                    origins=_kept(paths, mask, split))
+
+
+def held_out_count(n: int) -> int:
+    """Test images of a class of ``n`` in a set without its own split: ``max(1, round(0.2 n))``,
+    none for a class of one (it stays in train)."""
+    return max(1, round(TEST_SHARE * n)) if n > 1 else 0
 
 
 def split_by_path(paths: list[str], labels: np.ndarray, n_classes: int) -> np.ndarray:
     """The stratified 80/20 split of a set without one, as a function of the images' paths in the
-    set (``<class>/<file>``): per class, the ``max(1, round(0.2 n))`` images whose SHA-256 of the
-    NFC-normalised path is smallest are the test images (a class of one image stays in train).
-    ``True`` marks a test image. Renaming the set's folder or zipping it changes nothing."""
+    set (``<class>/<file>``): per class, the :func:`held_out_count` images whose SHA-256 of the
+    NFC-normalised path is smallest are the test images. ``True`` marks a test image. Renaming
+    the set's folder or zipping it changes nothing."""
     import hashlib
     import unicodedata
 
     keys = [hashlib.sha256(unicodedata.normalize("NFC", p).encode()).hexdigest() for p in paths]
-    test_mask = np.zeros(len(labels), dtype=bool)
-    for c in range(n_classes):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) > 1:
-            ranked = sorted(idx, key=lambda i: keys[i])
-            test_mask[ranked[: max(1, round(0.2 * len(idx)))]] = True
-    return test_mask
+    return _test_mask(labels, n_classes, lambda idx: sorted(idx, key=lambda i: keys[i]))
 
 
-def _split_mask(labels: np.ndarray, n_classes: int) -> np.ndarray:
+def _seeded_split_mask(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """The seeded, stratified 80/20 split of archives extracted before their manifests kept each
     file's path: ``True`` marks a test image."""
     rng = np.random.default_rng(0)
+
+    def shuffled(idx: np.ndarray) -> np.ndarray:
+        rng.shuffle(idx)
+        return idx
+
+    return _test_mask(labels, n_classes, shuffled)
+
+
+def _test_mask(labels: np.ndarray, n_classes: int, order) -> np.ndarray:
+    """Per class, the first :func:`held_out_count` images in ``order(indices)`` are test images."""
     test_mask = np.zeros(len(labels), dtype=bool)
     for c in range(n_classes):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        if len(idx) > 1:  # a class with one image stays in train
-            test_mask[idx[: max(1, round(0.2 * len(idx)))]] = True
+        ranked = order(np.flatnonzero(labels == c))
+        test_mask[np.asarray(ranked[:held_out_count(len(ranked))], dtype=np.int64)] = True
     return test_mask
 
 
@@ -480,9 +636,20 @@ def load_gallery(name: str) -> ImageSet | None:
         images = torch.from_numpy(npz["images"].copy())
         labels = torch.from_numpy(npz["labels"].astype(np.int64))
         n_full = int(npz["n_full"]) if "n_full" in npz else None
+        # each image's origin in the full set; a gallery without them numbers its own images
+        origins = ([str(o) for o in npz["origins"]] if "origins" in npz
+                   else [f"{name}/test-gallery/{i:05d}" for i in range(len(labels))])
     spec = SPECS[name]
     return ImageSet(name, "test", images, labels, list(spec.classes), f"shipped gallery {path.name}",
-                    n_full, [f"shipped gallery: {len(labels):,} test images, the full data set was not found"])
+                    n_full, [f"shipped gallery: {len(labels):,} test images, the full data set was not found"],
+                    origins=origins)
+
+
+@lru_cache(maxsize=4)
+def gallery_origins(name: str) -> tuple[str, ...]:
+    """Where each image of a shipped gallery came from (its ``origins``), without its images."""
+    gallery = load_gallery(name) if gallery_path(name).is_file() else None
+    return tuple(gallery.origins or []) if gallery is not None else ()
 
 
 def save_gallery(image_set: ImageSet, n: int, seed: int = 0) -> Path:
@@ -494,7 +661,8 @@ def save_gallery(image_set: ImageSet, n: int, seed: int = 0) -> Path:
     path = gallery_path(image_set.name)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, images=image_set.images[idx].numpy(), labels=image_set.labels[idx].numpy().astype(np.uint8),
-                        n_full=np.int64(image_set.n_full or len(image_set)))
+                        n_full=np.int64(image_set.n_full or len(image_set)),
+                        origins=np.array([(image_set.origins or [])[i] for i in idx], dtype=str))
     os.replace(tmp, path)
     return path
 
@@ -525,22 +693,11 @@ def _count_split(name: str, split: str, data_dir=None) -> tuple[int, str, bool]:
     importing scikit-learn for the digits took 6 s of its start-up. Whatever cannot be counted
     cheaply (gzip files, pickled CIFAR batches, user folders) is loaded as usual.
     """
-    spec = SPECS.get(name)
     root = resolve_data_dir(data_dir).resolve()
-    full = (spec.n_train_full if split == "train" else spec.n_test_full) if spec else None
     try:
-        if name == "digits":
-            return full, DIGITS_SOURCE, True
-        if name in IDX_FOLDERS:
-            found = _locate_idx(name, split, root)
-            if found and not any(f.suffix == ".gz" for f in found):
-                n = min(_idx_count(found[0], 28 * 28), _idx_count(found[1], 1))
-                return n, str(found[0].parent), n >= full
-        if name == "cifar10" and not (root / "cifar-10-batches-py").is_dir():
-            subset = root / "cifar10-subset" / split
-            n = sum(len(_image_files(subset / cls)) for cls in CIFAR10_CLASSES)
-            if n:
-                return n, str(subset), n >= full
+        counted = data_source(name).count(split, root)
+        if counted is not None:
+            return counted
     except (OSError, ValueError):
         pass  # fall through to a real load, which explains what is wrong
     try:

@@ -5,14 +5,16 @@ images embedded (set, split, count, completeness) and what each file holds, so a
 never loses where it came from.
 
 - ``projector``: ``tensors.tsv`` (one embedding per row, tab-separated, no header),
-  ``metadata.tsv`` (header row ``index  label  class``, then one row per embedding),
+  ``metadata.tsv`` (header row ``index  label  class  origin``, then one row per embedding),
   ``sprite.png`` (every image in row-major order on a square grid) and
   ``projector_config.pbtxt`` (the ``ProjectorConfig`` TensorBoard's projector plugin reads from a
   log folder). ``projector_config.json`` describes the same files in the JSON the standalone
   projector (projector.tensorflow.org) loads.
-- ``npz``: arrays ``embeddings`` (float32, N x D), ``labels`` (int64) and ``indices`` (int64,
-  the image's index in its split); no pickled objects.
-- ``csv``: header ``index,label,class,e0,...,e{D-1}``, then one row per image.
+- ``npz``: arrays ``embeddings`` (float32, N x D), ``labels`` (int64), ``indices`` (int64,
+  the image's index in its split), ``origins`` (str: where each image came from, its path in
+  the folder or archive or ``<set>/<split>/<index>``) and ``classes`` (str); no pickled objects.
+  :mod:`cl.own_embeddings` reads this file back.
+- ``csv``: header ``index,label,class,origin,e0,...,e{D-1}``, then one row per image.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def export_embeddings(embeddings: np.ndarray, image_set, fmt: str, out: str | os
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     labels = image_set.labels.numpy().astype(np.int64)
     idx = np.arange(len(labels), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    origins = [str(o) for o in (image_set.origins or [f"#{int(i)}" for i in idx])]
     if emb.ndim != 2 or len(emb) != len(labels) or len(idx) != len(labels):
         raise ConfigError(f"{len(emb)} embeddings for {len(labels)} images: they must match one to one")
     out = Path(out)
@@ -83,17 +86,20 @@ def export_embeddings(embeddings: np.ndarray, image_set, fmt: str, out: str | os
     files: dict[str, str] = {}
     try:
         if fmt == "projector":
-            files.update(_write_projector(out, emb, labels, idx, classes, image_set, name))
+            files.update(_write_projector(out, emb, labels, idx, classes, origins, image_set, name))
         elif fmt == "npz":
-            np.savez(out / "embeddings.npz", embeddings=emb, labels=labels, indices=idx)
-            files["embeddings.npz"] = "arrays embeddings (N x D float32), labels, indices (int64)"
+            np.savez(out / "embeddings.npz", embeddings=emb, labels=labels, indices=idx,
+                     origins=np.array(origins, dtype=str), classes=np.array(classes, dtype=str))
+            files["embeddings.npz"] = ("arrays embeddings (N x D float32), labels, indices (int64), origins "
+                                       "(where each image came from), classes")
         else:
             with open(out / "embeddings.csv", "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
-                w.writerow(["index", "label", "class"] + [f"e{j}" for j in range(emb.shape[1])])
+                w.writerow(["index", "label", "class", "origin"] + [f"e{j}" for j in range(emb.shape[1])])
                 for i in range(len(emb)):
-                    w.writerow([int(idx[i]), int(labels[i]), classes[labels[i]]] + [f"{v:.7g}" for v in emb[i]])
-            files["embeddings.csv"] = "index, label, class, then the embedding; one row per image"
+                    w.writerow([int(idx[i]), int(labels[i]), classes[labels[i]], origins[i]]
+                               + [f"{v:.7g}" for v in emb[i]])
+            files["embeddings.csv"] = "index, label, class, origin (where the image came from), then the embedding"
         summary = {
             "format": fmt,
             "checkpoint": name,
@@ -117,15 +123,15 @@ def _plain(o):
     return str(o)
 
 
-def _write_projector(out: Path, emb, labels, idx, classes, image_set, name) -> dict[str, str]:
+def _write_projector(out: Path, emb, labels, idx, classes, origins, image_set, name) -> dict[str, str]:
     from PIL import Image
 
     np.savetxt(out / "tensors.tsv", emb, fmt="%.7g", delimiter="\t", encoding="utf-8")  # no header: the projector's format
     with open(out / "metadata.tsv", "w", encoding="utf-8") as fh:
         # With more than one column the projector takes the first row as the header.
-        fh.write("index\tlabel\tclass\n")
+        fh.write("index\tlabel\tclass\torigin\n")
         for i in range(len(labels)):
-            fh.write(f"{int(idx[i])}\t{int(labels[i])}\t{_tsv_cell(classes[labels[i]])}\n")
+            fh.write(f"{int(idx[i])}\t{int(labels[i])}\t{_tsv_cell(classes[labels[i]])}\t{_tsv_cell(origins[i])}\n")
     grid, side = sprite(image_set.images.numpy())
     Image.fromarray(grid).save(out / "sprite.png")
     tensor = _tsv_cell(name).replace('"', "'")
@@ -145,7 +151,7 @@ def _write_projector(out: Path, emb, labels, idx, classes, image_set, name) -> d
         "tensorPath": "tensors.tsv", "metadataPath": "metadata.tsv",
         "sprite": {"imagePath": "sprite.png", "singleImageDim": [side, side]}}]}, indent=2))
     return {"tensors.tsv": "one embedding per row, tab-separated",
-            "metadata.tsv": "header index, label, class; one row per embedding",
+            "metadata.tsv": "header index, label, class, origin; one row per embedding",
             "sprite.png": f"{len(labels)} images of {side}x{side} on a square grid, row-major",
             "projector_config.pbtxt": "TensorBoard projector plugin configuration",
             "projector_config.json": "the standalone projector's configuration"}

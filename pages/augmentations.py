@@ -9,6 +9,7 @@ from cl.samplers import draw_negatives
 from ui import cache, common, links, state
 from ui import images as ui_images
 from ui.sidebar import AUG_HELP
+from ui.words import plain
 
 ctx = state.context()
 st.title("Augmentations")
@@ -51,7 +52,7 @@ anchor_imgs = data.images[torch.from_numpy(anchors)]
 negative_imgs = data.images[torch.from_numpy(negatives)]
 
 st.subheader(f"Pairs with {AUG_HELP.get(chosen_aug, chosen_aug)}")
-st.caption(f"{len(anchors)} anchors drawn at random from {data.describe()} (draw {seed}). In the study only the "
+st.caption(f"{len(anchors)} anchors drawn at random from {plain(data.describe())} (draw {seed}). In the study only the "
            "positive is augmented and the anchor is just normalised; the default recipe augments both views.")
 names = [data.classes[labels[a]] for a in anchors]
 anchor_ids = tuple(int(i) for i in anchors)
@@ -62,11 +63,11 @@ for title, picture, caps in (
     ("Negative: an image of another class", ui_images.grid_png(negative_imgs, ncol=len(negatives), scale=scale),
      [data.classes[labels[i]] for i in negatives]),
 ):
-    st.markdown(f"**{title}** · " + ", ".join(caps))
+    st.markdown(f"**{title}** · " + ", ".join(plain(c) for c in caps))
     st.image(picture)
 
 st.subheader("All augmentations side by side")
-st.caption(f"The same {len(anchors)} anchors from {data.describe()}, one row per augmentation; the study compared "
+st.caption(f"The same {len(anchors)} anchors from {plain(data.describe())}, one row per augmentation; the study compared "
            f"{', '.join(PAPER_AUGMENTATIONS)}.")
 for name in AUGMENTATIONS:
     st.markdown(f"**{AUG_HELP.get(name, name)}**")

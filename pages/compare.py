@@ -12,6 +12,7 @@ from cl.study import scenario_table
 from cl.uncertainty import fmt_range
 from ui import cache, charts, common, models, state, vega
 from ui import measures as shape
+from ui.words import plain
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
@@ -267,11 +268,11 @@ if a != b and ea.dataset == eb.dataset and 0 in maps:
     if tied > len(moved):  # many ties: say how many, show a random few, not the first by index
         kept = "none" if lowest == 0 else f"only {lowest}"
         st.markdown(f"**The neighbourhoods that changed most: {tied:,} of the {len(agree):,} images keep {kept} "
-                    f"of their 10 neighbours** ({test.describe()}; on average {agree.mean() * 10:.1f} of 10 kept); "
+                    f"of their 10 neighbours** ({plain(test.describe())}; on average {agree.mean() * 10:.1f} of 10 kept); "
                     f"{len(moved)} of them at random:")
     else:
         st.markdown(f"**The {len(moved)} images whose neighbourhoods changed most** (over all {len(agree):,} "
-                    f"{test.describe()}: on average {agree.mean() * 10:.1f} of 10 neighbours kept)")
+                    f"{plain(test.describe())}: on average {agree.mean() * 10:.1f} of 10 neighbours kept)")
     common.image_gallery(test.images[torch.from_numpy(moved)],
                          [f"#{i} {test.classes[test.labels[i]]} · {int(round(agree[i] * 10))} of 10 kept" for i in moved],
                          ncol=10, scale=2)

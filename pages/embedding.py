@@ -5,11 +5,11 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from cl.data import SPECS
+from cl.data import SPECS, gallery_origins
 from cl.maptrust import map_neighbors
 from cl.maptrust import words as trust_words
 from cl.projection import ProjectionParams
-from ui import cache, charts, common, links, measures, state, vega, words
+from ui import cache, charts, common, links, measures, selection, state, vega, words
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 TRUST_HELP = ("Trustworthiness (Venna & Kaski): are points drawn close together truly close in the model's space? "
@@ -77,7 +77,7 @@ if n_total > 3000 and view.method != "pca" and not shipped_view:
     st.caption(f"{METHOD_NAMES[view.method]} of {view.n:,} points takes up to a minute on a small CPU; "
                "the result is cached for everyone.")
 
-label = f"{METHOD_NAMES[view.method]} of {view.n:,} {ctx.name} test images"
+label = f"{METHOD_NAMES[view.method]} of {view.n:,} {words.plain(ctx.name)} test images"
 if shipped_view:
     idx, xy = shipped["rows"], shipped[view.method]
     labels, thumbs = shipped["labels"], shipped["thumbs"]
@@ -117,7 +117,7 @@ color_by = st.segmented_control("Colour by", ["class", "predicted", "correct", "
 links.set_view(color=None if color_by == "class" else color_by)
 pred = None
 if color_by not in ("class", "kept"):
-    with st.spinner(f"Fitting the linear probe on the {ctx.name} train embeddings (once per model, then cached "
+    with st.spinner(f"Fitting the linear probe on the {words.plain(ctx.name)} train embeddings (once per model, then cached "
                     "for everyone) ..."), common.user_errors():
         pred, how = cache.predictions(m.path, m.cid, ctx.dataset)
     st.caption(f"Predictions: {how}.")
@@ -126,7 +126,10 @@ as_images = st.toggle("Images as points", key="emb_images",
                       help="Draw each test image itself at its position instead of a dot. The browser fetches the "
                            "thumbnails once and keeps them.")
 classes = list(test.classes) if test is not None else list(SPECS[ctx.dataset].classes)
-df = charts.scatter_frame(xy, idx, labels, classes, pred, thumbs, trust["kept"] if color_by == "kept" else None)
+# where each point's image came from, for the tooltip: the test split's, or the shipped gallery's (the layout's order)
+origins = [test.origins[i] for i in idx] if test is not None else list(gallery_origins(ctx.dataset)[:len(idx)])
+df = charts.scatter_frame(xy, idx, labels, classes, pred, thumbs, trust["kept"] if color_by == "kept" else None,
+                          origins if len(origins) == len(idx) else None)
 if as_images:  # every point's image in the chart itself (one message, not a request per point)
     from ui import images as ui_images
 
@@ -144,7 +147,7 @@ picked_box = st.container()
 event = st.vega_lite_chart(spec=chart, on_select="rerun", selection_mode=["pick", "brush"], key="emb_scatter",
                            width="stretch")
 st.markdown(trust_words(trust, METHOD_NAMES[view.method]), help=TRUST_HELP)  # under the map: a phone sees the map first
-where = test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images"
+where = words.plain(test.describe() if test is not None else f"{ctx.name} test split, {n_total:,} images")
 st.caption(f"{len(df):,} of {n_total:,} points ({where}). Hover a point for its image; click a point or "
            "drag a rectangle to list images below; double-click to clear."
            + (f" Neighbours kept: how many of each image's {trust['k']} nearest neighbours in the model's own space "
@@ -174,16 +177,49 @@ def true_vs_map(index: int) -> None:
             common.image_gallery(test.images[torch.from_numpy(members.astype(np.int64))],
                                  [f"{'✓ ' if i in both else ''}#{i} {test.classes[labels[i]]}" for i in members],
                                  ncol=5, scale=2)
+# The selection: the map's (a click or a box), else the one a link carried; narrowed by class and
+# file name; its images, a csv and a link that reopens it (ui.selection).
+if len(chosen):
+    state.set_widget("emb_link_sel", None)  # the map's own selection replaces a link's
+elif links.asked("sel"):
+    state.set_widget("emb_link_sel", links.asked("sel"))
+if links.asked("cls") is not None:
+    state.set_widget("emb_sel_classes", [int(k) for k in links.asked("cls").split(".")
+                                         if k.isdigit() and int(k) < len(classes)])
+if links.asked("q") is not None:
+    state.set_widget("emb_sel_name", links.asked("q"))
+with st.expander("Select by class or file name", expanded=bool(state.widget("emb_sel_classes") or
+                                                              state.widget("emb_sel_name"))):
+    f1, f2 = st.columns(2)
+    picked_classes = f1.multiselect("Classes", list(range(len(classes))), format_func=lambda k: classes[k],
+                                    key="emb_sel_classes", placeholder="every class",
+                                    help="Keep only images of these classes (of the map's selection, or of every "
+                                         "point when nothing is selected on the map).")
+    name_part = f2.text_input("File name contains", key="emb_sel_name",
+                              help="Keep only images whose file (its path in your folder or zip, or set/split/index "
+                                   "for a built-in set) contains this text; upper and lower case alike.")
+base = chosen
+if not len(base) and state.widget("emb_link_sel"):
+    carried = selection.decode(str(state.widget("emb_link_sel")), n_total)
+    base = carried[np.isin(carried, idx)] if carried is not None else base
+from_map_or_link = len(base) > 0
+if not from_map_or_link and (picked_classes or name_part.strip()):
+    base = np.asarray(idx, dtype=np.int64)
+selected = np.zeros(0, dtype=np.int64)
+if len(base):
+    test_split()
+    selected = selection.narrow(base, test.labels.numpy(), test.origins, picked_classes, name_part)
+links.set_view(sel=selection.encode(base) if from_map_or_link else None,
+               cls=".".join(str(k) for k in sorted(picked_classes)) or None, q=name_part.strip() or None)
 if len(chosen):
     import torch
 
-    test_split()
     labels = test.labels.numpy()
     with picked_box:
         first = int(chosen[0])
-        said = f"#{first}: **{test.classes[labels[first]]}**"
+        said = f"#{first} {words.plain(test.origins[first])}: **{words.plain(test.classes[labels[first]])}**"
         if pred is not None and pred[first] >= 0 and pred[first] != labels[first]:
-            said += f", the probe says {test.classes[pred[first]]}"
+            said += f", the probe says {words.plain(test.classes[pred[first]])}"
         if len(chosen) > 1:
             said += f" (and {len(chosen) - 1:,} more selected: see below the map)"
         p1, p2 = st.columns([1, 4], vertical_alignment="center")
@@ -192,17 +228,34 @@ if len(chosen):
         p1.image(ui_images.to_array(test.images[first], 3), width=84)
         p2.markdown(said)
     true_vs_map(first)
-    shown = chosen[:60]
-    st.subheader(f"Selected: {len(chosen):,} image(s)" + (" (first 60 shown)" if len(chosen) > 60 else ""))
+if len(base):
+    import torch
+
+    labels = test.labels.numpy()
+    shown = selected[:60]
+    st.subheader(f"Selected: {len(selected):,} image(s)" + (" (first 60 shown)" if len(selected) > 60 else ""))
     caps = []
     for i in shown:
-        text = f"#{i} {test.classes[labels[i]]}"
+        text = f"{test.origins[i]} {test.classes[labels[i]]}"
         if pred is not None and pred[i] >= 0 and pred[i] != labels[i]:
             text += f" → {test.classes[pred[i]]}"
         caps.append(text)
     common.image_gallery(test.images[torch.from_numpy(shown)], caps, ncol=10, scale=2)
-    counts = np.bincount(labels[chosen], minlength=len(test.classes))
-    st.caption("Classes in the selection: " + words.class_counts(test.classes, counts) + ".")
+    if len(selected):
+        counts = np.bincount(labels[selected], minlength=len(test.classes))
+        st.caption("Classes in the selection: " + words.class_counts(test.classes, counts) + ".")
+        sel_pred = pred
+        if sel_pred is None:
+            with st.spinner("Fitting the linear probe for the predicted classes (once per model) ..."), common.user_errors():
+                sel_pred, _how = cache.predictions(m.path, m.cid, ctx.dataset)
+        st.download_button(f"Download the {len(selected):,} selected images as csv", key="emb_sel_csv",
+                           data=selection.csv_bytes(df, selected, test.origins, test.classes, labels, sel_pred),
+                           file_name="selection.csv", mime="text/csv", icon=":material/download:")
+        st.caption(f"csv: file, class, class predicted by the linear probe, map coordinates ({METHOD_NAMES[view.method]}, "
+                   f"seed {view.seed}) and test index; {words.plain(test.describe())}. This page's address now "
+                   "reopens the selection: copy it from the browser.")
+    else:
+        st.caption("No image of the selection matches the class and file-name filters.")
 
 
 def augmented_views_section() -> None:
@@ -244,7 +297,7 @@ def augmented_views_section() -> None:
                                       METHOD_NAMES[view.method], title), width="stretch")
     how = {"tsne": "openTSNE's transform (each view optimised against the fixed map)",
            "umap": "umap-learn's transform", "pca": "the map's PCA projection"}[view.method]
-    st.caption(f"Red frame: the original, test image #{index} ({classes[lab]})"
+    st.caption(f"Red frame: the original, test image #{index} ({words.plain(classes[lab])})"
                f"{'' if len(where_in) else ', not among the map points: placed the same way'}. "
                f"Views embedded by {m.name} and placed by {how} in {placed.seconds:.2f} s. "
                f"{moved} of {k} views land among another class (the majority of their 10 nearest map points).")

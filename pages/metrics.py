@@ -13,7 +13,7 @@ from cl.uncertainty import fmt as fmt_interval
 from cl.uncertainty import wilson
 from ui import accuracy, cache, charts, common, demo, state, vega
 from ui import measures as shape
-from ui.words import explain
+from ui.words import explain, plain
 
 ctx = state.context()
 st.title("Metrics")
@@ -61,7 +61,7 @@ if from_card:
 results = {}
 with common.user_errors():
     test = cache.load_data(ctx.dataset, "test")
-    with st.spinner(f"Linear probe and kNN on {len(test):,} {ctx.name} test embeddings (paper protocol) ..."):
+    with st.spinner(f"Linear probe and kNN on {len(test):,} {plain(ctx.name)} test embeddings (paper protocol) ..."):
         results["paper"] = cache.evaluation(m.path, m.cid, ctx.dataset, "paper")
 if not from_card:
     headline(results["paper"], "computed now")
@@ -69,7 +69,7 @@ standard_note = ""
 with common.user_errors():
     try:
         n_train = ctx.status.get("n_train", 0)
-        with st.spinner(f"Standard protocol: fitting on {n_train:,} {ctx.name} train embeddings (once per model; "
+        with st.spinner(f"Standard protocol: fitting on {n_train:,} {plain(ctx.name)} train embeddings (once per model; "
                         "can take a minute) ..."):
             results["standard"] = cache.evaluation(m.path, m.cid, ctx.dataset, "standard")
     except DataUnavailableError as err:
@@ -158,8 +158,8 @@ if cell:
     pred = np.asarray(r["predictions"])
     hits = scored[(test.labels.numpy()[scored] == t) & (pred == q)]
     what = "classified correctly" if t == q else f"predicted as {cell[1]}"
-    st.markdown(f"**{len(hits):,} image(s) of class {cell[0]} {what}** (linear probe, {protocol} protocol, "
-                f"{ctx.name} test images scored: {r['n_test']:,})")
+    st.markdown(f"**{len(hits):,} image(s) of class {plain(cell[0])} {plain(what)}** (linear probe, {protocol} "
+                f"protocol, {plain(ctx.name)} test images scored: {r['n_test']:,})")
     if len(hits):
         shown = hits[:40]
         common.image_gallery(test.images[torch.from_numpy(shown)], [f"#{i}" for i in shown], ncol=10, scale=2)
@@ -183,7 +183,7 @@ if cell:
 # ------------------------------------------------------------------ how the space is shaped
 st.subheader("How the embedding space is shaped")
 with common.user_errors():
-    with st.spinner(f"Alignment, uniformity and RankMe on {ctx.name} test images ..."):
+    with st.spinner(f"Alignment, uniformity and RankMe on {plain(ctx.name)} test images ..."):
         ms = shape.for_model(m, ctx.dataset)
 where = shape.data_line(ms)
 d_emb = ms.get("embedding_dim", "?")

@@ -13,7 +13,7 @@ from cl.errors import UserError
 from ui import cache, common, state
 from ui import images as ui_images
 from ui import measures as shape
-from ui.words import class_counts
+from ui.words import class_counts, plain
 
 
 ctx = state.context()
@@ -36,7 +36,7 @@ def similarity_scale(path: str, cid: str, dataset: str) -> SimilarityScale:
 
 
 scale = similarity_scale(m.path, m.cid, ctx.dataset)
-st.caption(f"{common.model_line(ctx)} Neighbours are searched among {test.describe()} by cosine similarity.")
+st.caption(f"{common.model_line(ctx)} Neighbours are searched among {plain(test.describe())} by cosine similarity.")
 card_measures = shape.from_card(m.card, ctx.dataset)
 if card_measures is not None and shape.is_collapsed(card_measures):
     st.warning(f"This model has collapsed ({shape.COLLAPSE_TEXT}): every test image lands on nearly the same "
@@ -49,17 +49,17 @@ k = st.slider("Neighbours (k)", 1, 50, 10, key="ret_k")
 def show_neighbours(hits, query_label: int | None) -> None:
     hits = scale.rate(hits)
     imgs = test.images[torch.tensor([h.index for h in hits], dtype=torch.long)]
-    caps = [f"{test.classes[h.label]} · {fmt_match(h.percentile)} · #{h.index}" for h in hits]
+    caps = [f"{test.classes[h.label]} · {fmt_match(h.percentile)} · {test.origins[h.index]}" for h in hits]
     common.image_gallery(imgs, caps, ncol=min(10, max(5, len(hits))), scale=3)
     if hits:
         sims = [h.similarity for h in hits]
-        st.caption(f"**Match**: how this neighbour's similarity compares with {scale.describe()}; 50 % = as close "
+        st.caption(f"**Match**: how this neighbour's similarity compares with {plain(scale.describe())}; 50 % = as close "
                    "as a typical test image is to its nearest neighbour, near 0 % = a poor match. These neighbours' "
                    f"cosine similarities: {min(sims):.3f} to {max(sims):.3f} (this model's cosines alone do not tell "
                    "good matches from bad).")
     if query_label is not None and hits:
         same = sum(h.label == query_label for h in hits)
-        st.caption(f"{same} of {len(hits)} neighbours share the query's class ({test.classes[query_label]}).")
+        st.caption(f"{same} of {len(hits)} neighbours share the query's class ({plain(test.classes[query_label])}).")
     else:
         counts = np.bincount([h.label for h in hits], minlength=len(test.classes))
         st.caption("Neighbours by class: " + class_counts(test.classes, counts) + ".")
@@ -79,10 +79,11 @@ with tab_test:
     c2.button("Random image", on_click=_random_query, key="ret_random", icon=":material/casino:")
     q1, q2 = st.columns([1, 5])
     with q1:
-        st.image(ui_images.to_array(test.images[i], 4), caption=f"query #{i}: {test.classes[labels[i]]}")
+        st.image(ui_images.to_array(test.images[i], 4),
+                 caption=plain(f"query #{i} {test.origins[i]}: {test.classes[labels[i]]}"))
     with q2:
         hits = index.query(emb[i], k=k, exclude=i)
-        st.markdown(f"**Top {len(hits)} neighbours** (class · match · test index; the query is excluded)")
+        st.markdown(f"**Top {len(hits)} neighbours** (class · match · image; the query is excluded)")
         show_neighbours(hits, int(labels[i]))
 
 
@@ -125,12 +126,12 @@ def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
         with st.expander(f"Show the {len(hits)} neighbours anyway"):
             show_neighbours(hits, None)
         return
-    st.markdown(f"**Top {len(hits)} neighbours of {what}** among {test.describe()}")
+    st.markdown(f"**Top {len(hits)} neighbours of {what}** among {plain(test.describe())}")
     show_neighbours(hits, None)
 
 
 INVERT_HELP = "Digits in these data sets are light strokes on black; auto inverts dark-on-light images."
-FORMAT_NOTE = (f"it is converted to the {ctx.name} format ({test.channels} channel{'s' if test.channels > 1 else ''}, "
+FORMAT_NOTE = (f"it is converted to the {plain(ctx.name)} format ({test.channels} channel{'s' if test.channels > 1 else ''}, "
                f"{test.size}x{test.size}) and searched against the test images")
 
 with tab_upload:

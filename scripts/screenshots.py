@@ -2,6 +2,7 @@
 
     python scripts/screenshots.py [--dataset mnist --model mnist-best] [--out docs/screenshots]
     python scripts/screenshots.py --map-trust   # only docs/screenshots/readme-map-trust.png (and a phone one)
+    python scripts/screenshots.py --selection --dataset digits --model digits-best   # docs/screenshots/app-selection.png
 
 Starts the app on a free port (benchmarks.loadtest.app_server), opens each page's deep link in
 Chromium (/usr/bin/chromium) and waits until the script has settled and any chart is drawn.
@@ -30,6 +31,8 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     p.add_argument("--map-trust", action="store_true",
                    help="only the Embedding page coloured by neighbours kept, with a tapped image's neighbours")
+    p.add_argument("--selection", action="store_true",
+                   help="only the Embedding page reopening a selection from its link (its images and csv)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -37,6 +40,10 @@ def main() -> int:
 
     with app_server() as (url, _proc, _runs), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        if args.selection:
+            print(selection_shot(browser.new_context(viewport={"width": 1400, "height": 1900}).new_page(), url, args, out))
+            browser.close()
+            return 0
         if args.map_trust:
             tall = {"desktop": {"viewport": {"width": 1400, "height": 1750}}, "phone": PHONE}  # map, sentence, neighbours
             for size, options in tall.items():
@@ -60,6 +67,21 @@ def main() -> int:
                 print(path)
         browser.close()
     return 0
+
+
+def selection_shot(page, url: str, args, out: Path) -> Path:
+    """The Embedding page opened from a link that carries a selection (the first 120 test images)
+    narrowed to two classes: the map, the filters, the selected images with their files, the csv."""
+    from ui.selection import encode
+
+    page.goto(f"{url}/embedding?dataset={args.dataset}&model={args.model}&method=tsne&sel={encode(range(120))}"
+              "&cls=3.8", timeout=180_000)
+    settle_seconds(page, time.time(), 240)
+    page.wait_for_selector("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg", timeout=90_000)
+    time.sleep(2.0)
+    path = out / "app-selection.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def map_trust_shot(page, url: str, args, out: Path, size: str) -> Path:

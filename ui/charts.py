@@ -24,9 +24,11 @@ def _rounded(v: np.ndarray) -> np.ndarray:
 
 
 def scatter_frame(xy: np.ndarray, indices: np.ndarray, labels: np.ndarray, classes: list[str],
-                  pred: np.ndarray | None, thumbs: list[str] | None, kept: np.ndarray | None = None) -> pd.DataFrame:
+                  pred: np.ndarray | None, thumbs: list[str] | None, kept: np.ndarray | None = None,
+                  origins: list[str] | None = None) -> pd.DataFrame:
     """One row per point: x, y, test index, class, predicted, correct, its thumbnail, and
-    (``kept``, in the points' order) the share of its true neighbours the map keeps.
+    (``kept``, in the points' order) the share of its true neighbours the map keeps, and
+    (``origins``, in the points' order) where each image came from (its file).
 
     Thumbnails served as files of one folder (:func:`ui.images.thumbnail_urls`) become a
     ``thumb`` number and the folder's URL in ``df.attrs["thumb_base"]``; the chart builds each
@@ -42,6 +44,8 @@ def scatter_frame(xy: np.ndarray, indices: np.ndarray, labels: np.ndarray, class
         df["correct"] = np.where(p < 0, "no prediction", np.where(p == lab, "correct", "wrong"))
     if kept is not None:
         df["kept"] = np.round(np.asarray(kept, dtype=float), 2)
+    if origins is not None:
+        df["file"] = list(origins)
     if thumbs is not None:
         urls = [thumbs[i] for i in idx]
         matches = [_THUMB_URL.match(u) if isinstance(u, str) else None for u in urls]
@@ -97,7 +101,7 @@ def scatter(df: pd.DataFrame, color_by: str, classes: list[str], axis_title: str
     n = len(df)
     size = point_size or (60 if n <= 600 else 30 if n <= 3000 else 14)
     has_image = "image" in df.columns or "thumb" in df.columns
-    tooltip = [c for c in ("image", "class", "predicted", "correct", "kept", "index")
+    tooltip = [c for c in ("image", "file", "class", "predicted", "correct", "kept", "index")
                if c in df.columns or (c == "image" and has_image)]
     tooltip = [alt.Tooltip("kept:Q", title="neighbours kept", format=".0%") if c == "kept"
                else alt.Tooltip(f"{c}:{'Q' if c == 'index' else 'N'}") for c in tooltip]

@@ -11,6 +11,7 @@ import streamlit as st
 from cl.errors import UserError
 
 from . import demo
+from .words import plain
 
 if TYPE_CHECKING:  # torch is imported only by pages that show images
     import torch
@@ -19,12 +20,12 @@ if TYPE_CHECKING:  # torch is imported only by pages that show images
 def require_model(ctx) -> None:
     """Stop the page with guidance when no model fits the chosen data set."""
     if ctx.model is None:
-        st.info(f"No model fits {ctx.name} yet. Train one first (one short epoch on digits is enough to "
+        st.info(f"No model fits {plain(ctx.name)} yet. Train one first (one short epoch on digits is enough to "
                 f"look around), or choose another data set in the sidebar.", icon=":material/model_training:")
         st.page_link("pages/train.py", label="Go to the Train page", icon=":material/model_training:")
         st.stop()
     if not ctx.test_available:
-        st.error(f"The {ctx.name} test split is not available here: {ctx.status.get('test_error', '')}")
+        st.error(f"The {plain(ctx.name)} test split is not available here: {ctx.status.get('test_error', '')}")
         st.stop()
 
 
@@ -44,7 +45,7 @@ def model_line(ctx) -> str:
 
     cross = ("" if m.dataset == ctx.dataset else
              f" (trained on {state.dataset_label(m.dataset)}, applied to {state.dataset_label(ctx.dataset)})")
-    return f"Model **{m.name}**{cross}: {m.train_note()}."
+    return f"Model **{plain(m.name)}**{plain(cross)}: {plain(m.train_note())}."
 
 
 def image_gallery(images: torch.Tensor, captions: list[str], ncol: int = 10, scale: int = 3) -> None:
@@ -55,6 +56,7 @@ def image_gallery(images: torch.Tensor, captions: list[str], ncol: int = 10, sca
 
     if not len(captions):
         return
+    captions = [plain(c) for c in captions]  # image captions are Markdown; these carry the person's names
     side = int(images.shape[-1]) * scale
     arrays = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
     st.image(ui_images.gallery_pngs(arrays[:len(captions)], scale), caption=list(captions), width=max(side, 56))

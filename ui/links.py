@@ -21,8 +21,9 @@ from . import state
 
 SHARED = ("dataset", "model")
 # page url path -> its own view parameters (the Train page: the run it shows; the Study page: its
-# tab; the Embedding page: the projection, the points and the colouring; Augmentations: its grid)
-PAGE_VIEW = {"embedding": ("method", "points", "color"), "train": ("run",), "study": ("tab",),
+# tab; the Embedding page: the projection, the points, the colouring and the selection (ui.selection);
+# Augmentations: its grid)
+PAGE_VIEW = {"embedding": ("method", "points", "color", "sel", "cls", "q"), "train": ("run",), "study": ("tab",),
              "augmentations": ("aug", "anchors", "zoom", "draw")}
 KNOWN = SHARED + tuple(p for ps in PAGE_VIEW.values() for p in ps)
 

@@ -3,6 +3,11 @@ it appears (help icons) and all of them together on the Overview's glossary."""
 
 from __future__ import annotations
 
+import re
+
+# What Markdown, and Streamlit's additions to it (:red[...], :material/icon:, $math$), read as markup.
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&])")
+
 GLOSSARY: dict[str, str] = {
     "contrastive learning": "Training an encoder so that two views of the same image land close together and "
                             "images that differ land far apart, without being told what the classes are (or, for "
@@ -61,8 +66,15 @@ def glossary_markdown() -> str:
     return "\n".join(f"- **{term}**: {sentence}" for term, sentence in GLOSSARY.items())
 
 
+def plain(text) -> str:
+    """A name a person chose (a class folder, a file, an image set) to put into Streamlit Markdown
+    (markdown, captions, image captions, spinners): every mark Markdown reads is backslash-escaped
+    and line breaks become spaces, so ``**bold** [x](javascript:...)`` and ``__init__`` show as typed."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
 def class_counts(classes: list[str], counts) -> str:
     """``"class 9: 1 image; class 4: 3 images"``, largest first: a count beside a class name that is
     itself a number ("9 1") reads as two classes."""
     pairs = sorted(((int(c), name) for name, c in zip(classes, counts, strict=True) if c), key=lambda p: -p[0])
-    return "; ".join(f"class {name}: {c:,} image{'' if c == 1 else 's'}" for c, name in pairs)
+    return "; ".join(f"class {plain(name)}: {c:,} image{'' if c == 1 else 's'}" for c, name in pairs)

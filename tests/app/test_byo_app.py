@@ -154,6 +154,9 @@ def test_an_archive_becomes_a_data_set_to_train_on_retrieve_from_and_export(tmp_
             test = load_dataset(at.sidebar.selectbox(key="sb_dataset").value, "test")
             np.testing.assert_allclose(z["embeddings"], embed(model, test.images), rtol=1e-5, atol=1e-6)
             assert z["labels"].tolist() == test.labels.tolist()
+            # each row names its file in the zip (below its top folder "my photos"), of the row's class
+            assert z["origins"].tolist() == test.origins
+            assert all(o.split("/")[0] == test.classes[y] for o, y in zip(z["origins"], z["labels"], strict=True))
         meta = json.loads(zf.read("export.json"))
         assert meta["data"]["source"].startswith("archive my photos.zip") and meta["classes"] == ["blue things", "red things"]
     assert not list((archive_cache_dir / "exports").iterdir()), "the staging folder is removed"
@@ -174,3 +177,47 @@ def test_demo_mode_bounds_uploads_more_tightly(monkeypatch, archive_cache_dir):
     assert any("over the 50 MiB limit for an image archive" in e for e in errors), errors
     assert at.sidebar.selectbox(key="sb_dataset").value == "digits"
     assert not (archive_cache_dir / "archives").exists() or not list((archive_cache_dir / "archives").iterdir())
+
+
+HOSTILE = ("**bold** [x](javascript:alert(1))", "__init__")
+
+
+def hostile_zip(per_class: int = 23) -> bytes:
+    """Two classes whose folder names are Markdown: a bold link and a dunder name."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, cls in enumerate(HOSTILE):
+            for i in range(per_class):
+                png = io.BytesIO()
+                Image.new("RGB", (40, 30), (200 * (1 - k) + i, 40 + i, 200 * k + i)).save(png, "PNG")
+                zf.writestr(f"{cls}/img_{i:02d}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def markdown_sources(at) -> list[str]:
+    """Every Markdown string the page sent, image captions included (the raw source, as Streamlit's
+    Markdown renderer receives it)."""
+    out = [str(e.value) for kind in ("markdown", "caption", "info", "success", "warning", "error", "subheader")
+           for e in getattr(at, kind)]
+    for element in at.get("image"):
+        out += [img.caption for img in element.proto.imgs if img.caption]
+    return out
+
+
+def test_names_a_person_chose_are_shown_as_typed(archive_cache_dir):
+    """Class folders named like Markdown are escaped in every Markdown string (so the renderer shows
+    them as typed), and each image is captioned with its file in the zip."""
+    from ui.words import plain
+
+    at = new_session()
+    upload(at, "byo_archive", "names.zip", hostile_zip())
+    upload(at, "byo_model", "cifar10-best.safetensors", CIFAR.read_bytes())
+    for page in ("retrieval", "augmentations", "metrics"):
+        sources = markdown_sources(goto(at, page))
+        named = [s for s in sources if "bold" in s or "init" in s]
+        assert named or page == "metrics", page  # Metrics names the classes in its charts (Vega: plain text)
+        for s in named:  # the names appear only in their escaped form
+            stripped = s.replace(plain(HOSTILE[0]), "").replace(plain(HOSTILE[1]), "")
+            assert "bold" not in stripped and "init" not in stripped, (page, s)
+    sources = markdown_sources(goto(at, "retrieval"))
+    assert any(plain("__init__/img_") in s or plain("**bold** [x](javascript:alert(1))/img_") in s for s in sources)

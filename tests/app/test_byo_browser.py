@@ -67,7 +67,7 @@ def test_a_stroke_on_the_canvas_gets_neighbours(browser, server):
         assert sorted(zf.namelist()) == ["export.json", "metadata.tsv", "projector_config.json",
                                          "projector_config.pbtxt", "sprite.png", "tensors.tsv"]
         rows = zf.read("metadata.tsv").decode().splitlines()
-        assert rows[0] == "index\tlabel\tclass" and len(rows) == 541  # the 540 digits test images
+        assert rows[0] == "index\tlabel\tclass\torigin" and len(rows) == 541  # the 540 digits test images
     _onnx_download_runs_in_onnx_runtime(page, model_file)
     page.context.close()
 

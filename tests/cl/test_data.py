@@ -269,3 +269,68 @@ def test_shipped_gallery_if_present(name):
     assert len(gallery) == len(gallery.labels) > 0
     assert int(gallery.labels.max()) < len(spec.classes)
     assert not gallery.complete and any("gallery" in n for n in gallery.notes)
+
+
+# ----------------------------------------------------------------------------- where each image came from
+def _decoded(path: Path) -> np.ndarray:
+    """A file as the loaders read a folder image (the same decoding and fitting), independently of the set."""
+    from cl.images import decode_image_file, fit_to_format
+
+    return fit_to_format(decode_image_file(path), channels=3, size=32, mode="resize").numpy()
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_folder_and_zip_images_carry_their_paths(tmp_path, zipped, archive_cache_dir):
+    import shutil
+
+    root = tmp_path / "pets"
+    _write_tree(root, {"cat": 25, "dog": 23}, seed=3)  # archives need 23 per class (5 held out for testing)
+    name = f"folder:{root}"
+    if zipped:
+        name = f"folder:{shutil.make_archive(str(tmp_path / 'pets'), 'zip', tmp_path, 'pets')}"
+    seen = []
+    for split in ("train", "test"):
+        s = load_dataset(name, split)
+        assert len(s.origins) == len(s)
+        for image, label, origin in zip(s.images, s.labels.tolist(), s.origins, strict=True):
+            cls, file = origin.split("/")
+            assert cls == s.classes[label]
+            assert np.array_equal(image.numpy(), _decoded(root / cls / file))  # the origin names this very image
+        seen += s.origins
+    assert sorted(seen) == sorted(f"{p.parent.name}/{p.name}" for p in root.glob("*/*.png"))
+
+
+def test_folder_with_split_origins_name_the_split(tmp_path):
+    root = tmp_path / "set"
+    _write_tree(root / "train", {"a": 4, "b": 3}, seed=1)
+    _write_tree(root / "test", {"a": 2, "b": 2}, seed=2)
+    test = load_dataset(f"folder:{root}", "test")
+    assert all(o.startswith("test/") for o in test.origins)
+    for image, origin in zip(test.images, test.origins, strict=True):
+        assert np.array_equal(image.numpy(), _decoded(root / origin))
+
+
+def test_subset_keeps_origins():
+    s = load_dataset("digits", "test")
+    sub = s.subset([5, 2])
+    assert sub.origins == [s.origins[5], s.origins[2]]
+
+
+def test_digits_origins_index_scikit_learns_images():
+    from sklearn.datasets import load_digits
+
+    s = load_dataset("digits", "train")
+    target = load_digits().target
+    for origin, label in zip(s.origins, s.labels.tolist(), strict=True):
+        assert target[int(origin.split("/")[1])] == label
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
+def test_gallery_origins_point_into_the_full_test_split(data_dir, name):
+    gallery = load_gallery(name)
+    full = load_dataset(name, "test", allow_gallery=False)
+    where = {o: i for i, o in enumerate(full.origins)}
+    for k in range(0, len(gallery), 97):
+        assert np.array_equal(gallery.images[k].numpy(), full.images[where[gallery.origins[k]]].numpy())
+    if name != "cifar10":  # the offline CIFAR-10 subset names its files after the full set's indices
+        assert gallery.origins[0].startswith(f"{name}/test/")

@@ -50,8 +50,9 @@ def test_projector_files_load_back(tmp_path, capsys, reference):
     assert tensors.shape == (540, emb.shape[1])
     np.testing.assert_allclose(tensors, emb, rtol=1e-5, atol=1e-6)
     rows = (folder / "metadata.tsv").read_text().splitlines()
-    assert rows[0] == "index\tlabel\tclass" and len(rows) == 541
+    assert rows[0] == "index\tlabel\tclass\torigin" and len(rows) == 541
     parsed = [r.split("\t") for r in rows[1:]]
+    assert [r[3] for r in parsed] == test.origins  # where each image came from: digits/<index in load_digits()>
     assert [int(r[0]) for r in parsed] == list(range(540))
     assert [int(r[1]) for r in parsed] == test.labels.tolist()
     assert [r[2] for r in parsed] == [test.classes[y] for y in test.labels.tolist()]
@@ -75,7 +76,8 @@ def test_npz_and_csv_match_the_embeddings(tmp_path, capsys, reference):
     test, emb, _card = reference
     assert run(["export", DIGITS, "--format", "npz", "--out", tmp_path / "n"], capsys)[0] == 0
     with np.load(tmp_path / "n" / "embeddings.npz", allow_pickle=False) as z:
-        assert sorted(z.files) == ["embeddings", "indices", "labels"]
+        assert sorted(z.files) == ["classes", "embeddings", "indices", "labels", "origins"]
+        assert z["origins"].tolist() == test.origins and z["classes"].tolist() == test.classes
         np.testing.assert_array_equal(z["embeddings"], emb)
         np.testing.assert_array_equal(z["labels"], test.labels.numpy())
         np.testing.assert_array_equal(z["indices"], np.arange(540))
@@ -83,9 +85,10 @@ def test_npz_and_csv_match_the_embeddings(tmp_path, capsys, reference):
     assert run(["export", DIGITS, "--format", "csv", "--out", tmp_path / "c"], capsys)[0] == 0
     with open(tmp_path / "c" / "embeddings.csv", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["index", "label", "class"] + [f"e{j}" for j in range(emb.shape[1])]
+    assert rows[0] == ["index", "label", "class", "origin"] + [f"e{j}" for j in range(emb.shape[1])]
     assert len(rows) == 541
-    np.testing.assert_allclose(np.array([r[3:] for r in rows[1:]], dtype=np.float32), emb, rtol=1e-5, atol=1e-6)
+    assert [r[3] for r in rows[1:]] == test.origins
+    np.testing.assert_allclose(np.array([r[4:] for r in rows[1:]], dtype=np.float32), emb, rtol=1e-5, atol=1e-6)
     assert [int(r[1]) for r in rows[1:]] == test.labels.tolist()
     assert json.loads((tmp_path / "c" / "export.json").read_text())["files"]["embeddings.csv"]
 
@@ -115,6 +118,8 @@ def test_train_split_and_an_archive_data_set(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     rows = list(csv.reader(open(tmp_path / "a" / "embeddings.csv")))
     assert len(rows) == 1 + 10 and {r[2] for r in rows[1:]} == {"red", "blue"}  # 5 test images per class
+    # each row names its file in the zip, and that file is of the row's class
+    assert all(r[3].split("/")[0] == r[2] and r[3].split("/")[1] in {f"{i}.png" for i in range(23)} for r in rows[1:])
     meta = json.loads((tmp_path / "a" / "export.json").read_text())
     assert meta["data"]["source"].startswith("archive two colours.zip")
     # a model for another input shape: one line, exit 2

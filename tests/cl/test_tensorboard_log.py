@@ -104,7 +104,8 @@ def test_projector_plugin_lists_and_serves_the_test_embeddings(trained):
     assert np.abs(got - want).max() < 1e-6  # tensors.tsv keeps 7 significant digits
     meta = Client(plugin._serve_metadata).get(f"/metadata?run={run_dir.name}&name={checkpoint.stem}&num_rows=100000")
     rows = meta.data.decode().splitlines()
-    assert rows[0] == "index\tlabel\tclass" and [int(r.split("\t")[1]) for r in rows[1:]] == test.labels.tolist()
+    assert rows[0] == "index\tlabel\tclass\torigin" and [int(r.split("\t")[1]) for r in rows[1:]] == test.labels.tolist()
+    assert [r.split("\t")[3] for r in rows[1:]] == test.origins  # where each image came from
     sprite = Client(plugin._serve_sprite_image).get(f"/sprite_image?run={run_dir.name}&name={checkpoint.stem}")
     assert sprite.status_code == 200 and sprite.data[:8] == b"\x89PNG\r\n\x1a\n"
 
