@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from test_app_helpers import shared_data_dir  # tests/app is on the path (pytest.ini)
+
 ROOT = Path(__file__).resolve().parent
-
-
-def shared_data_dir() -> Path | None:
-    for candidate in (os.environ.get("CL_DATA_DIR"), ROOT.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
-            return Path(candidate)
-    return None
 
 
 @pytest.fixture(scope="session")

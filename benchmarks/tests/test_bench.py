@@ -14,7 +14,8 @@ import pytest
 
 from benchmarks import PARTS, _parse_parts, targets
 from cl.errors import ConfigError
-from conftest import ROOT, shared_data_dir
+
+from test_app_helpers import ROOT, shared_data_dir
 
 
 @pytest.fixture(scope="module")

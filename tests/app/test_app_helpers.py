@@ -23,12 +23,18 @@ _LOCK = threading.Lock()
 _CHECKPOINT_DIR: Path | None = None
 
 
-def data_dir() -> str | None:
+def shared_data_dir() -> Path | None:
     """The shared real data when present (CI sets CL_DATA_DIR); the app also works without it."""
     for candidate in (os.environ.get("CL_DATA_DIR"), ROOT.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
-            return str(candidate)
+            return Path(candidate)
     return None
+
+
+def data_dir() -> str | None:
+    """:func:`shared_data_dir` as the string an environment variable takes."""
+    path = shared_data_dir()
+    return None if path is None else str(path)
 
 
 def shipped_dir() -> Path:

@@ -143,7 +143,7 @@ class InProcessRun(Run):
 
 @pytest.fixture(scope="module")
 def error_cases(workdir, small_checkpoint):
-    from conftest import shared_data_dir
+    from test_app_helpers import shared_data_dir
 
     return _error_cases(workdir, small_checkpoint, shared_data_dir())
 
