@@ -529,8 +529,8 @@ def _extract(zf, plan: _Plan, tmp: Path, archive_id, label, digest, limits, deco
     written = counts.get(checks[0][0], {})
     present = [c for c in plan.classes if written.get(c, 0) > 0]
     for split, minimum in checks:
-        members = [(split, c, None) for c, n in counts.get(split, {}).items() for _ in range(n)]
-        _check_classes(label, present, members, limits, split, minimum)
+        written_members = [(split, c, None) for c, n in counts.get(split, {}).items() for _ in range(n)]
+        _check_classes(label, present, written_members, limits, split, minimum)
     # Class folders are named by us; the manifest maps them back to the archive's names.
     classes = [c for c in plan.classes if written.get(c, 0) > 0]
     for c in plan.classes:

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -670,7 +670,7 @@ def save_gallery(image_set: ImageSet, n: int, seed: int = 0) -> Path:
 def dataset_status(name: str, data_dir=None) -> dict:
     """Whether a data set is usable here, without downloading anything."""
     spec = dataset_spec(name)
-    row = {"name": name, "channels": spec.channels, "size": spec.size, "classes": len(spec.classes),
+    row: dict[str, Any] = {"name": name, "channels": spec.channels, "size": spec.size, "classes": len(spec.classes),
            "n_train_full": spec.n_train_full, "n_test_full": spec.n_test_full, "description": spec.description}
     for split in ("train", "test"):
         try:

@@ -142,7 +142,8 @@ def test_the_cli_reads_folder_zip_and_refuses_a_bad_archive_with_one_line(tmp_pa
     assert payload["n_train"] == 36 and payload["metrics"]["paper"]["n_test"] == 2  # 20 % of 10 test images
     assert payload["train_data"]["source"] == f"archive set.zip (sha256 {payload['train_data']['source'][-17:-1]})"
     assert (tmp_path / "m.safetensors").is_file()
-    assert files_under(archive_cache_dir / "archives") and not any(p.name.endswith(".part") for p in (archive_cache_dir / "archives").iterdir())
+    archives = archive_cache_dir / "archives"
+    assert files_under(archives) and not any(p.name.endswith(".part") for p in archives.iterdir())
     assert main(["evaluate", str(tmp_path / "m.safetensors")]) == 0, "the card's data set is found again"
     assert "paper protocol, folder:" in capsys.readouterr().out
 
