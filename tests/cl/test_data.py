@@ -328,7 +328,7 @@ def test_digits_origins_index_scikit_learns_images():
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
 def test_gallery_origins_point_into_the_full_test_split(data_dir, name):
     gallery = load_gallery(name)
-    full = load_dataset(name, "test", allow_gallery=False)
+    full = load_dataset(name, "test", data_dir=data_dir, allow_gallery=False)
     where = {o: i for i, o in enumerate(full.origins)}
     for k in range(0, len(gallery), 97):
         assert np.array_equal(gallery.images[k].numpy(), full.images[where[gallery.origins[k]]].numpy())
