@@ -117,17 +117,18 @@ def batch_config(card_config: dict, *, loss: str | None = None, mining: str | No
         if loss_class(loss).needs != TRIPLETS and mining is None:
             config = replace(config, mining="none")
     if mining is not None and mining != config.mining:
-        config = replace(config, mining=mining, views=None if loss_class(config.loss).needs == TRIPLETS else config.views)
+        config = replace(config, mining=mining,
+                         views=None if config.loss and loss_class(config.loss).needs == TRIPLETS else config.views)
     if negatives is not None:
         config = replace(config, negatives=negatives)
-    config = resolve_config(replace(config, seed=seed, batch_size=batch_size or 2, device="cpu", threads=None,
-                                    precision="fp32", time_budget=None))
+    resolved = resolve_config(replace(config, seed=seed, batch_size=batch_size or 2, device="cpu", threads=None,
+                                      precision="fp32", time_budget=None))
     if batch_size is None:
-        views_path = batch_kind(config) == VIEWS
-        if not isinstance(anchors, int) or not 2 * config.views <= anchors <= MAX_BATCH:
-            raise ConfigError(f"anchors must be between {2 * config.views} and {MAX_BATCH:,}, got {anchors}")
-        config = replace(config, batch_size=anchors // config.views if views_path else anchors)
-    return config
+        views_path = batch_kind(resolved) == VIEWS
+        if not isinstance(anchors, int) or not 2 * resolved.views <= anchors <= MAX_BATCH:
+            raise ConfigError(f"anchors must be between {2 * resolved.views} and {MAX_BATCH:,}, got {anchors}")
+        resolved = replace(resolved, batch_size=anchors // resolved.views if views_path else anchors)
+    return resolved
 
 
 def family_of(config) -> str:

@@ -48,6 +48,7 @@ class Provenance:
     the split is complete (:meth:`cl.data.ImageSet.provenance`)."""
 
     dataset: str | None = None
+    label: str | None = None  # the set's display name, where it differs from ``dataset`` (an uploaded zip)
     split: str | None = None
     n_images: int = 0
     n_full: int = 0

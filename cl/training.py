@@ -150,7 +150,7 @@ def resolve_config(config: TrainConfig) -> ResolvedConfig:
     # The study's recipe stays in float32 so that it reproduces the study's numbers.
     base["precision"] = "fp32" if c.recipe == "paper" else "auto"
     # the loss's own default temperature; 0.1 recorded for the losses without one
-    base.update(temperature=loss_default(c.loss or base["loss"], "temperature") or 0.1, margin=None)
+    base.update(temperature=loss_default(c.loss or str(base["loss"]), "temperature") or 0.1, margin=None)
     filled = {k: (getattr(c, k) if getattr(c, k) is not None else v) for k, v in base.items()}
     if filled["encoder"] == "paper":
         filled["encoder_width"] = 0

@@ -166,7 +166,7 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
             log.close()  # the epochs so far stay readable
         raise
     if not distributed.is_main():  # under torchrun rank 0 alone evaluates, builds the card and saves
-        return MadeModel({}, False, result, result.stopped)
+        return MadeModel(Card.from_dict({}), False, result, result.stopped)
     metrics, measures = {}, None
     if evaluate and result.stopped != "cancelled":
         stage("evaluating", f"evaluating on {test_set.describe()}")
