@@ -19,7 +19,6 @@ from .errors import ConfigError, UserError
 from .reference import PAPER_TABLE
 
 
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
         raise ConfigError(f"{self.prog}: {message}")

@@ -32,8 +32,8 @@ import numpy as np
 
 from .checkpoints import Card, as_card
 from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401
-from .uncertainty import DIFFERENCE_METHOD
 from .reference import NO_LABELS, OUTLOOK, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401
+from .uncertainty import DIFFERENCE_METHOD
 
 ROWS = ("none", "fer", "simclr")
 COLS = ("pairwise", "triplet")

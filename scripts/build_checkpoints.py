@@ -143,7 +143,8 @@ def build_layouts(names: list[str] | None, data_dir: str | None) -> None:
     """The shipped t-SNE, UMAP and PCA layouts of each checkpoint's test gallery, and its shipped
     evaluations (per-class accuracy, confusion matrices), so the app shows them at once (cl.layouts)."""
     sys.path.insert(0, str(ROOT))
-    from cl.layouts import build_evaluations, build_layouts as build
+    from cl.layouts import build_evaluations
+    from cl.layouts import build_layouts as build
 
     for path in sorted(CKPT.glob("*.safetensors")):
         if not names or path.stem in names:
