@@ -122,7 +122,9 @@ class Card:
 
     @classmethod
     def from_dict(cls, card: dict) -> Card:
-        metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+        metrics = card.get("metrics")
+        if not isinstance(metrics, dict):
+            metrics = {}
         measures = card.get("measures")
         return cls(name=card.get("name"), command=card.get("command"),
                    config=dict(card.get("config") or {}), data=_record(Provenance, card.get("data")),

@@ -37,7 +37,7 @@ from .augmentations import AUGMENTATIONS, augment_to_uint8, augment_uint8, get_a
 from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
 from .errors import ConfigError
-from .losses import LABELS, LOSS_CLASSES, PAIRS, TRIPLETS, VIEWS, build_loss, loss_class, loss_default
+from .losses import LABELS, LOSS_CLASSES, PAIRS, TRIPLETS, VIEWS, ContrastiveLoss, build_loss, loss_class, loss_default
 from .optim import build_optimizer, warmup_cosine
 from .samplers import MINERS, NEGATIVES, draw_negatives, mine_triplets, paper_anchors
 
@@ -277,7 +277,7 @@ class Run:
     device: torch.device
     model: torch.nn.Module  # what the steps call: the encoder, or DDP around it
     opt: object
-    loss_fn: torch.nn.Module
+    loss_fn: ContrastiveLoss
     aug: object
     rng: np.random.Generator
     gen: torch.Generator
