@@ -29,10 +29,11 @@ _API = {
     # losses
     "LOSSES": "losses", "LOSS_CLASSES": "losses", "build_loss": "losses", "PairwiseCosineLoss": "losses",
     "TripletLoss": "losses", "ContrastiveMarginLoss": "losses", "NTXentLoss": "losses", "SupConLoss": "losses",
+    "ContrastiveLoss": "losses",
     # samplers
     "draw_negatives": "samplers", "mine_triplets": "samplers", "paper_anchors": "samplers",
     # training
-    "TrainConfig": "training", "resolve_config": "training", "train": "training",
+    "TrainConfig": "training", "ResolvedConfig": "training", "resolve_config": "training", "train": "training",
     # the workflows
     "make_model": "workflow", "open_model": "workflow", "train_command": "workflow",
     # evaluation, retrieval, projection
@@ -43,6 +44,7 @@ _API = {
     "rankme": "measures", "place_views": "placement", "place_in_checkpoint": "placement",
     # checkpoints and export
     "save_checkpoint": "checkpoints", "load_checkpoint": "checkpoints", "read_card": "checkpoints",
+    "Card": "checkpoints",
     "export_embeddings": "export", "export_onnx": "onnx_export",
     # training logs for TensorBoard
     "TensorBoardLog": "tensorboard_log",

@@ -2,8 +2,8 @@
 the loss averages.
 
 :func:`build_batch` runs the training code itself on the first batch of the first epoch: its
-setup (:func:`cl.training._setup`: the seeded sampler, the augmentation stream, the encoder, the
-loss class) and its batch step (:func:`cl.training._batch_loss`), under ``torch.no_grad`` and with
+setup (:func:`cl.training.setup`: the seeded sampler, the augmentation stream, the encoder, the
+loss class) and its batch step (:func:`cl.training.batch_loss`), under ``torch.no_grad`` and with
 the encoder in training mode, as a training step computes it (BatchNorm normalises with this
 batch's statistics). Taps on the encoder and on the loss record what the encoder was fed and
 what the loss class was called with; nothing is re-implemented but the loss's own formula, term
@@ -33,8 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import Card
 from .data import ImageSet
 from .errors import ConfigError
+from .losses import PAIRS, TRIPLETS, VIEWS, ContrastiveLoss, loss_class
 
 FAMILIES = ("pairs", "triplets", "views")  # pairwise/Hadsell; triplet (study's or mined); NT-Xent/SupCon
 KINDS = ("easy", "semi-hard", "hard")
@@ -102,7 +104,7 @@ def batch_config(card_config: dict, *, loss: str | None = None, mining: str | No
     A loss other than the model's gets that loss's recipe defaults (views,
     temperature, margin) and no mining unless ``mining`` is given. Runs on the CPU in float32,
     on the current thread count."""
-    from .training import TrainConfig, resolve_config
+    from .training import TrainConfig, batch_kind, resolve_config
 
     known = {k: v for k, v in card_config.items() if k in TrainConfig.__dataclass_fields__}
     config = TrainConfig(**known)
@@ -112,27 +114,28 @@ def batch_config(card_config: dict, *, loss: str | None = None, mining: str | No
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed}")
     if loss is not None and loss != config.loss:
         config = replace(config, loss=loss, views=None, temperature=None, margin=None)
-        if loss != "triplet" and mining is None:
+        if loss_class(loss).needs != TRIPLETS and mining is None:
             config = replace(config, mining="none")
     if mining is not None and mining != config.mining:
-        config = replace(config, mining=mining, views=None if config.loss == "triplet" else config.views)
+        config = replace(config, mining=mining,
+                         views=None if config.loss and loss_class(config.loss).needs == TRIPLETS else config.views)
     if negatives is not None:
         config = replace(config, negatives=negatives)
-    config = resolve_config(replace(config, seed=seed, batch_size=batch_size or 2, device="cpu", threads=None,
-                                    precision="fp32", time_budget=None))
+    resolved = resolve_config(replace(config, seed=seed, batch_size=batch_size or 2, device="cpu", threads=None,
+                                      precision="fp32", time_budget=None))
     if batch_size is None:
-        views_path = config.loss in ("ntxent", "supcon") or config.mining != "none"
-        if not isinstance(anchors, int) or not 2 * config.views <= anchors <= MAX_BATCH:
-            raise ConfigError(f"anchors must be between {2 * config.views} and {MAX_BATCH:,}, got {anchors}")
-        config = replace(config, batch_size=anchors // config.views if views_path else anchors)
-    return config
+        views_path = batch_kind(resolved) == VIEWS
+        if not isinstance(anchors, int) or not 2 * resolved.views <= anchors <= MAX_BATCH:
+            raise ConfigError(f"anchors must be between {2 * resolved.views} and {MAX_BATCH:,}, got {anchors}")
+        resolved = replace(resolved, batch_size=anchors // resolved.views if views_path else anchors)
+    return resolved
 
 
 def family_of(config) -> str:
-    """``pairs`` (pairwise, contrastive), ``triplets`` (triplet, study's or mined) or ``views``."""
-    if config.loss in ("pairwise", "contrastive"):
-        return "pairs"
-    return "triplets" if config.loss == "triplet" else "views"
+    """``pairs`` (pairwise, contrastive), ``triplets`` (triplet, study's or mined) or ``views``
+    (NT-Xent, SupCon): what the config's loss needs."""
+    needs = loss_class(config.loss).needs
+    return needs if needs in (PAIRS, TRIPLETS) else "views"
 
 
 # ----------------------------------------------------------------------------- taps
@@ -153,18 +156,21 @@ class _EncoderTap(torch.nn.Module):
 class _LossTap:
     """The loss class, recording the arguments of its call and its output."""
 
-    def __init__(self, loss_fn: torch.nn.Module):
+    def __init__(self, loss_fn: ContrastiveLoss):
         self.loss_fn = loss_fn
-        self.args: tuple | None = None
+        self.needs = loss_fn.needs
+        self.embeddings: torch.Tensor | None = None
+        self.tuples: tuple | None = None
         self.output: float | None = None
 
     @property
     def margin(self) -> float:  # the miners read it
         return self.loss_fn.margin
 
-    def __call__(self, *args):
-        out = self.loss_fn(*args)
-        self.args = tuple(a.detach() for a in args)
+    def __call__(self, embeddings, labels=None, tuples=None):
+        out = self.loss_fn(embeddings, labels, tuples)
+        self.embeddings = embeddings.detach()
+        self.tuples = None if tuples is None else tuple(t.detach() for t in tuples)
         self.output = float(out)
         return out
 
@@ -189,19 +195,19 @@ def build_batch(config, train_set: ImageSet, weights: dict | None = None) -> Los
     - ``views``: ``anchor``, ``positive_probability`` (NT-Xent: of its other view; SupCon: the
       softmax mass on all its positives), ``n_positives``, ``n_false_negatives``.
     """
-    from .training import _batch_loss, _epoch_order, _setup
+    from .training import batch_loss, epoch_order, setup
 
     c = config
     with torch.no_grad():
-        run = _setup(c, train_set)
+        run = setup(c, train_set)
         if weights is not None:
             run.module.load_state_dict(weights, strict=True)
         tap, loss_tap = _EncoderTap(run.model), _LossTap(run.loss_fn)
         run.model, run.loss_fn = tap, loss_tap
         run.model.train()
-        anchors, negatives, order = _epoch_order(run)
+        anchors, negatives, order = epoch_order(run)
         items = order[:c.batch_size]
-        loss, _n_images, _shared = _batch_loss(run, items, anchors, negatives)
+        loss, _n_images, _shared = batch_loss(run, items, anchors, negatives)
     value = float(loss)
     labels = train_set.labels.numpy()
     family = family_of(c)
@@ -218,7 +224,7 @@ def build_batch(config, train_set: ImageSet, weights: dict | None = None) -> Los
 
 
 def _pairs(base, c, tap, loss_tap, items, anchors, negatives, labels) -> LossBatch:
-    # the item layout of cl.training._epoch_order: (anchor i, its positive) for item i < n, then
+    # the item layout of cl.training.epoch_order: (anchor i, its positive) for item i < n, then
     # (anchor i - n, its negative)
     n_a = len(anchors)
     is_pos = items < n_a
@@ -226,20 +232,14 @@ def _pairs(base, c, tap, loss_tap, items, anchors, negatives, labels) -> LossBat
     a_idx = anchors[slot]
     o_idx = np.where(is_pos, a_idx, negatives[slot])
     (x_a, _), (x_o, _) = tap.calls
-    z_a, z_o, y = loss_tap.args
+    i, j, y = loss_tap.tuples
+    z_a, z_o = loss_tap.embeddings[i], loss_tap.embeddings[j]
     similar = (y > 0).numpy()
     k = len(items)
-    if c.loss == "pairwise":
-        cos = F.cosine_similarity(z_a, z_o, dim=1, eps=1e-8)
-        m = loss_tap.loss_fn.margin
-        terms = torch.where(y > 0, 1 - cos, (cos - m).clamp_min(0))
-        measure = {"cosine": cos.numpy()}
-    else:
-        d = F.pairwise_distance(z_a, z_o, p=2, eps=EPS)
-        m = loss_tap.loss_fn.margin
-        terms = torch.where(y > 0, 0.5 * d.pow(2), 0.5 * (m - d).clamp_min(0).pow(2))
-        measure = {"distance": d.numpy()}
-    terms = terms.numpy().astype(np.float64)
+    # the loss's own per-pair formula: cosine terms (pairwise) or distance terms (contrastive)
+    pair_terms, measures = loss_tap.loss_fn.pair_terms(z_a, z_o, y)
+    measure = {name: values.numpy() for name, values in measures.items()}
+    terms = pair_terms.numpy().astype(np.float64)
     rows = np.arange(k)
     return LossBatch(**base, contributions=terms, reduction=f"mean over the {k} pairs",
                      row_index=np.concatenate([a_idx, o_idx]), row_label=labels[np.concatenate([a_idx, o_idx])],
@@ -291,7 +291,7 @@ def _candidates(d_ap_pairs: torch.Tensor, pair_a: torch.Tensor, pair_p: torch.Te
         n = pn.numpy()
         dap, dan = d_ap_pairs[pa].numpy(), d_an[pair_a[pa], pn].numpy()
         out.update(a=a, p=p, n=n, d_ap=dap, d_an=dan, kind=facenet_kind(dap, dan, margin),
-                   picked=np.array([(int(i), int(j), int(k)) in picked for i, j, k in zip(a, p, n)], dtype=bool))
+                   picked=np.array([(int(i), int(j), int(k)) in picked for i, j, k in zip(a, p, n, strict=True)], dtype=bool))
     return out
 
 
@@ -302,7 +302,7 @@ def _study_triplets(base, c, tap, loss_tap, items, anchors, negatives, labels) -
     xs = [x for x, _ in tap.calls]
     x_a, x_n = xs[0], xs[-1]
     x_p = xs[1] if len(xs) == 3 else x_a  # no augmentation: the positive is the anchor's batch
-    z_a, z_p, z_n = loss_tap.args
+    z_a, z_p, z_n = (loss_tap.embeddings[t] for t in loss_tap.tuples)
     margin = loss_tap.loss_fn.margin
     d_ap, d_an, terms = _triplet_terms(z_a, z_p, z_n, margin)
     false_neg = labels[n_idx] == labels[a_idx]
@@ -339,11 +339,11 @@ def _views(base, c, tap, loss_tap, items, anchors, labels) -> LossBatch:
     row_labels = labels[idx]
     roles = ["view 1"] * len(items) + ["view 2"] * len(items) if v == 2 else ["image"] * len(items)
     common = dict(row_index=idx, row_label=row_labels, row_role=roles, images=_to_uint8(x), embeddings=z.numpy())
-    if c.loss == "triplet":  # mined: the miner run again on the same embeddings picks the same triplets
+    if loss_tap.needs == TRIPLETS:  # mined: the miner run again on the same embeddings picks the same triplets
         lab = torch.from_numpy(row_labels)
         margin = loss_tap.loss_fn.margin
         a, p, n = mine_triplets(z, lab, c.mining, margin)
-        if loss_tap.args is not None and not torch.equal(loss_tap.args[0], z[a]):
+        if loss_tap.tuples is not None and not torch.equal(loss_tap.tuples[0], a):
             raise RuntimeError("the miner picked other triplets than in the training step")
         d_ap, d_an, terms = _triplet_terms(z[a], z[p], z[n], margin)
         same = lab[:, None] == lab[None, :]
@@ -351,7 +351,7 @@ def _views(base, c, tap, loss_tap, items, anchors, labels) -> LossBatch:
         pair_a, pair_p = torch.nonzero(same & ~eye, as_tuple=True)
         d = _distances(z, z)
         cand = _candidates(d[pair_a, pair_p], pair_a, pair_p, d, ~same, margin,
-                           {(int(i), int(j), int(k)) for i, j, k in zip(a, p, n)})
+                           {(int(i), int(j), int(k)) for i, j, k in zip(a, p, n, strict=True)})
         terms_np = terms.numpy().astype(np.float64)
         dap, dan = d_ap.numpy(), d_an.numpy()
         reduction = f"mean over the {len(a)} triplets the miner picked"
@@ -369,7 +369,7 @@ def _views(base, c, tap, loss_tap, items, anchors, labels) -> LossBatch:
     log_prob = torch.log_softmax(logits.masked_fill(eye, float("-inf")), dim=1)
     prob = log_prob.exp()
     same_class = torch.from_numpy(row_labels[:, None] == row_labels[None, :]) & ~eye
-    if c.loss == "ntxent":
+    if loss_tap.needs == VIEWS:  # the positive is the image's other view
         k = len(items)
         partner = torch.cat([torch.arange(k, 2 * k), torch.arange(0, k)])
         positive = torch.zeros(m, m, dtype=torch.bool)
@@ -454,14 +454,14 @@ def to_json(b: LossBatch) -> dict:
 
 
 # ----------------------------------------------------------------------------- from a checkpoint
-def batch_data(card: dict, data_dir=None) -> ImageSet:
+def batch_data(card: Card, data_dir=None) -> ImageSet:
     """The images a checkpoint's batches are drawn from: its data set's train split, or the
     shipped test gallery when the train split is not on this machine (the batch says which)."""
     from .checkpoints import check_compatible
     from .data import load_dataset
     from .errors import DataUnavailableError
 
-    name = (card.get("data") or {}).get("dataset") or (card.get("config") or {}).get("dataset")
+    name = card.dataset
     if not name:
         raise ConfigError("the checkpoint's card names no data set")
     try:
@@ -470,7 +470,7 @@ def batch_data(card: dict, data_dir=None) -> ImageSet:
         data = load_dataset(name, "test", data_dir, download=False, allow_gallery=True)
         data = replace(data, notes=[*data.notes, "the train split is not on this machine: batches drawn from the "
                                                  "test images instead"])
-    check_compatible(card, data.channels, data.size, name, card.get("name") or "checkpoint")
+    check_compatible(card, data.channels, data.size, name, card.name or "checkpoint")
     return data
 
 
@@ -480,19 +480,20 @@ def batch_from_checkpoint(path, *, untrained: bool = False, loss: str | None = N
                           data_dir=None) -> LossBatch:
     """:func:`build_batch` for a checkpoint file: its recipe (with the overrides), its data, its
     weights (or, ``untrained``, the recipe's initial weights for ``seed``: epoch 0)."""
-    from .checkpoints import load_checkpoint, read_card
+    from .checkpoints import load_checkpoint
 
-    card = read_card(path)
-    config = batch_config(card.get("config") or {}, loss=loss, mining=mining, negatives=negatives, seed=seed,
+    card = Card.read(path)
+    config = batch_config(card.config, loss=loss, mining=mining, negatives=negatives, seed=seed,
                           batch_size=batch_size, anchors=anchors)
     data = batch_data(card, data_dir)
     weights = None
     if not untrained:
-        model, card = load_checkpoint(path)
+        model, raw_card = load_checkpoint(path)
+        card = Card.from_dict(raw_card)
         weights = model.state_dict()
-    spec = card["encoder_spec"]
-    if spec["name"] != config.encoder or (spec["name"] == "convnet" and int(spec["width"]) != config.encoder_width):
-        config = replace(config, encoder=spec["name"], encoder_width=int(spec.get("width") or 0))
+    spec = card.encoder_spec
+    if spec.name != config.encoder or (spec.name == "convnet" and int(spec.width) != config.encoder_width):
+        config = replace(config, encoder=spec.name, encoder_width=int(spec.width or 0))
     return build_batch(config, data, weights)
 
 
@@ -519,6 +520,6 @@ def headline(b: LossBatch) -> str:
                 f"between embeddings {s['mean_embedding_distance']:.3g}.")
     p = s["mean_positive_probability"]
     fn = (f"; {s['n_false_negative_pairs']} negatives share the anchor's class (false negatives) at "
-          f"{s['n_anchors_with_false_negative']} anchors" if b.loss == "ntxent" else "")
+          f"{s['n_anchors_with_false_negative']} anchors" if loss_class(b.loss).needs == VIEWS else "")
     return (f"{loss}: mean probability of the positive {'-' if p is None else format(p, '.3f')} over "
             f"{s['n_anchors_with_positive']} anchors (chance {s['chance_probability']:.3f}){fn}.")

@@ -18,6 +18,7 @@ import os
 import platform
 import struct
 import tempfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,128 @@ if TYPE_CHECKING:  # reading cards needs no torch: the app lists models before i
 
 FORMAT = "contrastive-explorer/1"
 MAX_HEADER = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The encoder a card's weights belong to (written by :func:`save_checkpoint`)."""
+
+    name: str = "convnet"
+    width: int = 0
+    in_channels: int = 1
+    image_size: int = 28
+    embedding_dim: int = 0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a card's figures were computed on: the data set, its split, how many images, whether
+    the split is complete (:meth:`cl.data.ImageSet.provenance`)."""
+
+    dataset: str | None = None
+    label: str | None = None  # the set's display name, where it differs from ``dataset`` (an uploaded zip)
+    split: str | None = None
+    n_images: int = 0
+    n_full: int = 0
+    complete: bool = True
+    source: str | None = None
+    notes: list | str | None = None
+
+
+@dataclass(frozen=True)
+class ProtocolFigures:
+    """One protocol's headline figures (:data:`cl.evaluation.SUMMARY_KEYS`); None where the card has none."""
+
+    protocol: str | None = None
+    dataset: str | None = None
+    split: str | None = None
+    n_test: int | None = None
+    n_fit: int | None = None
+    linear_acc: float | None = None
+    top3_acc: float | None = None
+    knn_acc: float | None = None
+    precision_at_10: float | None = None
+    n_classes: int | None = None
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+    def summary(self) -> dict:
+        """The figures as stored, with their intervals and flags (what :mod:`cl.uncertainty` reads)."""
+        return self.raw
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How the training went: its time, epochs, images, why it stopped, the per-epoch history."""
+
+    seconds: float = 0.0
+    epochs_completed: int = 0
+    images_seen: int = 0
+    stopped: str = "completed"
+    history: list = field(default_factory=list)
+    world_size: int = 1
+    backend: str | None = None
+    global_batch: int | None = None
+
+
+def _record(cls, raw):
+    """``cls`` from the keys of ``raw`` it knows (a card written earlier may lack some: their
+    defaults fill in); anything else in ``raw`` is left to the card's JSON."""
+    raw = raw if isinstance(raw, dict) else {}
+    known = {f.name: raw[f.name] for f in fields(cls) if f.name != "raw" and raw.get(f.name) is not None}
+    return cls(**known, raw=raw) if "raw" in {f.name for f in fields(cls)} else cls(**known)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A checkpoint's card, typed. :meth:`from_dict` accepts every card written so far (older ones
+    lack ``measures``, ``test_data``, ``made_by``, ...); :attr:`raw` is the JSON as stored, so that
+    :meth:`to_dict` gives back exactly what was read, unknown keys included."""
+
+    name: str | None
+    command: str | None
+    config: dict  # the resolved training config (cl.training.ResolvedConfig's fields)
+    data: Provenance
+    test_data: Provenance | None
+    training: TrainingRecord
+    metrics: dict[str, ProtocolFigures]  # protocol ("paper", "standard") -> figures
+    measures: dict | None  # cl.measures on a sample of the test split; it names its own data
+    encoder_spec: EncoderSpec
+    n_parameters: int | None
+    created: str | None
+    made_by: str | None
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, card: dict) -> Card:
+        metrics = card.get("metrics")
+        if not isinstance(metrics, dict):
+            metrics = {}
+        measures = card.get("measures")
+        return cls(name=card.get("name"), command=card.get("command"),
+                   config=dict(card.get("config") or {}), data=_record(Provenance, card.get("data")),
+                   test_data=_record(Provenance, card["test_data"]) if card.get("test_data") else None,
+                   training=_record(TrainingRecord, card.get("training")),
+                   metrics={p: _record(ProtocolFigures, m) for p, m in metrics.items() if isinstance(m, dict)},
+                   measures=measures if isinstance(measures, dict) else None,
+                   encoder_spec=_record(EncoderSpec, card.get("encoder_spec")), n_parameters=card.get("n_parameters"),
+                   created=card.get("created"), made_by=card.get("made_by"), raw=card)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Card:
+        """The card of the checkpoint at ``path`` (its header only, as :func:`read_card`)."""
+        return cls.from_dict(read_card(path))
+
+    def to_dict(self) -> dict:
+        return self.raw
+
+    @property
+    def dataset(self) -> str | None:
+        """The data set it was trained on (from the provenance, else the config)."""
+        return self.data.dataset or self.config.get("dataset")
+
+    def figures(self, protocol: str = "paper") -> ProtocolFigures:
+        """``protocol``'s figures; all None when the card has none (an unevaluated model)."""
+        return self.metrics.get(protocol) or ProtocolFigures()
 
 
 def versions() -> dict:
@@ -177,14 +300,20 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch
     return model.to(device).to(memory_format=torch.channels_last), card
 
 
-def check_compatible(card: dict, channels: int, size: int, dataset: str | None = None, path: str = "checkpoint") -> None:
+def as_card(card: Card | dict) -> Card:
+    """``card`` as a :class:`Card` (a card's JSON dict is read with :meth:`Card.from_dict`)."""
+    return card if isinstance(card, Card) else Card.from_dict(card)
+
+
+def check_compatible(card: Card | dict, channels: int, size: int, dataset: str | None = None,
+                     path: str = "checkpoint") -> None:
     """Refuse a model whose input shape does not fit the data it is asked to embed."""
-    spec = card["encoder_spec"]
-    if int(spec["in_channels"]) != channels or int(spec["image_size"]) != size:
-        trained = card.get("data", {}).get("dataset", "?")
+    c = as_card(card)
+    spec = c.encoder_spec
+    if int(spec.in_channels) != channels or int(spec.image_size) != size:
         raise CheckpointError(
-            f"{path}: the model takes {spec['in_channels']}x{spec['image_size']}x{spec['image_size']} images "
-            f"(trained on {trained}) but {dataset or 'the data'} has {channels}x{size}x{size}")
+            f"{path}: the model takes {spec.in_channels}x{spec.image_size}x{spec.image_size} images "
+            f"(trained on {c.data.dataset or '?'}) but {dataset or 'the data'} has {channels}x{size}x{size}")
 
 
 def checkpoint_id(path: str | os.PathLike) -> str:

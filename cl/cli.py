@@ -19,7 +19,6 @@ from .errors import ConfigError, UserError
 from .reference import PAPER_TABLE
 
 
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
         raise ConfigError(f"{self.prog}: {message}")
@@ -294,7 +293,7 @@ def cmd_train(args) -> int:
     from .training import pick_device
 
     with distributed.session(pick_device(resolved.device)):  # torchrun: join the other processes; else nothing
-        made = make_model(config, args.out, data_dir=args.data_dir, evaluate=not args.no_eval,
+        made = make_model(resolved, args.out, data_dir=args.data_dir, evaluate=not args.no_eval,
                           progress=progress if distributed.is_main() else None, tensorboard=args.tensorboard)
         if not distributed.is_main():
             return 0  # rank 0 alone reports and writes
@@ -302,16 +301,17 @@ def cmd_train(args) -> int:
     bar = state["bar"]
     if bar is not None:
         bar.close()
-    payload = {"checkpoint": str(args.out), "dataset": args.dataset, "n_parameters": card["n_parameters"],
-               "n_train": card["data"]["n_images"], "train_data": card["data"], "epochs": resolved.epochs,
-               "epochs_completed": card["training"]["epochs_completed"], "seconds": card["training"]["seconds"],
-               "stopped": card["training"]["stopped"], "metrics": card["metrics"], "config": card["config"],
+    saved = card.to_dict()  # the JSON as written: the payload repeats its parts unchanged
+    payload = {"checkpoint": str(args.out), "dataset": args.dataset, "n_parameters": card.n_parameters,
+               "n_train": card.data.n_images, "train_data": saved["data"], "epochs": resolved.epochs,
+               "epochs_completed": card.training.epochs_completed, "seconds": card.training.seconds,
+               "stopped": card.training.stopped, "metrics": saved["metrics"], "config": card.config,
                "tensorboard": args.tensorboard}
-    m = card["metrics"].get("paper", {})
-    text = (f"saved {args.out}: {card['n_parameters']:,} parameters, trained {card['training']['seconds']:.1f} s on "
-            f"{card['data']['n_images']:,} {args.dataset} train images")
-    if m:
-        text += f"\npaper protocol on {m['n_test']:,} {args.dataset} test images:\n" + _accuracy_lines(m)
+    text = (f"saved {args.out}: {card.n_parameters:,} parameters, trained {card.training.seconds:.1f} s on "
+            f"{card.data.n_images:,} {args.dataset} train images")
+    if "paper" in card.metrics:
+        m = card.metrics["paper"]
+        text += f"\npaper protocol on {m.n_test:,} {args.dataset} test images:\n" + _accuracy_lines(m.summary())
     if args.tensorboard:
         text += f"\nTensorBoard run in {args.tensorboard}: tensorboard --logdir {args.tensorboard}"
     _emit(args, payload, text)
@@ -470,14 +470,14 @@ def cmd_grid(args) -> int:
             print(f"[{i}/{len(scenarios)}] {name} ...", file=sys.stderr, flush=True)
         cfg = TrainConfig(dataset=dataset, recipe="paper", augmentation=aug, loss=loss, seed=args.seed, epochs=args.epochs)
         card = make_model(cfg, out / f"{name}.safetensors", data_dir=args.data_dir).card
-        m = card["metrics"]["paper"]
+        m, standard = card.figures("paper"), card.figures("standard")
         paper = PAPER_TABLE[(dataset, aug, loss)]
         rows.append({"scenario": name, "dataset": dataset, "augmentation": aug, "loss": loss,
-                     "n_train": card["data"]["n_images"], "train_complete": card["data"]["complete"],
-                     "n_test": m["n_test"], "seconds": card["training"]["seconds"],
+                     "n_train": card.data.n_images, "train_complete": card.data.complete,
+                     "n_test": m.n_test, "seconds": card.training.seconds,
                      "paper_acc": paper[0], "paper_top3": paper[1], "paper_knn": paper[2],
-                     "acc": round(m["linear_acc"], 4), "top3": round(m["top3_acc"], 4), "knn": round(m["knn_acc"], 4),
-                     "standard_acc": round(card["metrics"]["standard"]["linear_acc"], 4)})
+                     "acc": round(m.linear_acc, 4), "top3": round(m.top3_acc, 4), "knn": round(m.knn_acc, 4),
+                     "standard_acc": round(standard.linear_acc, 4)})
     table = ["| scenario | train images | paper acc / top-3 / kNN | ours acc / top-3 / kNN | ours standard acc | train s |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -495,20 +495,17 @@ def cmd_grid(args) -> int:
 
 def _grid_outlook(args, out: Path) -> int:
     """The outlook models (cl.study.OUTLOOK): each is exactly one ``python -m cl train`` command."""
-    from .reference import OUTLOOK, outlook_train_args
+    from .reference import OUTLOOK
     from .study import outlook_markdown, outlook_rows
-    from .workflow import config_from_args, make_model
+    from .workflow import make_model
 
-    jobs = [(d, suffix) for d in args.datasets for suffix, *_ in OUTLOOK]
-    for i, (dataset, suffix) in enumerate(jobs, 1):
-        name = f"{dataset}-simclr-{suffix}"
-        words = outlook_train_args(dataset, suffix, args.seed)
-        if args.epochs:
-            words[words.index("--epochs") + 1] = str(args.epochs)
+    jobs = [(d, model) for d in args.datasets for model in OUTLOOK]
+    for i, (dataset, model) in enumerate(jobs, 1):
+        name = f"{dataset}-simclr-{model.suffix}"
         if not args.json:
             print(f"[{i}/{len(jobs)}] {name} ...", file=sys.stderr, flush=True)
-        t = build_parser().parse_args(["train", *words, "--out", str(out / f"{name}.safetensors")])
-        make_model(config_from_args(t), out / f"{name}.safetensors", data_dir=args.data_dir)
+        config = model.config(dataset, args.seed, epochs=args.epochs)
+        make_model(config, out / f"{name}.safetensors", data_dir=args.data_dir)
     rows = outlook_rows(out)
     text = outlook_markdown(rows)
     (out / "results.md").write_text(
@@ -547,7 +544,7 @@ def cmd_export(args) -> int:
         return _export_onnx(args)
     opened = open_model(args.checkpoint, args.dataset, args.split, args.data_dir)
     model, card, data = opened.model, opened.card, opened.data
-    result = export_embeddings(embed(model, data.images), data, args.format, args.out, card=card,
+    result = export_embeddings(embed(model, data.images), data, args.format, args.out, card=card.to_dict(),
                                checkpoint=args.checkpoint, provenance=portable_provenance(data.provenance(), args.data_dir))
     text = (f"{result['n_images']:,} embeddings ({result['dim']} dimensions) of {data.describe()} -> "
             f"{args.out}: {', '.join(result['files'])}")
@@ -647,7 +644,7 @@ def cmd_measures(args) -> int:
     from .workflow import open_model
 
     opened = open_model(args.checkpoint, args.dataset, "test", args.data_dir)
-    aug = args.augmentation or (opened.card.get("config") or {}).get("augmentation") or "none"
+    aug = args.augmentation or opened.card.config.get("augmentation") or "none"
     m = measure(opened.model, opened.data, aug, seed=args.seed, limit=args.limit)
     d = m["data"]
 

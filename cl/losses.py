@@ -1,23 +1,65 @@
-"""Contrastive losses, one class each. Every docstring gives the formula; tests compare each
-with an independent reference (torch built-ins or explicit loops).
+"""Contrastive losses, one class each, all called the same way. Every docstring gives the
+formula; tests compare each with an independent reference (torch built-ins or explicit loops).
 
-Conventions: ``a``, ``b`` are ``(N, D)`` embeddings; ``y`` is ``+1`` for a similar pair and
-``-1`` (or ``0``) for a dissimilar one; ``labels`` are class ids ``(N,)``. All losses return the
-mean over their terms.
+The call shape (as in pytorch-metric-learning): ``loss(embeddings, labels, tuples)``, where
+``embeddings`` are the ``(M, D)`` rows the encoder produced for one batch, ``labels`` the rows'
+class ids ``(M,)`` (or None), and ``tuples`` the rows the loss compares (or None):
+
+- ``pairs``: ``(a, b, y)``: row indices ``a``, ``b`` and ``y`` ``+1`` for a similar pair,
+  ``-1`` (or ``0``) for a dissimilar one;
+- ``triplets``: ``(a, p, n)``: row indices of anchor, positive, negative.
+
+Each class says what its batch needs in ``needs``, and the training loop builds the batch from
+that alone (it never asks which loss it holds):
+
+- ``PAIRS``: pairs drawn by the study's sampler (anchor with its augmented positive, or with a
+  negative);
+- ``TRIPLETS``: triplets from the study's sampler, or picked by an online miner among augmented
+  views with labels;
+- ``VIEWS``: two augmented views of every image, rows ``[view 1 of each image; view 2 of each]``;
+  an image's other view is its positive (no labels);
+- ``LABELS``: one or two augmented views of every image with its class label; the positives
+  are the rows sharing a label.
+
+All losses return the mean over their terms. A new loss is one class here plus one line in
+:data:`LOSS_CLASSES`.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .catalog import LOSSES  # noqa: F401  (re-exported)
+from .catalog import LOSSES
+
+PAIRS, TRIPLETS, VIEWS, LABELS = "pairs", "triplets", "views", "labels"
+NEEDS = (PAIRS, TRIPLETS, VIEWS, LABELS)
+
+Tuples = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class PairwiseCosineLoss(nn.Module):
+class ContrastiveLoss(nn.Module):
+    """The interface every loss shares: ``forward(embeddings, labels=None, tuples=None)`` and
+    ``needs``, one of :data:`NEEDS`."""
+
+    needs: ClassVar[str]
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None,
+                tuples: Tuples | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _rows(tuples: Tuples | None, name: str) -> Tuples:
+    if tuples is None:
+        raise ValueError(f"{name} needs row tuples")
+    return tuples
+
+
+class PairwiseCosineLoss(ContrastiveLoss):
     r"""Cosine embedding loss (the study's pairwise loss).
 
     .. math::
@@ -27,18 +69,24 @@ class PairwiseCosineLoss(nn.Module):
     with margin :math:`m` (0 in the study). Same as ``torch.nn.CosineEmbeddingLoss``.
     """
 
+    needs = PAIRS
+
     def __init__(self, margin: float = 0.0):
         super().__init__()
         self.margin = margin
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def pair_terms(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Each pair's term, and the measure it is computed from (``{"cosine": ...}``)."""
         cos = F.cosine_similarity(a, b, dim=1, eps=1e-8)
         positive = y > 0
-        loss = torch.where(positive, 1 - cos, (cos - self.margin).clamp_min(0))
-        return loss.mean()
+        return torch.where(positive, 1 - cos, (cos - self.margin).clamp_min(0)), {"cosine": cos}
+
+    def forward(self, embeddings, labels=None, tuples=None):
+        i, j, y = _rows(tuples, "the pairwise loss")
+        return self.pair_terms(embeddings[i], embeddings[j], y)[0].mean()
 
 
-class TripletLoss(nn.Module):
+class TripletLoss(ContrastiveLoss):
     r"""Triplet margin loss (the study's triplet loss).
 
     .. math:: \ell(a, p, n) = \max(0,\; \|a - p\|_2 - \|a - n\|_2 + m)
@@ -47,17 +95,21 @@ class TripletLoss(nn.Module):
     (which adds ``eps = 1e-6`` inside the norm; so do we).
     """
 
+    needs = TRIPLETS
+
     def __init__(self, margin: float = 1.0):
         super().__init__()
         self.margin = margin
 
-    def forward(self, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeddings, labels=None, tuples=None):
+        i, j, k = _rows(tuples, "the triplet loss")
+        a, p, n = embeddings[i], embeddings[j], embeddings[k]
         d_ap = F.pairwise_distance(a, p, p=2, eps=1e-6)
         d_an = F.pairwise_distance(a, n, p=2, eps=1e-6)
         return (d_ap - d_an + self.margin).clamp_min(0).mean()
 
 
-class ContrastiveMarginLoss(nn.Module):
+class ContrastiveMarginLoss(ContrastiveLoss):
     r"""Margin contrastive loss of Hadsell, Chopra and LeCun (2006).
 
     .. math::
@@ -67,18 +119,24 @@ class ContrastiveMarginLoss(nn.Module):
     Similar pairs are pulled together; dissimilar ones pushed beyond margin :math:`m`.
     """
 
+    needs = PAIRS
+
     def __init__(self, margin: float = 1.0):
         super().__init__()
         self.margin = margin
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def pair_terms(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Each pair's term, and the measure it is computed from (``{"distance": ...}``)."""
         d = F.pairwise_distance(a, b, p=2, eps=1e-6)
         similar = y > 0
-        loss = torch.where(similar, 0.5 * d.pow(2), 0.5 * (self.margin - d).clamp_min(0).pow(2))
-        return loss.mean()
+        return torch.where(similar, 0.5 * d.pow(2), 0.5 * (self.margin - d).clamp_min(0).pow(2)), {"distance": d}
+
+    def forward(self, embeddings, labels=None, tuples=None):
+        i, j, y = _rows(tuples, "the contrastive loss")
+        return self.pair_terms(embeddings[i], embeddings[j], y)[0].mean()
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(ContrastiveLoss):
     r"""NT-Xent, SimCLR's normalised temperature-scaled cross entropy.
 
     For :math:`2N` views where :math:`z_i` and :math:`z_{j(i)}` are the two views of one image,
@@ -86,23 +144,25 @@ class NTXentLoss(nn.Module):
 
     .. math:: L = \frac{1}{2N} \sum_i -\log \frac{\exp(s_{i\,j(i)})}{\sum_{k \ne i} \exp(s_{ik})}
 
-    ``forward(z1, z2)`` takes the two views as ``(N, D)`` each. Uses no labels.
+    ``embeddings`` are ``[view 1 of each image; view 2 of each]`` (``2N`` rows). Uses no labels.
     """
+
+    needs = VIEWS
 
     def __init__(self, temperature: float = 0.5):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        n = z1.shape[0]
-        z = F.normalize(torch.cat([z1, z2]), dim=1)
+    def forward(self, embeddings, labels=None, tuples=None):
+        n = embeddings.shape[0] // 2
+        z = F.normalize(embeddings, dim=1)
         sim = z @ z.T / self.temperature
         sim.fill_diagonal_(float("-inf"))
         target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
         return F.cross_entropy(sim, target)
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(ContrastiveLoss):
     r"""Supervised contrastive loss (Khosla et al. 2020, the "L_out" form).
 
     For embeddings :math:`z` (L2-normalised here) with labels, :math:`P(i)` the other samples
@@ -116,12 +176,16 @@ class SupConLoss(nn.Module):
     sharing a unique label this equals :class:`NTXentLoss`.
     """
 
+    needs = LABELS
+
     def __init__(self, temperature: float = 0.1):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        z = F.normalize(z, dim=1)
+    def forward(self, embeddings, labels=None, tuples=None):
+        if labels is None:
+            raise ValueError("SupCon needs labels")
+        z = F.normalize(embeddings, dim=1)
         n = z.shape[0]
         logits = z @ z.T / self.temperature
         self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
@@ -136,7 +200,7 @@ class SupConLoss(nn.Module):
 
 
 # One entry per loss name; each class holds its own defaults, so the registry only maps names.
-LOSS_CLASSES: dict[str, type[nn.Module]] = {
+LOSS_CLASSES: dict[str, type[ContrastiveLoss]] = {
     "pairwise": PairwiseCosineLoss,
     "triplet": TripletLoss,
     "contrastive": ContrastiveMarginLoss,
@@ -146,15 +210,26 @@ LOSS_CLASSES: dict[str, type[nn.Module]] = {
 assert tuple(LOSS_CLASSES) == LOSSES, "cl.catalog.LOSSES and the registry must list the same names"
 
 
-def build_loss(name: str, margin: float | None = None, temperature: float | None = None) -> nn.Module:
-    """The loss called ``name``; ``margin``/``temperature`` override the class's default when given
-    (each is passed only to the losses that take it)."""
+def loss_class(name: str) -> type[ContrastiveLoss]:
+    """The class registered as ``name``; a :class:`~cl.errors.ConfigError` naming the choices if none."""
     from .errors import ConfigError
 
     try:
-        cls = LOSS_CLASSES[name]
+        return LOSS_CLASSES[name]
     except KeyError:
-        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_CLASSES)}") from None
+
+
+def loss_default(name: str, parameter: str) -> float | None:
+    """The default of ``parameter`` (margin, temperature) in loss ``name``'s class, None if it has none."""
+    param = inspect.signature(loss_class(name)).parameters.get(parameter)
+    return None if param is None else param.default
+
+
+def build_loss(name: str, margin: float | None = None, temperature: float | None = None) -> ContrastiveLoss:
+    """The loss called ``name``; ``margin``/``temperature`` override the class's default when given
+    (each is passed only to the losses that take it)."""
+    cls = loss_class(name)
     given = {"margin": margin, "temperature": temperature}
     params = inspect.signature(cls).parameters
     return cls(**{k: v for k, v in given.items() if v is not None and k in params})

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import write_atomically
+from .checkpoints import as_card, write_atomically
 from .errors import ConfigError
 
 INSTALL_HINT = "pip install onnx onnxscript (or the package's extra: pip install 'contrastive-explorer[onnx]')"
@@ -116,11 +116,11 @@ def export_onnx(model, card: dict, out: str | os.PathLike, name: str, verify_ima
     require_exporter()
     out = Path(out)
     _check_folder(out)
-    spec = card.get("encoder_spec") or {}
+    typed = as_card(card)
     channels, size = int(model.in_channels), int(model.image_size)
-    dataset = (card.get("data") or {}).get("dataset")
+    dataset = typed.data.dataset
     pre = preprocessing(channels, size, size, dataset)
-    post = output_description(spec.get("name"), int(model.embedding_dim))
+    post = output_description(typed.encoder_spec.name, int(model.embedding_dim))
     t0 = time.perf_counter()
     proto = _to_onnx(model, channels, size)
     seconds = time.perf_counter() - t0
@@ -186,7 +186,7 @@ def onnx_zip(checkpoint: str | os.PathLike, work_dir: str | os.PathLike) -> byte
     from .workflow import data_for_card
 
     model, card = load_checkpoint(checkpoint)
-    name = card.get("name") or Path(checkpoint).stem
+    name = as_card(card).name or Path(checkpoint).stem
     try:
         images = data_for_card(card, download=False, source=name)[1].images
     except Exception:  # noqa: BLE001 - no test images here: export unverified rather than not at all

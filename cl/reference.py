@@ -6,6 +6,8 @@ Pure data, importable without PyTorch. The figures are those of the study's resu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PAPER_TABLE = {
     # (dataset, augmentation, loss): (accuracy, top-3, kNN-30) as reported by the study
     ("mnist", "none", "pairwise"): (0.66, 0.88, 0.68),
@@ -22,26 +24,51 @@ PAPER_TABLE = {
     ("cifar10", "simclr", "triplet"): (0.36, 0.69, 0.36),
 }
 
-# (name suffix, title, what labels it uses, extra `python -m cl train` arguments)
-OUTLOOK = [
-    ("triplet-batch-hard", "triplet, batch-hard mining",
-     "labels pick the hardest positive and negative in each batch", ["--loss", "triplet", "--mining", "batch-hard"]),
-    ("triplet-semi-hard", "triplet, semi-hard mining",
-     "labels pick semi-hard negatives in each batch", ["--loss", "triplet", "--mining", "semi-hard"]),
-    ("contrastive", "contrastive (margin) loss",
-     "labels pick the negative, as the study's pairs", ["--loss", "contrastive"]),
-    ("ntxent", "NT-Xent (SimCLR)",
-     "no labels: the other images of the batch are the negatives", ["--loss", "ntxent"]),
-    ("supcon", "supervised contrastive (SupCon)",
-     "labels: every same-class image of the batch is a positive", ["--loss", "supcon"]),
-    ("triplet-random-negatives", "triplet, random negatives",
-     "no labels: negatives drawn from all images (same class ~1 in 10)", ["--loss", "triplet", "--negatives", "random"]),
-]
-NO_LABELS = {"ntxent", "triplet-random-negatives"}
-# The triplet scenarios' budget, stated explicitly so the pair-like contrastive loss gets it too
-# (the paper recipe would otherwise give pair losses the pairwise scenarios' 5 epochs at lr 0.05).
-OUTLOOK_BUDGET = ["--epochs", "10", "--lr", "0.15"]
+@dataclass(frozen=True)
+class OutlookModel:
+    """One outlook model: the study's recipe on SimCLR augmentation with another loss, sampler or
+    miner, trained on the triplet scenarios' budget (stated explicitly, so that the pair-like
+    contrastive loss gets it too: the paper recipe would give pair losses 5 epochs at lr 0.05)."""
 
+    suffix: str  # the model's name is ``{dataset}-simclr-{suffix}``
+    title: str
+    labels_text: str  # what it uses the labels for
+    loss: str
+    mining: str = "none"
+    negatives: str = "label-aware"
+    epochs: int = 10
+    lr: float = 0.15
+    uses_labels: bool = True
+
+    def settings(self, dataset: str, seed: int = 0, epochs: int | None = None) -> dict:
+        """The :class:`~cl.training.TrainConfig` fields of this model on ``dataset``."""
+        return dict(dataset=dataset, recipe="paper", augmentation="simclr", loss=self.loss, mining=self.mining,
+                    negatives=self.negatives, epochs=epochs or self.epochs, lr=self.lr, seed=seed)
+
+    def config(self, dataset: str, seed: int = 0, epochs: int | None = None):
+        """This model's :class:`~cl.training.TrainConfig` on ``dataset`` (imports PyTorch)."""
+        from .training import TrainConfig
+
+        return TrainConfig(**self.settings(dataset, seed, epochs))
+
+
+OUTLOOK = [
+    OutlookModel("triplet-batch-hard", "triplet, batch-hard mining",
+                 "labels pick the hardest positive and negative in each batch", loss="triplet", mining="batch-hard"),
+    OutlookModel("triplet-semi-hard", "triplet, semi-hard mining",
+                 "labels pick semi-hard negatives in each batch", loss="triplet", mining="semi-hard"),
+    OutlookModel("contrastive", "contrastive (margin) loss",
+                 "labels pick the negative, as the study's pairs", loss="contrastive"),
+    OutlookModel("ntxent", "NT-Xent (SimCLR)",
+                 "no labels: the other images of the batch are the negatives", loss="ntxent", uses_labels=False),
+    OutlookModel("supcon", "supervised contrastive (SupCon)",
+                 "labels: every same-class image of the batch is a positive", loss="supcon"),
+    OutlookModel("triplet-random-negatives", "triplet, random negatives",
+                 "no labels: negatives drawn from all images (same class ~1 in 10)", loss="triplet",
+                 negatives="random", uses_labels=False),
+]
+OUTLOOK_BY_SUFFIX = {m.suffix: m for m in OUTLOOK}
+NO_LABELS = {m.suffix for m in OUTLOOK if not m.uses_labels}
 
 
 def scenario_name(dataset: str, aug: str, loss: str) -> str:
@@ -49,11 +76,15 @@ def scenario_name(dataset: str, aug: str, loss: str) -> str:
 
 
 def outlook_names(dataset: str) -> list[str]:
-    return [f"{dataset}-simclr-{suffix}" for suffix, *_ in OUTLOOK]
+    return [f"{dataset}-simclr-{m.suffix}" for m in OUTLOOK]
 
 
 def outlook_train_args(dataset: str, suffix: str, seed: int = 0) -> list[str]:
     """The ``python -m cl train`` arguments of one outlook model (without ``--out``)."""
-    extra = {s: a for s, _, _, a in OUTLOOK}[suffix]
-    return ["--dataset", dataset, "--recipe", "paper", "--augmentation", "simclr", *extra, *OUTLOOK_BUDGET,
-            "--seed", str(seed)]
+    m = OUTLOOK_BY_SUFFIX[suffix]
+    words = ["--dataset", dataset, "--recipe", "paper", "--augmentation", "simclr", "--loss", m.loss]
+    if m.mining != "none":
+        words += ["--mining", m.mining]
+    if m.negatives != "label-aware":
+        words += ["--negatives", m.negatives]
+    return [*words, "--epochs", str(m.epochs), "--lr", repr(m.lr), "--seed", str(seed)]

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import PAPER_AUGMENTATIONS
+from .checkpoints import Card, as_card, write_atomically
 from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401 - re-exported: pages and tests read it from cl.study
-from .checkpoints import write_atomically
-from .reference import NO_LABELS, OUTLOOK, OUTLOOK_BUDGET, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401 - re-exported for pages and tests
+from .reference import NO_LABELS, OUTLOOK, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401 - re-exported for pages and tests
 from .uncertainty import DIFFERENCE_METHOD
 
 # The study's grid is PAPER_TABLE's keys, in its order: per data set, augmentations (rows) x losses (columns).
@@ -57,27 +57,25 @@ def study_best(dataset: str) -> tuple[str, tuple[float, float, float]]:
 # ------------------------------------------------------------------ reading what is shipped
 def card_figures(path: str | os.PathLike) -> dict | None:
     """Paper-protocol figures and data of one checkpoint, from its card; ``None`` if missing."""
-    from .checkpoints import read_card
     from .errors import UserError
 
     try:
-        card = read_card(path)
+        card = Card.read(path)
     except (UserError, OSError, ValueError):
         return None
-    m = (card.get("metrics") or {}).get("paper") or {}
-    d = card.get("data") or {}
-    if "linear_acc" not in m:
+    m, d = card.figures("paper"), card.data
+    if m.linear_acc is None or m.top3_acc is None or m.knn_acc is None:
         return None
     from .measures import collapse
 
-    ms = card.get("measures") if isinstance(card.get("measures"), dict) else {}
-    return {"acc": float(m["linear_acc"]), "top3": float(m["top3_acc"]), "knn": float(m["knn_acc"]),
+    ms = card.measures or {}
+    return {"acc": float(m.linear_acc), "top3": float(m.top3_acc), "knn": float(m.knn_acc),
             "collapsed": collapse(ms), "uniformity": ms.get("uniformity"), "rankme": ms.get("rankme"),
             "embedding_dim": ms.get("embedding_dim"),
-            "n_test": int(m.get("n_test", 0)), "test_split": m.get("split", "test"),
-            "n_train": int(d.get("n_images", 0)), "n_full": int(d.get("n_full", 0) or 0),
-            "complete": bool(d.get("complete", True)), "seconds": float((card.get("training") or {}).get("seconds", 0.0)),
-            "config": card.get("config") or {}, "command": card.get("command", "")}
+            "n_test": int(m.n_test or 0), "test_split": m.split or "test",
+            "n_train": int(d.n_images), "n_full": int(d.n_full or 0),
+            "complete": bool(d.complete), "seconds": float(card.training.seconds),
+            "config": card.config, "command": card.command or ""}
 
 
 def train_images_text(f: dict) -> str:
@@ -111,7 +109,7 @@ def _gallery_embedding(path):
     from .layouts import gallery_for
 
     model, card = load_checkpoint(path)
-    gallery = gallery_for(card["data"]["dataset"])
+    gallery = gallery_for(as_card(card).data.dataset)
     if gallery is None:
         return None, None, None
     return embed(model, gallery.images), gallery.labels.numpy(), f"{len(gallery):,} images of the {gallery.source}"
@@ -195,13 +193,13 @@ def grid_figures(ckpt_dir=None) -> dict[str, dict]:
     return out
 
 
-def scenario_table(cards: dict[str, dict]) -> list[dict]:
+def scenario_table(cards: dict[str, Card | dict]) -> list[dict]:
     """The study's 12 scenarios (:data:`PAPER_TABLE`), each beside the checkpoint named after it
     (:func:`scenario_name`), from ``cards`` (checkpoint name -> card). Matched by name, never by
     config: the outlook models (``mnist-simclr-triplet-batch-hard``, ...) share a scenario's data
     set, augmentation and loss but are other models. ``checkpoint`` is None where none is here."""
-    def fig(card: dict, key: str):
-        v = ((card.get("metrics") or {}).get("paper") or {}).get(key)
+    def fig(card: Card, key: str):
+        v = getattr(card.figures("paper"), key)
         return round(float(v), 3) if v is not None else None
 
     rows = []
@@ -210,14 +208,13 @@ def scenario_table(cards: dict[str, dict]) -> list[dict]:
                "paper kNN": knn, "ours acc": None, "ours top-3": None, "ours kNN": None, "ours test images": None,
                "ours train images": None, "checkpoint": None}
         name = scenario_name(data, aug, loss)
-        card = cards.get(name)
-        if card is not None:
-            d = card.get("data") or {}
+        if cards.get(name) is not None:
+            card = as_card(cards[name])
+            d = card.data
             row.update({"ours acc": fig(card, "linear_acc"), "ours top-3": fig(card, "top3_acc"),
                         "ours kNN": fig(card, "knn_acc"),
-                        "ours test images": ((card.get("metrics") or {}).get("paper") or {}).get("n_test"),
-                        "ours train images": f"{d.get('n_images', 0):,}"
-                                             + ("" if d.get("complete", True) else f" of {d.get('n_full', 0):,}"),
+                        "ours test images": card.figures("paper").n_test,
+                        "ours train images": f"{d.n_images:,}" + ("" if d.complete else f" of {d.n_full:,}"),
                         "checkpoint": name})
         rows.append(row)
     return rows
@@ -295,7 +292,8 @@ def outlook_rows(ckpt_dir=None, structure: dict | None = None) -> list[dict]:
     for d in DATASETS:
         best_name, best_paper = study_best(d)
         ours_best = card_figures(ckpt_dir / f"{best_name}.safetensors")
-        for suffix, title, labels_text, _ in OUTLOOK:
+        for model in OUTLOOK:
+            suffix, title, labels_text = model.suffix, model.title, model.labels_text
             name = f"{d}-simclr-{suffix}"
             f = card_figures(ckpt_dir / f"{name}.safetensors")
             if f is None:
@@ -455,7 +453,8 @@ def outlook_grid_figure(dataset: str, out: Path, ckpt_dir=None, structure: dict 
     fig, axes = plt.subplots(3, 2, figsize=(11, 15.5))
     best_name, best_paper = study_best(dataset)
     n_test, n_train, sources = 0, "?", set()
-    for k, (suffix, title, _labels_text, _) in enumerate(OUTLOOK):
+    for k, model in enumerate(OUTLOOK):
+        suffix, title = model.suffix, model.title
         ax = axes[k // 2, k % 2]
         name = f"{dataset}-simclr-{suffix}"
         path = ckpt_dir / f"{name}.safetensors"

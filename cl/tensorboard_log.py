@@ -22,10 +22,14 @@ import importlib.util
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .checkpoints import Card
 
 INSTALL_HINT = "pip install tensorboard (or the package's extra: pip install 'contrastive-explorer[tensorboard]')"
 # history key -> (TensorBoard tag, what it is); rows without a key (an epoch not measured) skip it
@@ -124,24 +128,24 @@ class TensorBoardLog:
         self.last_epoch = step
         self.writer.flush()  # a live `tensorboard` shows the epoch now, not after flush_secs
 
-    def finish(self, card: dict, model, test_set, name: str, provenance: dict | None = None) -> dict:
+    def finish(self, card: Card, model, test_set, name: str, provenance: dict | None = None) -> dict:
         """The card's final figures as ``final/...`` scalars, and the test embeddings with their
         sprite for the projector; returns what :func:`cl.export.export_embeddings` wrote."""
         from .evaluation import embed
         from .export import export_embeddings
 
         step = self.last_epoch
-        for protocol, m in (card.get("metrics") or {}).items():
+        for protocol, m in card.metrics.items():
             for key in FINAL_METRICS:
-                if _finite(m.get(key)):
-                    self.writer.add_scalar(f"final/{protocol}/{key}", float(m[key]), global_step=step)
-        measures = card.get("measures") or {}
+                if _finite(getattr(m, key)):
+                    self.writer.add_scalar(f"final/{protocol}/{key}", float(getattr(m, key)), global_step=step)
+        measures = card.measures or {}
         for key in FINAL_MEASURES:
             if _finite(measures.get(key)):
                 self.writer.add_scalar(f"final/measures/{key}", float(measures[key]), global_step=step)
         self.writer.flush()
         try:
-            written = export_embeddings(embed(model, test_set.images), test_set, "projector", self.run_dir, card=card,
+            written = export_embeddings(embed(model, test_set.images), test_set, "projector", self.run_dir, card=card.to_dict(),
                                         checkpoint=name, provenance=provenance)
         finally:
             self.writer.close()

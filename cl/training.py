@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -37,13 +37,11 @@ from .augmentations import AUGMENTATIONS, augment_to_uint8, augment_uint8, get_a
 from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
 from .errors import ConfigError
-from .losses import LOSSES, build_loss
+from .losses import LABELS, LOSS_CLASSES, PAIRS, TRIPLETS, VIEWS, ContrastiveLoss, build_loss, loss_class, loss_default
 from .optim import build_optimizer, warmup_cosine
 from .samplers import MINERS, NEGATIVES, draw_negatives, mine_triplets, paper_anchors
 
 RECIPES = ("default", "paper")
-PAIR_LOSSES = ("pairwise", "contrastive")
-VIEW_LOSSES = ("ntxent", "supcon")
 PRECISIONS = ("auto", "fp32", "bf16")  # "auto" is resolved to one of the other two
 
 # Our recipe's per-data-set choices, made for live training on 2 cores; the trials behind each
@@ -97,14 +95,49 @@ class TrainConfig:
         return asdict(self)
 
 
-def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fill every ``None`` from the recipe and validate; the result is fully concrete."""
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A :class:`TrainConfig` with every choice made and checked; only :func:`resolve_config` makes one.
+
+    Same fields in the same order (a card's ``config`` and the replay command list them so)."""
+
+    dataset: str
+    recipe: str
+    augmentation: str
+    loss: str
+    encoder: str
+    encoder_width: int
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    weight_decay: float
+    temperature: float
+    margin: float | None  # None: the loss class's own default
+    negatives: str
+    mining: str
+    augment_once: bool
+    augment_anchor: bool
+    views: int
+    max_per_class: int
+    seed: int
+    time_budget: float | None
+    device: str
+    threads: int | None
+    precision: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_config(config: TrainConfig) -> ResolvedConfig:
+    """Fill every ``None`` from the recipe and validate; the one place a :class:`ResolvedConfig` is made."""
     c = config
     if c.recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {c.recipe!r}; choose one of {', '.join(RECIPES)}")
     if c.recipe == "paper":
         loss = c.loss or "triplet"
-        pair_like = loss in PAIR_LOSSES
+        pair_like = loss_class(loss).needs == PAIRS
         base = dict(augmentation="none", loss=loss, encoder="paper", encoder_width=0,
                     epochs=5 if pair_like else 10, batch_size=1024, lr=0.05 if pair_like else 0.15,
                     optimizer="sgd", weight_decay=0.0, augment_once=True, augment_anchor=False, views=2)
@@ -112,11 +145,12 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         per_set = DEFAULT_RECIPE.get(c.dataset, DEFAULT_RECIPE_OTHER)
         base = dict(loss="supcon", encoder="convnet", optimizer="adamw", weight_decay=5e-4,
                     augment_once=False, augment_anchor=True, **per_set)
-        if c.loss is not None and c.loss != "supcon":
-            base["views"] = 2  # one view is SupCon's batch positives; other losses keep two
+        if c.loss is not None and loss_class(c.loss).needs != LABELS:
+            base["views"] = 2  # one view takes its positives from the labels; other losses keep two
     # The study's recipe stays in float32 so that it reproduces the study's numbers.
     base["precision"] = "fp32" if c.recipe == "paper" else "auto"
-    base.update(temperature=0.5 if (c.loss or base["loss"]) == "ntxent" else 0.1, margin=None)
+    # the loss's own default temperature; 0.1 recorded for the losses without one
+    base.update(temperature=loss_default(c.loss or str(base["loss"]), "temperature") or 0.1, margin=None)
     filled = {k: (getattr(c, k) if getattr(c, k) is not None else v) for k, v in base.items()}
     if filled["encoder"] == "paper":
         filled["encoder_width"] = 0
@@ -124,7 +158,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         filled["encoder_width"] = 32
     if filled["precision"] == "auto":
         filled["precision"] = auto_precision(c.device)
-    out = replace(c, **filled)
+    out = ResolvedConfig(**{**asdict(c), **filled})
     _validate(out)
     return out
 
@@ -146,10 +180,11 @@ def auto_precision(device: str = "auto") -> str:
     return "fp32"
 
 
-def _validate(c: TrainConfig) -> None:
+def _validate(c: ResolvedConfig) -> None:
+    needs = LOSS_CLASSES[c.loss].needs if c.loss in LOSS_CLASSES else None
     checks = [
         (c.augmentation in AUGMENTATIONS, f"unknown augmentation {c.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}"),
-        (c.loss in LOSSES, f"unknown loss {c.loss!r}; choose one of {', '.join(LOSSES)}"),
+        (c.loss in LOSS_CLASSES, f"unknown loss {c.loss!r}; choose one of {', '.join(LOSS_CLASSES)}"),
         (c.encoder in ENCODERS, f"unknown encoder {c.encoder!r}; choose one of {', '.join(ENCODERS)}"),
         (c.negatives in NEGATIVES, f"unknown negatives {c.negatives!r}; choose one of {', '.join(NEGATIVES)}"),
         (c.mining in MINERS, f"unknown mining {c.mining!r}; choose one of {', '.join(MINERS)}"),
@@ -162,11 +197,11 @@ def _validate(c: TrainConfig) -> None:
         (c.max_per_class >= 1, f"max per class must be positive, got {c.max_per_class}"),
         (c.time_budget is None or c.time_budget > 0, f"time budget must be positive, got {c.time_budget}"),
         (c.threads is None or c.threads >= 1, f"threads must be positive, got {c.threads}"),
-        (c.mining == "none" or c.loss == "triplet", "online mining applies to the triplet loss only"),
+        (c.mining == "none" or needs == TRIPLETS, "online mining applies to a triplet loss only"),
         (c.temperature is None or c.temperature > 0, f"temperature must be positive, got {c.temperature}"),
         (c.views in (1, 2), f"views must be 1 or 2, got {c.views}"),
         (c.precision in ("fp32", "bf16"), f"unknown precision {c.precision!r}; choose one of {', '.join(PRECISIONS)}"),
-        (c.views == 2 or c.loss == "supcon" or (c.loss == "triplet" and c.mining != "none"),
+        (c.views == 2 or needs == LABELS or (needs == TRIPLETS and c.mining != "none"),
          "one view per image needs class positives from the batch: SupCon or a mined triplet loss"),
     ]
     for ok, message in checks:
@@ -193,7 +228,7 @@ def pick_device(name: str = "auto") -> torch.device:
 @dataclass
 class TrainResult:
     model: torch.nn.Module
-    config: TrainConfig
+    config: ResolvedConfig
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     n_train: int = 0
@@ -208,7 +243,7 @@ class Cancelled(Exception):
     pass
 
 
-def _encode(run: "_Run", x: torch.Tensor) -> torch.Tensor:
+def _encode(run: Run, x: torch.Tensor) -> torch.Tensor:
     """The encoder's training pass, under bf16 autocast when the config asks; float32 out, so
     that every loss is computed in float32 (SupCon's logits are similarities / 0.1, where bf16's
     8-bit mantissa would err by ~0.04)."""
@@ -224,22 +259,32 @@ def _prepare_batch(images: torch.Tensor, aug, gen, device, augment: bool) -> tor
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-@dataclass
-class _Run:
-    """Everything one training needs, built once by :func:`_setup`."""
+def batch_kind(c: ResolvedConfig) -> str:
+    """How the loop builds ``c``'s batches, from what its loss needs (:data:`cl.losses.NEEDS`):
+    ``pairs`` and ``triplets`` from the study's sampler, or ``views`` (augmented views of images
+    with their labels; for a triplet loss with online mining the miner picks the triplets)."""
+    needs = loss_class(c.loss).needs
+    if needs == PAIRS or (needs == TRIPLETS and c.mining == "none"):
+        return needs
+    return VIEWS
 
-    c: TrainConfig
+
+@dataclass
+class Run:
+    """Everything one training needs, built once by :func:`setup`."""
+
+    c: ResolvedConfig
     device: torch.device
     model: torch.nn.Module  # what the steps call: the encoder, or DDP around it
     opt: object
-    loss_fn: torch.nn.Module
+    loss_fn: ContrastiveLoss
     aug: object
     rng: np.random.Generator
     gen: torch.Generator
     images: torch.Tensor
     labels: torch.Tensor
     labels_np: np.ndarray
-    uses_pairs: bool
+    kind: str  # batch_kind(c)
     steps_per_epoch: int
     total_steps: int
     warmup: int
@@ -247,7 +292,7 @@ class _Run:
     module: torch.nn.Module | None = None  # the plain encoder (evaluated and saved)
 
 
-def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
+def setup(c: ResolvedConfig, train_set: ImageSet) -> Run:
     """Seed, build the model, loss, optimiser and augmentation; draw the study's fixed pairs."""
     device = distributed.device_for(pick_device(c.device))
     if c.threads:
@@ -259,16 +304,16 @@ def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
     model = model.to(device).to(memory_format=torch.channels_last)
     module, model = model, distributed.wrap_model(model, device)
     labels_np = train_set.labels.numpy()
-    uses_pairs = c.loss in PAIR_LOSSES or (c.loss == "triplet" and c.mining == "none")
-    steps = _steps_per_epoch(c, labels_np, uses_pairs)
+    kind = batch_kind(c)
+    steps = _steps_per_epoch(c, labels_np, kind)
     total = steps * c.epochs
-    run = _Run(c=c, device=device, model=model,
+    run = Run(c=c, device=device, model=model,
                opt=build_optimizer(c.optimizer, model.parameters(), c.lr, c.weight_decay),
                loss_fn=build_loss(c.loss, margin=c.margin, temperature=c.temperature),
                aug=get_augmentation(c.augmentation), rng=rng, gen=gen, images=train_set.images,
-               labels=train_set.labels, labels_np=labels_np, uses_pairs=uses_pairs, steps_per_epoch=steps,
+               labels=train_set.labels, labels_np=labels_np, kind=kind, steps_per_epoch=steps,
                total_steps=total, warmup=max(1, min(total // 10, 3 * steps)), module=module)
-    if uses_pairs and c.augment_once:
+    if kind != VIEWS and c.augment_once:
         # The study's "augment once": positives drawn a single time and reused every epoch.
         anchors = paper_anchors(labels_np, c.max_per_class, rng)
         negatives = draw_negatives(labels_np, anchors, rng, c.negatives)
@@ -284,23 +329,23 @@ def _setup(c: TrainConfig, train_set: ImageSet) -> _Run:
     return run
 
 
-def _epoch_order(run: _Run) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """One epoch's ``(anchors, negatives, order)``: ``order`` indexes the items to batch."""
     c, rng = run.c, run.rng
-    if not run.uses_pairs:
+    if run.kind == VIEWS:
         return rng.permutation(len(run.labels_np)), None, np.arange(len(run.labels_np))
     if run.fixed is not None:
         anchors, negatives = run.fixed[0], run.fixed[1]
     else:
         anchors = paper_anchors(run.labels_np, c.max_per_class, rng)
         negatives = draw_negatives(run.labels_np, anchors, rng, c.negatives)
-    if c.loss in PAIR_LOSSES:
+    if run.kind == PAIRS:
         # items: (anchor, positive, +1) for every anchor, then (anchor, negative, -1)
         return anchors, negatives, rng.permutation(2 * len(anchors))
     return anchors, negatives, np.arange(len(anchors))
 
 
-def _pairs_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray):
+def _pairs_loss(run: Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray):
     """Pairwise / contrastive: one batch of (anchor, other, +-1) items. Returns (loss, images)."""
     c, aug, gen, dev = run.c, run.aug, run.gen, run.device
     n_a = len(anchors)
@@ -322,10 +367,12 @@ def _pairs_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np
     # (one concatenated pass would mix anchors and others).
     z_a, z_o = _encode(run, x_a), _encode(run, other)
     y = torch.from_numpy(np.where(is_pos, 1.0, -1.0)).float().to(dev)
-    return run.loss_fn(z_a, z_o, y), 2 * len(items)
+    k = len(items)
+    rows = torch.arange(k, device=dev)
+    return run.loss_fn(torch.cat([z_a, z_o]), None, (rows, rows + k, y)), 2 * k
 
 
-def _triplets_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray):
+def _triplets_loss(run: Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray):
     """The study's triplets: (anchor, positive, negative) per item. Returns (loss, images)."""
     c, aug, gen, dev = run.c, run.aug, run.gen, run.device
     a_idx = torch.from_numpy(anchors[items])
@@ -343,15 +390,17 @@ def _triplets_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives:
         else:
             x_p = _prepare_batch(run.images[a_idx], aug, gen, dev, True)
     z_a, z_p, z_n = forward_triplet(run.model, x_a, x_p, x_n, encode=lambda x: _encode(run, x))
+    k = len(items)
+    rows = torch.arange(k, device=dev)
     # counted as the study counts them (anchor, positive, negative)
-    return run.loss_fn(z_a, z_p, z_n), 3 * len(items)
+    return run.loss_fn(torch.cat([z_a, z_p, z_n]), None, (rows, rows + k, rows + 2 * k)), 3 * k
 
 
-def _views_loss(run: _Run, items: np.ndarray, anchors: np.ndarray):
-    """NT-Xent, SupCon and mined triplets over ``views`` augmented views of each image.
+def _views_loss(run: Run, items: np.ndarray, anchors: np.ndarray):
+    """The ``views`` batches (NT-Xent, SupCon, mined triplets): ``views`` augmented views of each image.
 
-    One view (SupCon, mined triplets): the positives of an image are the other images of its
-    class in the batch. Two views: each image's second view is a positive too (NT-Xent needs it).
+    One view (a loss that needs labels, mined triplets): the positives of an image are the other images of its
+    class in the batch. Two views: each image's second view is a positive too (a ``views`` loss needs it).
     ``items`` is the global batch: this rank encodes its share, and the loss (and the mining) sees
     every rank's embeddings in the one-process order, ``[view 1 of items; view 2 of items]``.
     Returns (loss, images of the global batch)."""
@@ -371,27 +420,25 @@ def _views_loss(run: _Run, items: np.ndarray, anchors: np.ndarray):
         z_local = _encode(run, torch.cat([v1, v2]))
         z = torch.cat([distributed.gather_rows(z_local[:k], sizes), distributed.gather_rows(z_local[k:], sizes)])
         both = torch.cat([batch_labels, batch_labels])
-    if c.loss == "ntxent":
-        loss = run.loss_fn(z[:n], z[n:])
-    elif c.loss == "supcon":
-        loss = run.loss_fn(z, both)
-    else:
-        a, p, neg = mine_triplets(z.detach(), both, c.mining, run.loss_fn.margin)
-        loss = run.loss_fn(z[a], z[p], z[neg]) if len(a) else z.sum() * 0.0
+    if run.loss_fn.needs != TRIPLETS:
+        return run.loss_fn(z, both, None), c.views * n
+    triplets = mine_triplets(z.detach(), both, c.mining, run.loss_fn.margin)
+    # no triplet picked: a zero loss that still reaches every parameter (DDP expects gradients)
+    loss = run.loss_fn(z, both, triplets) if len(triplets[0]) else z.sum() * 0.0
     return loss, c.views * n
 
 
-def _batch_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray | None):
+def batch_loss(run: Run, items: np.ndarray, anchors: np.ndarray, negatives: np.ndarray | None):
     """One global batch's ``(loss to back-propagate, images, loss value shared by every rank or None)``.
 
     The per-item losses see only this rank's share ``S_r`` of the ``N`` items. DDP averages the
     ``W`` ranks' gradients, so back-propagating ``mean_r * W * |S_r| / N`` makes that average the
     gradient of the global mean ``sum_r |S_r| mean_r / N`` (shares may differ by one item)."""
-    if run.c.loss not in PAIR_LOSSES and not run.uses_pairs:
+    if run.kind == VIEWS:
         loss, n_images = _views_loss(run, items, anchors)
         return loss, n_images, None  # the same on every rank: computed on the gathered batch
     share = distributed.my_share(items)
-    per_item = _pairs_loss if run.c.loss in PAIR_LOSSES else _triplets_loss
+    per_item = _pairs_loss if run.kind == PAIRS else _triplets_loss
     loss, n_images = per_item(run, share, anchors, negatives)
     n_images = n_images // len(share) * len(items)
     ctx = distributed.current()
@@ -401,7 +448,7 @@ def _batch_loss(run: _Run, items: np.ndarray, anchors: np.ndarray, negatives: np
     return loss * (ctx.world_size * len(share) / len(items)), n_images, value
 
 
-def _optimise(run: _Run, loss: torch.Tensor, step: int) -> float:
+def _optimise(run: Run, loss: torch.Tensor, step: int) -> float:
     """One optimiser step at the scheduled learning rate; returns the loss value."""
     if run.c.recipe != "paper":  # the study used a constant learning rate
         for group in run.opt.param_groups:
@@ -412,12 +459,13 @@ def _optimise(run: _Run, loss: torch.Tensor, step: int) -> float:
     return float(loss.detach())
 
 
-def train(config: TrainConfig, train_set: ImageSet,
+def train(config: TrainConfig | ResolvedConfig, train_set: ImageSet,
           progress: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
           on_epoch_end: Callable[[torch.nn.Module, int], dict | None] | None = None,
           on_history: Callable[[dict], None] | None = None) -> TrainResult:
     """Train an encoder on ``train_set``; returns the model in eval mode and a history.
+    ``config`` is resolved here unless it already is (a caller that resolved it passes that).
 
     ``progress(event)`` is called after every step with ``epoch``, ``epochs``, ``step``,
     ``steps``, ``loss``, ``images_per_s`` and ``elapsed``. ``should_stop()`` is polled every step:
@@ -426,10 +474,10 @@ def train(config: TrainConfig, train_set: ImageSet,
     accuracy) recorded in the history; its time is not counted as training time.
     ``on_history(row)`` hears each epoch's finished history row (a training log writes it).
     """
-    c = resolve_config(config)
+    c = config if isinstance(config, ResolvedConfig) else resolve_config(config)
     if len(train_set) < 2 or len(torch.unique(train_set.labels)) < 2:
         raise ConfigError(f"{train_set.describe()}: need at least two images of two classes to train")
-    run = _setup(c, train_set)
+    run = setup(c, train_set)
     ctx = distributed.current()
     result = TrainResult(run.module, c, n_train=len(train_set), n_parameters=count_parameters(run.module),
                          world_size=ctx.world_size if ctx else 1, backend=ctx.backend if ctx else None)
@@ -452,14 +500,14 @@ def train(config: TrainConfig, train_set: ImageSet,
     return result
 
 
-def _train_epoch(run: _Run, epoch: int, result: TrainResult, clock: dict, progress, should_stop):
+def _train_epoch(run: Run, epoch: int, result: TrainResult, clock: dict, progress, should_stop):
     """One epoch; returns (history row or None, stop reason or None)."""
     c = run.c
     run.model.train()
     t_epoch = time.perf_counter()
     epoch_loss, epoch_items, epoch_images = 0.0, 0, 0
     stop_reason = None
-    anchors, negatives, order = _epoch_order(run)
+    anchors, negatives, order = epoch_order(run)
     ctx = distributed.current()
     world = ctx.world_size if ctx is not None else 1
     for start in range(0, len(order), c.batch_size):
@@ -474,7 +522,7 @@ def _train_epoch(run: _Run, epoch: int, result: TrainResult, clock: dict, progre
         items = order[start:start + c.batch_size]
         if len(items) < 2 * world:  # each rank needs two items (BatchNorm, a loss with a positive)
             continue
-        loss, n_images, shared_value = _batch_loss(run, items, anchors, negatives)
+        loss, n_images, shared_value = batch_loss(run, items, anchors, negatives)
         loss_value = _optimise(run, loss, clock["step"])
         if shared_value is not None:
             loss_value = shared_value
@@ -520,19 +568,19 @@ def forward_triplet(model: torch.nn.Module, x_a: torch.Tensor, x_p: torch.Tensor
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.momentum is not None]
     saved = [m.momentum for m in norms]
     try:
-        for m, momentum in zip(norms, saved):
+        for m, momentum in zip(norms, saved, strict=True):
             m.momentum = 1.0 - (1.0 - momentum) ** 2
         z_a = encode(x_a)
     finally:
-        for m, momentum in zip(norms, saved):
+        for m, momentum in zip(norms, saved, strict=True):
             m.momentum = momentum
     return z_a, z_a, encode(x_n)
 
 
-def _steps_per_epoch(c: TrainConfig, labels_np: np.ndarray, uses_pairs: bool) -> int:
-    if uses_pairs:
+def _steps_per_epoch(c: ResolvedConfig, labels_np: np.ndarray, kind: str) -> int:
+    if kind != VIEWS:
         n_anchors = sum(min(c.max_per_class, int((labels_np == k).sum())) for k in np.unique(labels_np))
-        items = 2 * n_anchors if c.loss in PAIR_LOSSES else n_anchors
+        items = 2 * n_anchors if kind == PAIRS else n_anchors
     else:
         items = len(labels_np)
     return max(1, math.ceil(items / c.batch_size))

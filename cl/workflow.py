@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
 
+from .checkpoints import Card
 from .errors import ConfigError
 
 # TrainConfig fields that describe this machine, not the model: a replay picks its own.
@@ -45,15 +46,15 @@ def _value_text(value) -> str:
 
 
 def train_command(config, out: str | None = None) -> str:
-    """The ``python -m cl train`` line that reproduces ``config`` (resolved first).
+    """The ``python -m cl train`` line that reproduces ``config`` (resolved first unless it is).
 
     Every setting is written out, not only those that differ from the recipe, so the line means the
     same thing whatever later versions choose as defaults. The machine's own choices (device,
     threads) are left to whoever replays it.
     """
-    from .training import resolve_config
+    from .training import ResolvedConfig, resolve_config
 
-    c = resolve_config(config)
+    c = config if isinstance(config, ResolvedConfig) else resolve_config(config)
     words = ["python", "-m", "cl", "train"]
     for f in fields(c):
         name, value = f.name, getattr(c, f.name)
@@ -100,7 +101,7 @@ def evaluate_for_card(model, train_set, test_set) -> dict:
 
 @dataclass
 class MadeModel:
-    card: dict  # as saved (read back from the file) when ``saved``, else as it would have been
+    card: Card  # as saved (read back from the file) when ``saved``, else as it would have been
     saved: bool
     result: object  # cl.training.TrainResult
     stopped: str  # "completed", "time_budget", "cancelled" (during training) or "cancelled_before_save"
@@ -122,15 +123,15 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
     accuracy, alignment, uniformity and RankMe (:func:`cl.tensorboard_log.epoch_figures`).
     """
     from . import distributed
-    from .checkpoints import read_card, save_checkpoint
+    from .checkpoints import save_checkpoint
     from .data import portable_provenance
-    from .training import resolve_config, train
+    from .training import ResolvedConfig, resolve_config, train
 
     def stage(name: str, message: str) -> None:
         if on_stage is not None:
             on_stage(name, message)
 
-    resolved = resolve_config(config)
+    resolved = config if isinstance(config, ResolvedConfig) else resolve_config(config)
     if tensorboard is not None:
         from .tensorboard_log import check_run_dir
 
@@ -165,7 +166,7 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
             log.close()  # the epochs so far stay readable
         raise
     if not distributed.is_main():  # under torchrun rank 0 alone evaluates, builds the card and saves
-        return MadeModel({}, False, result, result.stopped)
+        return MadeModel(Card.from_dict({}), False, result, result.stopped)
     metrics, measures = {}, None
     if evaluate and result.stopped != "cancelled":
         stage("evaluating", f"evaluating on {test_set.describe()}")
@@ -195,10 +196,11 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
     if result.stopped == "cancelled" or (should_stop is not None and should_stop()):
         if log is not None:
             log.close()
-        return MadeModel(card, False, result, "cancelled" if result.stopped == "cancelled" else "cancelled_before_save")
+        stopped = "cancelled" if result.stopped == "cancelled" else "cancelled_before_save"
+        return MadeModel(Card.from_dict(card), False, result, stopped)
     stage("saving", f"saving {out.name}")
     save_checkpoint(out, result.model, card)  # atomic: temp file + rename
-    saved = read_card(out)
+    saved = Card.read(out)
     if log is not None:
         stage("saving", f"writing the TensorBoard run {log.run_dir}")
         log.finish(saved, result.model, test_set, out.stem, provenance=portable_provenance(test_set.provenance(), data_dir))
@@ -208,20 +210,21 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
 @dataclass
 class OpenedModel:
     model: object  # torch.nn.Module in eval mode
-    card: dict
+    card: Card
     dataset: str
     data: object  # cl.data.ImageSet
 
 
-def data_for_card(card: dict, dataset: str | None = None, split: str = "test", data_dir=None,
+def data_for_card(card: Card | dict, dataset: str | None = None, split: str = "test", data_dir=None,
                   download: bool = True, source: str = "") -> tuple[str, object]:
     """``(name, images)``: one split of the card's data set (or ``dataset``), checked to fit the model.
     A missing test split falls back to the shipped gallery."""
-    from .checkpoints import check_compatible
+    from .checkpoints import as_card, check_compatible
     from .data import load_dataset
 
-    source = source or card.get("name") or "checkpoint"
-    name = dataset or (card.get("data") or {}).get("dataset")
+    card = as_card(card)
+    source = source or card.name or "checkpoint"
+    name = dataset or card.data.dataset
     if not name:
         raise ConfigError(f"{source}: the card names no data set; pass --dataset")
     data = load_dataset(name, split, data_dir, download=download, allow_gallery=(split == "test"))
@@ -234,7 +237,8 @@ def open_model(checkpoint: str | Path, dataset: str | None = None, split: str = 
     """Load a checkpoint (no unpickling) and the data it is to run on, and check that they fit."""
     from .checkpoints import load_checkpoint
 
-    model, card = load_checkpoint(checkpoint)
+    model, raw_card = load_checkpoint(checkpoint)
+    card = Card.from_dict(raw_card)
     name, data = data_for_card(card, dataset, split, data_dir, download, source=Path(checkpoint).name)
     return OpenedModel(model, card, name, data)
 
@@ -255,7 +259,7 @@ def export_zip(checkpoint: str | os.PathLike, dataset: str, split: str, fmt: str
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export.", dir=work_dir)
     try:
-        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card, checkpoint=card.get("name") or checkpoint,
+        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card.to_dict(), checkpoint=card.name or checkpoint,
                           provenance=portable_provenance(data.provenance(), data_dir))
         return zip_folder(tmp)
     finally:

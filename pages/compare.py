@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cl.checkpoints import Card
 from cl.data import dataset_spec
 from cl.errors import UserError
 from cl.projection import ProjectionParams
@@ -27,21 +28,21 @@ if models.list_runs_enabled():
 everything = session + shipped + runs
 
 
-def metric(card: dict, protocol: str, key: str):
-    v = (card.get("metrics") or {}).get(protocol, {}).get(key)
+def metric(card: Card, protocol: str, key: str):
+    v = getattr(card.figures(protocol), key)
     return round(float(v), 3) if v is not None else None
 
 
-def interval_text(card: dict, protocol: str) -> str | None:
+def interval_text(card: Card, protocol: str) -> str | None:
     """The linear probe's 95 % Wilson interval from the card's figure and image count."""
-    r = (card.get("metrics") or {}).get(protocol, {})
-    if r.get("linear_acc") is None or not r.get("n_test"):
+    r = card.figures(protocol)
+    if r.linear_acc is None or not r.n_test:
         return None
-    return fmt_range(r["linear_acc"], int(r["n_test"]), 3)
+    return fmt_range(r.linear_acc, int(r.n_test), 3)
 
 
-def measure_columns(card: dict) -> dict:
-    m = card.get("measures") or {}
+def measure_columns(card: Card) -> dict:
+    m = card.measures or {}
     r = {k: (round(float(m[k]), 3) if m.get(k) is not None else None) for k in ("alignment", "uniformity")}
     r["RankMe"] = round(float(m["rankme"]), 1) if m.get("rankme") is not None else None
     d = m.get("data") or {}
@@ -95,19 +96,19 @@ if everything:
     st.subheader("Every model here")
     allrows = []
     for e in everything:
-        c, d = e.config, e.card.get("data", {})
+        c, card = e.config, e.typed_card
         allrows.append({"model": e.name, "where": e.source, "data set": state.dataset_label(e.dataset), "recipe": c.get("recipe"),
                         "augmentation": c.get("augmentation"), "loss": c.get("loss"),
-                        "train images": d.get("n_images"), "complete": d.get("complete"),
-                        "epochs": (e.card.get("training") or {}).get("epochs_completed"),
-                        "paper acc": metric(e.card, "paper", "linear_acc"),
-                        "paper acc, 95 %": interval_text(e.card, "paper"),
-                        "paper kNN": metric(e.card, "paper", "knn_acc"),
-                        "paper test images": (e.card.get("metrics") or {}).get("paper", {}).get("n_test"),
-                        "standard acc": metric(e.card, "standard", "linear_acc"),
-                        "standard kNN": metric(e.card, "standard", "knn_acc"),
-                        "standard test images": (e.card.get("metrics") or {}).get("standard", {}).get("n_test"),
-                        **measure_columns(e.card)})
+                        "train images": card.data.n_images, "complete": card.data.complete,
+                        "epochs": card.training.epochs_completed,
+                        "paper acc": metric(card, "paper", "linear_acc"),
+                        "paper acc, 95 %": interval_text(card, "paper"),
+                        "paper kNN": metric(card, "paper", "knn_acc"),
+                        "paper test images": card.figures("paper").n_test,
+                        "standard acc": metric(card, "standard", "linear_acc"),
+                        "standard kNN": metric(card, "standard", "knn_acc"),
+                        "standard test images": card.figures("standard").n_test,
+                        **measure_columns(card)})
     st.dataframe(pd.DataFrame(allrows), hide_index=True, width="stretch")
     st.caption("Figures as recorded in each checkpoint's card; '95 %': the linear probe's Wilson interval from the "
                "test images it was scored on. Alignment, uniformity and RankMe: on the test images named in 'measured "

@@ -350,7 +350,7 @@ if snap and snap.get("embeddings") and snap.get("dataset") == ctx.dataset:
             draw(epochs.index(epoch))
         st.caption("PCA: each epoch's own, axes flipped to agree with the last epoch. t-SNE: the last epoch's map, and "
                    "each earlier one started from its successor, so points move only as their neighbours change.")
-        path = [h for h in (m.card.get("training") or {}).get("history", []) if "alignment" in h]
+        path = [h for h in m.typed_card.training.history if "alignment" in h]
         if path:  # the same training as a path through the alignment-uniformity plane
             from ui.measures import alignment_path
 

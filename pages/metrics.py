@@ -53,7 +53,7 @@ def headline(r: dict, where: str) -> None:
 
 # The card's figures come first (instant); the live evaluation below adds per-class accuracy and
 # the confusion matrix, and takes a while the first time for a model (then it is cached for all).
-card_paper = (m.card.get("metrics") or {}).get("paper")
+card_paper = m.typed_card.figures("paper").summary()
 from_card = bool(card_paper) and m.dataset == ctx.dataset and "linear_acc" in card_paper
 if from_card:
     headline(card_paper, "as recorded in the checkpoint's card")

@@ -281,7 +281,7 @@ else:
 pick = st.segmented_control("Outlook grid", list(study.DATASETS), format_func=study.DATASET_TITLES.get,
                             default=ctx.dataset if ctx.dataset in study.DATASETS else "mnist") or "mnist"
 legend(pick)
-grid(pick, [(f"{pick}-simclr-{suffix}", title + (" (no labels)" if suffix in study.NO_LABELS else ""), None)
-            for suffix, title, _labels_text, _ in study.OUTLOOK], key=f"outlook_grid_{pick}")
+grid(pick, [(f"{pick}-simclr-{m.suffix}", m.title + ("" if m.uses_labels else " (no labels)"), None)
+            for m in study.OUTLOOK], key=f"outlook_grid_{pick}")
 best_name, best_paper = study.study_best(pick)
 st.caption(f"The study's best {pick} scenario, {best_name}: {study.fmt2(best_paper)} (study).")

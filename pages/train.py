@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cl.checkpoints import Card
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
 from cl.catalog import AUGMENTATIONS, LOSSES
@@ -211,18 +212,18 @@ def monitor(run_id: str, live: bool = False) -> None:
                                               "kNN-30 accuracy", n_knn), width="stretch")
             st.caption(accuracy.knn_curve_caption(n_knn, v["test_note"]))
     measured = [h for h in v["history"] if "alignment" in h]
-    final = (v["card"] or {}).get("measures") if v["status"] == "done" else None
+    card = Card.from_dict(v["card"]) if v["card"] else None
+    final = card.measures if card is not None and v["status"] == "done" else None
     if final and "alignment" in final:  # the finished model's own point, measured for its card
         measured = measured + [{"epoch": len(v["history"]), "alignment": final["alignment"],
                                 "uniformity": final["uniformity"], "rankme": final.get("rankme"),
                                 "measured_on": final.get("n_images", 0)}]
     if measured:
         show_alignment_path(measured, f"{dataset_label(c.dataset)} test images")
-    if v["status"] == "done" and v["card"]:
-        m = v["card"]["metrics"]
+    if v["status"] == "done" and card is not None:
         name = dataset_label(c.dataset)
         cols = st.columns(4)
-        paper, standard = m.get("paper", {}), m.get("standard", {})
+        paper, standard = card.figures("paper").summary(), card.figures("standard").summary()
         for col, label, r, key in ((cols[0], "Linear probe (paper)", paper, "linear_acc"),
                                    (cols[1], "Top-3 (paper)", paper, "top3_acc"),
                                    (cols[2], "kNN-30 (paper)", paper, "knn_acc"),

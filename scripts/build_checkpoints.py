@@ -84,7 +84,7 @@ def outlook_commands() -> dict[str, list[str]]:
 
     return {f"{d}-simclr-{suffix}": ["train", *outlook_train_args(d, suffix, SEED),
                                      "--out", f"checkpoints/{d}-simclr-{suffix}.safetensors"]
-            for d in ("mnist", "cifar10") for suffix, *_ in OUTLOOK}
+            for d in ("mnist", "cifar10") for suffix in (m.suffix for m in OUTLOOK)}
 
 
 def run_cl(args: list[str], data_dir: str | None) -> None:

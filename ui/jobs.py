@@ -39,6 +39,7 @@ import traceback
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from cl.checkpoints import write_atomically
 from cl.errors import ConfigError, UserError
 
 from . import demo
+
+if TYPE_CHECKING:
+    from cl.training import ResolvedConfig
 
 log = logging.getLogger("contrastive-explorer.jobs")
 
@@ -103,7 +107,7 @@ def replay_path(checkpoint: str | os.PathLike) -> Path:
 class Job:
     id: str
     session: str  # the owner's key (ui.state.owner_key: the browser's, surviving a reload)
-    config: object  # cl.training.TrainConfig, resolved
+    config: ResolvedConfig
     out: Path
     knn_per_epoch: bool = True
     snapshots: bool = True
@@ -520,7 +524,7 @@ def _train(job: Job) -> None:
     demo.enforce_quota(job.out.parent)  # a finished run may take the folder over: oldest ended runs go
     _save_replay(job)  # before "done": whoever sees it done finds its replay
     job._set(snapshot_data=None)  # kept on disk, read by whoever replays it
-    job._set(status="done", card=made.card, finished=time.time(),
+    job._set(status="done", card=made.card.to_dict(), finished=time.time(),
              message=f"saved {job.out.name}: {len(result.history)} epoch(s) in {result.seconds:.1f} s{stopped}")
 
 

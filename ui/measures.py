@@ -9,16 +9,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cl.checkpoints import Card, as_card
 from cl.measures import COLLAPSE_RANKME, COLLAPSE_RULE, COLLAPSE_UNIFORMITY, histogram_edges
 from cl.measures import is_collapsed as _is_collapsed
 KIND_NAMES = {"positive": "views of one image", "same_class": "same class", "other": "different classes"}
 KIND_COLORS = ["#2ca02c", "#1f77b4", "#d62728"]
 
 
-def from_card(card: dict, dataset: str) -> dict | None:
+def from_card(card: Card | dict, dataset: str) -> dict | None:
     """The card's measures when they were computed on ``dataset``'s test split."""
-    m = card.get("measures")
-    if isinstance(m, dict) and (m.get("data") or {}).get("dataset") == dataset and "uniformity" in m:
+    m = as_card(card).measures
+    if m is not None and (m.get("data") or {}).get("dataset") == dataset and "uniformity" in m:
         return m
     return None
 
@@ -37,7 +38,7 @@ def computed(path: str, cid: str, dataset: str, augmentation: str) -> dict:
 
 def for_model(entry, dataset: str) -> dict:
     """The card's measures, else computed now (cached)."""
-    m = from_card(entry.card, dataset)
+    m = from_card(entry.typed_card, dataset)
     if m is not None:
         return m
     return computed(entry.path, entry.cid, dataset, entry.config.get("augmentation") or "none")
@@ -72,8 +73,8 @@ def plane_frame(entries: list, highlight: tuple[str, ...] = ()) -> tuple[pd.Data
     ``chosen``); and the names of those that do not."""
     rows, missing = [], []
     for e in entries:
-        m = e.card.get("measures")
-        if not isinstance(m, dict) or m.get("alignment") is None or m.get("uniformity") is None:
+        m = e.typed_card.measures
+        if m is None or m.get("alignment") is None or m.get("uniformity") is None:
             missing.append(e.name)
             continue
         d = m.get("data") or {}
@@ -214,13 +215,13 @@ def spread_of(path: str, cid: str, dataset: str) -> dict:
 def collapse_note(entry, dataset: str) -> str | None:
     """For a collapsed model (by its card's measures), why its t-SNE or UMAP map still looks like
     a cloud, in numbers: how far apart its embeddings really are. None for any other model."""
-    m = from_card(entry.card, dataset)
+    m = from_card(entry.typed_card, dataset)
     if m is None or not is_collapsed(m):
         return None
     s = spread_of(entry.path, entry.cid, dataset)
     if not s.get("rms_distance") or not s.get("rms_norm"):
         return None
-    knn = ((entry.card.get("metrics") or {}).get("paper") or {}).get("knn_acc")
+    knn = entry.typed_card.figures("paper").knn_acc
     shrink = 2 ** 0.5 / s["relative"]
     shrink = float(f"{shrink:.2g}")  # two significant digits: "1/3,500", not "1/3,481"
     return (f"**Why this map still looks like a cloud.** This model has collapsed: uniformity {m['uniformity']:.2g} and "

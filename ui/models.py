@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
-from cl.checkpoints import checkpoint_id, read_card
+from cl.checkpoints import Card, checkpoint_id, read_card
 from cl.errors import CheckpointError
 
 from . import demo
@@ -48,22 +48,27 @@ class ModelEntry:
     snapshots: dict | None = field(default=None, repr=False)  # per-epoch embeddings (session models)
     uploaded: bool = False  # a session model the visitor uploaded (not trained here)
 
+    @cached_property
+    def typed_card(self) -> Card:
+        """:attr:`card` (the JSON as stored) read as a :class:`cl.checkpoints.Card`."""
+        return Card.from_dict(self.card)
+
     @property
     def name(self) -> str:
-        return str(self.card.get("name") or Path(self.path).stem)
+        return str(self.typed_card.name or Path(self.path).stem)
 
     @property
     def dataset(self) -> str:
-        return str(self.card.get("data", {}).get("dataset") or self.card.get("config", {}).get("dataset") or "?")
+        return str(self.typed_card.dataset or "?")
 
     @property
     def config(self) -> dict:
-        return self.card.get("config", {}) or {}
+        return self.typed_card.config
 
     @property
     def shape(self) -> tuple[int, int]:
-        spec = self.card.get("encoder_spec", {})
-        return int(spec.get("in_channels", 0)), int(spec.get("image_size", 0))
+        spec = self.typed_card.encoder_spec
+        return int(spec.in_channels), int(spec.image_size)
 
     @property
     def label(self) -> str:
@@ -86,20 +91,19 @@ class ModelEntry:
         if self.dataset == dataset:
             return True
         if dataset.startswith("archive:"):
-            source = str((self.card.get("data") or {}).get("source") or "")
+            source = str(self.typed_card.data.source or "")
             return f"sha256 {dataset[len('archive:'):]}" in source
         return False
 
     def train_note(self) -> str:
         """e.g. ``trained on 1,257 digits train images (complete)``."""
-        d = self.card.get("data", {})
-        n = d.get("n_images")
-        full = d.get("n_full")
-        text = (f"trained on {n:,} {d.get('label') or d.get('dataset', '?')} {d.get('split', 'train')} images"
+        d = self.typed_card.data
+        n, full = d.n_images, d.n_full
+        text = (f"trained on {n:,} {d.label or d.dataset or '?'} {d.split or 'train'} images"
                 if n else "training data unknown")
         if n and full and n < full:
             text += f" (partial: {n:,} of {full:,})"
-        epochs = self.card.get("training", {}).get("epochs_completed")
+        epochs = self.typed_card.training.epochs_completed
         if epochs:
             text += f", {epochs} epoch{'s' if epochs != 1 else ''}"
         return text

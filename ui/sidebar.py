@@ -17,6 +17,7 @@ from pathlib import Path
 import streamlit as st
 
 from cl import study
+from cl.checkpoints import Card
 from cl.data import SPECS, dataset_spec
 from cl.errors import UserError
 
@@ -245,10 +246,10 @@ def _on_model_upload() -> None:
                                              f"checkpoint.")
         return
     state.add_session_model({"path": path, "card": card, "snapshots": None, "uploaded": True})
-    spec = card["encoder_spec"]
-    shape = (int(spec["in_channels"]), int(spec["image_size"]))
+    typed = Card.from_dict(card)
+    shape = (int(typed.encoder_spec.in_channels), int(typed.encoder_spec.image_size))
     current = state.last_dataset() or FALLBACK_DATASET
-    name = card.get("name") or upload.name
+    name = typed.name or upload.name
     if _shape_of(current) == shape:
         state.set_active_model(path)
         state.set_byo_note("model", "success", f"{name} is now the active model on every page.", about=path)
@@ -257,7 +258,7 @@ def _on_model_upload() -> None:
     have = _shape_of(current)
     state.set_byo_note("model", "warning", about=path, text=(
         f"{name} is loaded, but it takes {shape[0]}x{shape[1]}x{shape[1]} images (trained on "
-        f"{card.get('data', {}).get('dataset', '?')}) and {dataset_label(current)} has "
+        f"{typed.data.dataset or '?'}) and {dataset_label(current)} has "
         + (f"{have[0]}x{have[1]}x{have[1]}" if have else "another shape")
         + (f". Choose {' or '.join(dataset_label(n) for n in fits)} under Data set to use it."
            if fits else ". No data set here has that shape.")))

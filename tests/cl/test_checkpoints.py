@@ -321,3 +321,49 @@ def test_check_compatible(tmp_path):
     check_compatible(mnist_card, 1, 28, "digits")
     with pytest.raises(CheckpointError):
         check_compatible(mnist_card, 3, 32, "cifar10")
+
+
+# ----------------------------------------------------------------------------- the Card type
+def test_every_shipped_card_reads_as_a_card_and_gives_back_its_json():
+    import glob
+
+    from cl.checkpoints import Card, read_card, shipped_checkpoints_dir
+
+    paths = sorted(glob.glob(str(shipped_checkpoints_dir() / "*.safetensors")))
+    assert len(paths) >= 20
+    for path in paths:
+        raw = read_card(path)
+        card = Card.read(path)
+        assert card.to_dict() == raw
+        # attributes against the JSON, read independently
+        assert card.name == raw["name"] and card.command == raw["command"] and card.config == raw["config"]
+        assert (card.data.dataset, card.data.split, card.data.n_images, card.data.complete) == (
+            raw["data"]["dataset"], raw["data"]["split"], raw["data"]["n_images"], raw["data"]["complete"])
+        assert card.training.seconds == raw["training"]["seconds"]
+        assert card.training.history == raw["training"]["history"]
+        for protocol in ("paper", "standard"):
+            figures = card.figures(protocol)
+            for key in ("linear_acc", "top3_acc", "knn_acc", "n_test", "split"):
+                assert getattr(figures, key) == raw["metrics"][protocol][key], (path, protocol, key)
+            assert figures.summary() == raw["metrics"][protocol]
+        assert card.encoder_spec.in_channels == raw["encoder_spec"]["in_channels"]
+        assert card.measures == raw["measures"]
+
+
+def test_an_older_card_reads_with_its_missing_parts_defaulted():
+    from cl.checkpoints import Card, check_compatible
+
+    older = {"format": "contrastive-explorer/1", "name": "old",
+             "encoder_spec": {"name": "paper", "width": 0, "in_channels": 1, "image_size": 28, "embedding_dim": 32},
+             "config": {"dataset": "mnist", "loss": "triplet"}, "data": {"dataset": "mnist", "n_images": 100},
+             "training": {"seconds": 3.5}, "metrics": {}, "something_new": [1, 2]}
+    card = Card.from_dict(older)
+    assert card.dataset == "mnist" and card.data.split is None and card.data.complete
+    assert card.test_data is None and card.measures is None and card.made_by is None and card.command is None
+    assert card.training.epochs_completed == 0 and card.training.stopped == "completed"
+    assert card.figures("paper").linear_acc is None  # an unevaluated model: no figures, no invented zeros
+    assert card.to_dict()["something_new"] == [1, 2]  # unknown keys survive
+    check_compatible(card, 1, 28)
+    check_compatible(older, 1, 28)  # a card's JSON is accepted where a Card is
+    with pytest.raises(CheckpointError, match="trained on mnist"):
+        check_compatible(card, 3, 32)

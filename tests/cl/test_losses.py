@@ -6,17 +6,27 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cl.errors import ConfigError
-from cl.losses import (LOSSES, ContrastiveMarginLoss, NTXentLoss, PairwiseCosineLoss, SupConLoss, TripletLoss,
-                       build_loss)
+from cl.losses import LOSSES, ContrastiveMarginLoss, NTXentLoss, PairwiseCosineLoss, SupConLoss, TripletLoss, build_loss
 
 torch.set_num_threads(1)
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def on_pairs(loss, a, b, y):
+    """``loss`` on the pairs ``(a[i], b[i], y[i])``, in the shared call shape (rows of ``[a; b]``)."""
+    rows = torch.arange(len(a))
+    return loss(torch.cat([a, b]), None, (rows, rows + len(a), y))
+
+
+def on_triplets(loss, a, p, n):
+    """``loss`` on the triplets ``(a[i], p[i], n[i])``, in the shared call shape (rows of ``[a; p; n]``)."""
+    rows = torch.arange(len(a))
+    return loss(torch.cat([a, p, n]), None, (rows, rows + len(a), rows + 2 * len(a)))
 
 
 def _pairs(seed: int, n: int = 17, d: int = 9):
@@ -34,7 +44,7 @@ def _pairs(seed: int, n: int = 17, d: int = 9):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pairwise_cosine_matches_torch(margin, seed):
     a, b, y = _pairs(seed)
-    ours = PairwiseCosineLoss(margin)(a, b, y)
+    ours = on_pairs(PairwiseCosineLoss(margin), a, b, y)
     ref = torch.nn.CosineEmbeddingLoss(margin=margin)(a, b, y)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
 
@@ -43,7 +53,7 @@ def test_pairwise_cosine_all_positive_and_all_negative():
     a, b, _ = _pairs(5)
     for value in (1.0, -1.0):
         y = torch.full((a.shape[0],), value, dtype=torch.float64)
-        torch.testing.assert_close(PairwiseCosineLoss(0.3)(a, b, y),
+        torch.testing.assert_close(on_pairs(PairwiseCosineLoss(0.3), a, b, y),
                                    torch.nn.CosineEmbeddingLoss(margin=0.3)(a, b, y))
 
 
@@ -53,7 +63,7 @@ def test_pairwise_cosine_all_positive_and_all_negative():
 def test_triplet_matches_torch(margin, seed):
     g = _gen(seed)
     a, p, n = (torch.randn(23, 8, generator=g, dtype=torch.float64) for _ in range(3))
-    ours = TripletLoss(margin)(a, p, n)
+    ours = on_triplets(TripletLoss(margin), a, p, n)
     ref = torch.nn.TripletMarginLoss(margin=margin, p=2)(a, p, n)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
 
@@ -74,7 +84,7 @@ def _hadsell_reference(a, b, y, margin):
 @pytest.mark.parametrize("seed", [0, 3])
 def test_contrastive_margin_matches_loop(margin, seed):
     a, b, y = _pairs(seed, n=15, d=4)
-    ours = float(ContrastiveMarginLoss(margin)(a, b, y))
+    ours = float(on_pairs(ContrastiveMarginLoss(margin), a, b, y))
     ref = _hadsell_reference(a, b, y, margin)
     # the implementation adds eps=1e-6 inside the distance (as torch.pairwise_distance does)
     assert ours == pytest.approx(ref, rel=1e-4, abs=1e-5)
@@ -83,7 +93,7 @@ def test_contrastive_margin_matches_loop(margin, seed):
 def test_contrastive_margin_accepts_zero_for_dissimilar():
     a, b, y = _pairs(7, n=12, d=4)
     y01 = torch.where(y > 0, 1.0, 0.0).double()
-    assert float(ContrastiveMarginLoss(2.0)(a, b, y01)) == pytest.approx(_hadsell_reference(a, b, y, 2.0), rel=1e-4,
+    assert float(on_pairs(ContrastiveMarginLoss(2.0), a, b, y01)) == pytest.approx(_hadsell_reference(a, b, y, 2.0), rel=1e-4,
                                                                          abs=1e-5)
 
 
@@ -106,14 +116,14 @@ def test_ntxent_matches_double_loop(tau, seed):
     g = _gen(seed)
     z1 = torch.randn(7, 5, generator=g, dtype=torch.float64)
     z2 = z1 + 0.3 * torch.randn(7, 5, generator=g, dtype=torch.float64)
-    ours = float(NTXentLoss(tau)(z1, z2))
+    ours = float(NTXentLoss(tau)(torch.cat([z1, z2])))
     assert ours == pytest.approx(_ntxent_reference(z1, z2, tau), rel=1e-9)
 
 
 def test_ntxent_is_scale_invariant():
     g = _gen(4)
     z1, z2 = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
-    torch.testing.assert_close(NTXentLoss(0.5)(z1, z2), NTXentLoss(0.5)(3.0 * z1, 0.25 * z2))
+    torch.testing.assert_close(NTXentLoss(0.5)(torch.cat([z1, z2])), NTXentLoss(0.5)(torch.cat([3.0 * z1, 0.25 * z2])))
 
 
 # ----------------------------------------------------------------------------- SupCon
@@ -162,7 +172,7 @@ def test_supcon_equals_ntxent_with_unique_labels(tau):
     z2 = torch.randn(n, 5, generator=g, dtype=torch.float64)
     labels = torch.arange(n)
     sup = SupConLoss(tau)(torch.cat([z1, z2]), torch.cat([labels, labels]))
-    nt = NTXentLoss(tau)(z1, z2)
+    nt = NTXentLoss(tau)(torch.cat([z1, z2]))
     torch.testing.assert_close(sup, nt, rtol=1e-10, atol=1e-12)
 
 
@@ -173,7 +183,7 @@ def test_gradients_match_torch_reference():
     grads = []
     for loss in (TripletLoss(1.0), torch.nn.TripletMarginLoss(margin=1.0, p=2)):
         a, p, n = (t.clone().requires_grad_(True) for t in (a0, p0, n0))
-        loss(a, p, n).backward()
+        (on_triplets(loss, a, p, n) if isinstance(loss, TripletLoss) else loss(a, p, n)).backward()
         grads.append((a.grad, p.grad, n.grad))
     for ours, ref in zip(*grads, strict=True):
         torch.testing.assert_close(ours, ref)
@@ -182,7 +192,7 @@ def test_gradients_match_torch_reference():
     grads = []
     for loss in (PairwiseCosineLoss(0.3), torch.nn.CosineEmbeddingLoss(margin=0.3)):
         a, b = a0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
-        loss(a, b, y).backward()
+        (on_pairs(loss, a, b, y) if isinstance(loss, PairwiseCosineLoss) else loss(a, b, y)).backward()
         grads.append((a.grad, b.grad))
     for ours, ref in zip(*grads, strict=True):
         torch.testing.assert_close(ours, ref)
@@ -216,9 +226,9 @@ def test_supcon_gradient_matches_loop_and_gradcheck():
     # numerical gradients too (finite differences), for NT-Xent and Hadsell
     assert torch.autograd.gradcheck(lambda t: SupConLoss(0.3)(t, labels), (z0.clone().requires_grad_(True),))
     z1, z2 = (torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
-    assert torch.autograd.gradcheck(lambda u, v: NTXentLoss(0.5)(u, v), (z1, z2))
+    assert torch.autograd.gradcheck(lambda u, v: NTXentLoss(0.5)(torch.cat([u, v])), (z1, z2))
     a, b, y = _pairs(34, n=8, d=3)
-    assert torch.autograd.gradcheck(lambda u, v: ContrastiveMarginLoss(2.0)(u, v, y),
+    assert torch.autograd.gradcheck(lambda u, v: on_pairs(ContrastiveMarginLoss(2.0), u, v, y),
                                     (a.requires_grad_(True), b.requires_grad_(True)))
 
 
@@ -249,3 +259,10 @@ def test_build_loss_takes_its_defaults_from_the_classes():
     # an override reaches only the losses that take it
     assert build_loss("supcon", margin=3.0).temperature == 0.1
     assert build_loss("triplet", temperature=3.0).margin == 1.0
+
+
+def test_every_loss_declares_what_its_batch_needs():
+    from cl.losses import LOSS_CLASSES, NEEDS
+
+    for name, cls in LOSS_CLASSES.items():
+        assert cls.needs in NEEDS, name

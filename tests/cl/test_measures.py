@@ -221,7 +221,7 @@ def test_a_new_models_card_carries_its_measures(tmp_path):
     again = M.measures_for_card(model, load_dataset("digits", "test"), "fer")
     for key in ("alignment", "uniformity", "rankme"):
         assert again[key] == pytest.approx(m[key], abs=1e-4), key
-    assert made.card["measures"] == m
+    assert made.card.measures == m
 
 
 def test_measures_on_sample_reuses_given_embeddings():

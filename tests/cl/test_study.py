@@ -7,11 +7,10 @@ import re
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
+from test_app_helpers import APP, ROOT, _ServerPagesManager
 
 from cl import study
 from cl.reference import PAPER_TABLE
-from test_app_helpers import _ServerPagesManager
-from test_app_helpers import APP, ROOT
 
 CKPT = ROOT / "checkpoints"
 
@@ -69,16 +68,19 @@ def test_shipped_structure_is_fresh_and_pairwise_is_more_line_like():
 
 def test_outlook_commands_use_the_triplet_budget_and_what_their_names_say():
     from cl.cli import build_parser
-    from cl.training import TrainConfig, resolve_config
+    from cl.training import resolve_config
+    from cl.workflow import config_from_args
 
-    for suffix, *_ in study.OUTLOOK:
-        t = build_parser().parse_args(["train", *study.outlook_train_args("mnist", suffix), "--out", "x"])
-        c = resolve_config(TrainConfig(dataset="mnist", recipe="paper", augmentation=t.augmentation, loss=t.loss,
-                                       epochs=t.epochs, lr=t.lr, negatives=t.negatives, mining=t.mining))
+    for model in study.OUTLOOK:
+        c = resolve_config(model.config("mnist"))
         assert (c.encoder, c.epochs, c.lr, c.batch_size, c.augmentation) == ("paper", 10, 0.15, 1024, "simclr")
-        assert c.loss == suffix.split("-")[0]
-        assert c.mining == ("batch-hard" if "batch-hard" in suffix else "semi-hard" if "semi-hard" in suffix else "none")
-        assert c.negatives == ("random" if "random" in suffix else "label-aware")
+        assert c.loss == model.suffix.split("-")[0]
+        assert c.mining == ("batch-hard" if "batch-hard" in model.suffix else "semi-hard" if "semi-hard" in model.suffix
+                            else "none")
+        assert c.negatives == ("random" if "random" in model.suffix else "label-aware")
+        # the command line written for it (build_checkpoints runs it) means the same model
+        t = build_parser().parse_args(["train", *study.outlook_train_args("mnist", model.suffix), "--out", "x"])
+        assert resolve_config(config_from_args(t)) == c
 
 
 @pytest.mark.parametrize("suffix,label_free", [("ntxent", True), ("supcon", False)])
@@ -89,16 +91,14 @@ def test_label_free_outlook_models_never_read_the_labels(suffix, label_free):
 
     import torch
 
-    from cl.cli import build_parser
     from cl.data import load_dataset
-    from cl.training import TrainConfig, train
+    from cl.reference import OUTLOOK_BY_SUFFIX
+    from cl.training import train
 
     data = load_dataset("digits", "train", download=False)
     data = dataclasses.replace(data, images=data.images[:512], labels=data.labels[:512])
     shuffled = dataclasses.replace(data, labels=data.labels[torch.randperm(512, generator=torch.Generator().manual_seed(1))])
-    t = build_parser().parse_args(["train", *study.outlook_train_args("digits", suffix), "--out", "x"])
-    cfg = TrainConfig(dataset="digits", recipe="paper", augmentation=t.augmentation, loss=t.loss, epochs=1,
-                      batch_size=128, lr=t.lr, negatives=t.negatives, mining=t.mining, device="cpu")
+    cfg = dataclasses.replace(OUTLOOK_BY_SUFFIX[suffix].config("digits", epochs=1), batch_size=128, device="cpu")
     a = train(cfg, data).model.state_dict()
     b = train(cfg, shuffled).model.state_dict()
     same = all(torch.equal(a[k], b[k]) for k in a)

@@ -12,6 +12,7 @@ from cl.data import load_dataset
 from cl.encoder import build_encoder
 from cl.errors import ConfigError
 from cl.evaluation import evaluate_model
+from cl.losses import LABELS, LOSS_CLASSES, ContrastiveLoss
 from cl.training import TrainConfig, resolve_config, train
 
 torch.set_num_threads(1)
@@ -260,3 +261,35 @@ def test_bf16_training_runs_the_encoder_in_bf16_and_keeps_float32_weights(small_
     assert not _same_weights(fp32.model, bf16.model)
     assert bf16.history[-1]["loss"] < bf16.history[0]["loss"]
     assert abs(bf16.history[-1]["loss"] - fp32.history[-1]["loss"]) < 0.1 * fp32.history[-1]["loss"]
+
+
+class _ClassCentroidLoss(ContrastiveLoss):
+    r"""A loss written only for this test: cross-entropy of each normalised embedding against the
+    batch's normalised class centroids, :math:`-\log \mathrm{softmax}_c(z_i \cdot \mu_c / 0.1)_{y_i}`."""
+
+    needs = LABELS
+    calls = 0
+
+    def forward(self, embeddings, labels=None, tuples=None):
+        type(self).calls += 1
+        z = torch.nn.functional.normalize(embeddings, dim=1)
+        classes, index = torch.unique(labels, return_inverse=True)
+        centroids = torch.zeros(len(classes), z.shape[1], dtype=z.dtype).index_add_(0, index, z)
+        centroids = torch.nn.functional.normalize(centroids, dim=1)
+        return torch.nn.functional.cross_entropy(z @ centroids.T / 0.1, index)
+
+
+def test_a_new_loss_is_one_class_and_one_registry_line(monkeypatch, digits_train, digits_test):
+    monkeypatch.setitem(LOSS_CLASSES, "class-centroid", _ClassCentroidLoss)
+    _ClassCentroidLoss.calls = 0
+    r = train(TrainConfig(dataset="digits", loss="class-centroid", epochs=1, seed=0, threads=1, device="cpu"),
+              digits_train)
+    steps = math.ceil(len(digits_train) / r.config.batch_size)
+    assert r.stopped == "completed" and len(r.history) == 1 and math.isfinite(r.history[0]["loss"])
+    # the loop asked the class what it needs (labels) and fed it every step the digits recipe's two views
+    assert _ClassCentroidLoss.calls == steps and r.config.views == 2
+    assert r.images_seen == 2 * len(digits_train)
+    torch.manual_seed(0)
+    untrained = evaluate_model(build_encoder("convnet", 1, 28, width=r.config.encoder_width), digits_test)
+    trained = evaluate_model(r.model, digits_test)
+    assert trained["knn_acc"] > untrained["knn_acc"], (trained["knn_acc"], untrained["knn_acc"])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shlex
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
 from cl import training
-from cl.cli import build_parser, main
 from cl.checkpoints import read_card
+from cl.cli import build_parser, main
 from cl.errors import CheckpointError, ConfigError
 from cl.training import TrainConfig, resolve_config
 from cl.workflow import MACHINE_FIELDS, config_from_args, open_model, train_command
@@ -25,8 +25,12 @@ def replay(command: str) -> TrainConfig:
     return resolve_config(config_from_args(build_parser().parse_args(words[3:])))
 
 
-def same_model_settings(a: TrainConfig, b: TrainConfig) -> bool:
-    return replace(a, **{f: None for f in MACHINE_FIELDS}) == replace(b, **{f: None for f in MACHINE_FIELDS})
+def same_model_settings(a, b) -> bool:
+    """Whether two configs (resolved, or a card's as TrainConfig) ask for the same model: every
+    field but the machine's own."""
+    def model_fields(c) -> dict:
+        return {k: v for k, v in asdict(c).items() if k not in MACHINE_FIELDS}
+    return model_fields(a) == model_fields(b)
 
 
 CONFIGS = [
@@ -104,3 +108,16 @@ def test_open_model_checks_the_data_fits(tmp_path):
 def test_negative_weight_decay_is_refused():
     with pytest.raises(ConfigError, match="weight decay"):
         resolve_config(TrainConfig(dataset="digits", weight_decay=-0.1))
+
+
+def test_the_config_walks_straight_down_make_model():
+    """scripts/trace_calls.py: under sys.setprofile, every function of cl/ handed the config during
+    one digits training through make_model is entered once (resolved once, not again below)."""
+    import runpy
+    from pathlib import Path
+
+    trace = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "trace_calls.py"))["trace"]
+    entered = trace()
+    assert entered[:2] == ["cl.workflow.make_model", "cl.training.resolve_config"]
+    assert "cl.training.train" in entered and "cl.workflow.train_command" in entered
+    assert len(entered) == len(set(entered)), entered
