@@ -116,7 +116,7 @@ def test_the_config_walks_straight_down_make_model():
     import runpy
     from pathlib import Path
 
-    trace = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "trace_calls.py"))["trace"]
+    trace = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "trace_calls.py"))["trace"]
     entered = trace()
     assert entered[:2] == ["cl.workflow.make_model", "cl.training.resolve_config"]
     assert "cl.training.train" in entered and "cl.workflow.train_command" in entered
