@@ -47,7 +47,7 @@ import streamlit as st  # noqa: E402 - after sys.path gets the repository root
 # _ModuleLock('narwhals.stable.v2')", seen once in the suite), so import it whole here, on the
 # script thread, before any background thread starts (about 0.07 s, once per process).
 try:
-    import narwhals.stable.v1  # noqa: F401 - imported now for the import-lock reason above
+    import narwhals.stable.v1
     import narwhals.stable.v2  # noqa: F401 - imported now for the import-lock reason above
 except ImportError:  # altair before 5.4 and older scikit-learn do without it
     pass

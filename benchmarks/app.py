@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from cl.errors import DataUnavailableError
+
+from .common import ROOT, _child_env, _Context, _load, _Skip
 from .loadtest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until_settled
-from .common import ROOT, _Context, _Skip, _child_env, _load
 
 
 # ------------------------------------------------------------------------------------ app

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 
-
 # ------------------------------------------------------------------------------------ machine
 def _loadavg() -> list[float] | None:
     try:

@@ -46,8 +46,8 @@ import torch
 from PIL import Image
 
 from cl.data import ImageSet, load_dataset
-from cl.errors import UserError
 from cl.encoder import PaperEncoder
+from cl.errors import UserError
 
 LOSS_LR = {"pairwise": 0.05, "triplet": 0.15}
 LOSS_EPOCHS = {"pairwise": 5, "triplet": 10}

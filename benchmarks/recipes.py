@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from cl.errors import ConfigError, DataUnavailableError
+
 from .common import _Context, _load, _ratio, _run_command
 
 # data set: (whole-command seconds limit, paper-protocol linear accuracy floor), see docs/recipes.md

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 
-
-
-
 # ------------------------------------------------------------------------------------ targets
 def targets(payload: dict) -> list[dict]:
     """The issue's targets, each with the measured value (None when not measured in this run)."""

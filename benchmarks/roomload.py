@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-from benchmarks.loadtest import CHROMIUM, CHROMIUM_ARGS
 from benchmarks.common import percentiles
+from benchmarks.loadtest import CHROMIUM, CHROMIUM_ARGS
 from benchmarks.wsroom import View, _require_loopback, _ws_url, rerun_msg
 
 SENT = re.compile(r"Sent as #(\d+)")

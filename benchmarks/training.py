@@ -7,10 +7,9 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from cl.errors import DataUnavailableError
 
-from .common import THRESHOLDS, _Context, _Skip, _load, _ratio, _run_command
+from .common import THRESHOLDS, _Context, _load, _ratio, _run_command, _Skip
 
 
 # ------------------------------------------------------------------------------------ train
@@ -59,8 +58,8 @@ def _part_train(ctx: _Context) -> dict:
             # As the study ran: one process that trains and evaluates. Ours evaluates for its card
             # (both protocols; the card's paper-protocol figures are what `evaluate` reports).
             one_ckpt = tmp / f"{dataset}-{aug}-{loss}-one.safetensors"
-            ctx.say(f"one process each: python -m cl train ... --epochs 1 against python -m benchmarks.paper_baseline "
-                    f"... --epochs 1 (train and evaluate)")
+            ctx.say("one process each: python -m cl train ... --epochs 1 against python -m benchmarks.paper_baseline "
+                    "... --epochs 1 (train and evaluate)")
             t_one, one_out = _run_command(ctx, ["-m", "cl", "train", "--dataset", dataset, "--recipe", "paper",
                                                 "--loss", loss, "--augmentation", aug, "--epochs", "1",
                                                 "--out", str(one_ckpt), "--json"])

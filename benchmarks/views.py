@@ -29,8 +29,8 @@ import statistics
 import sys
 import time
 
-from .common import _Context, _Skip, _child_env
-from .loadtest import CHART_DRAWN_JS, server_cpu, wait_idle  # noqa: F401  (wsroom and the tests name them here too)
+from .common import _child_env, _Context, _Skip
+from .loadtest import CHART_DRAWN_JS, server_cpu, wait_idle
 
 WARM = 2
 # (name, deep link, has a chart to wait for)

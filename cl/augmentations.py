@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .catalog import AUGMENTATIONS, PAPER_AUGMENTATIONS  # noqa: E402,F401  (re-exported)
+from .catalog import AUGMENTATIONS, PAPER_AUGMENTATIONS  # noqa: F401  (re-exported)
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator | None) -> torch.Tensor:

@@ -463,7 +463,7 @@ def cmd_grid(args) -> int:
     if args.preset == "outlook":
         return _grid_outlook(args, out)
     rows = []
-    scenarios = [(d, a, l) for d in args.datasets for a in args.augmentations for l in args.losses]
+    scenarios = [(d, a, loss) for d in args.datasets for a in args.augmentations for loss in args.losses]
     for i, (dataset, aug, loss) in enumerate(scenarios, 1):
         name = f"{dataset}-{aug}-{loss}"
         if not args.json:

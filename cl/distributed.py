@@ -71,7 +71,7 @@ def backend_for(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def session(device: "torch.device"):
+def session(device: torch.device):
     """Join the process group torchrun set up for this process, for the duration of a ``with``.
 
     Yields the :class:`Context`, or None when this process was started alone (then nothing is

@@ -84,9 +84,9 @@ def preload_probe_modules() -> None:
 
     def work():
         try:
-            import sklearn.linear_model  # noqa: F401 - imported ahead of use, on a background thread
-            import sklearn.metrics  # noqa: F401 - imported ahead of use, on a background thread
-            import sklearn.model_selection  # noqa: F401 - imported ahead of use, on a background thread
+            import sklearn.linear_model
+            import sklearn.metrics
+            import sklearn.model_selection
             import sklearn.neighbors  # noqa: F401 - imported ahead of use, on a background thread
         except Exception:  # noqa: BLE001 - the caller's own import will report it
             pass

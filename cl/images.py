@@ -73,7 +73,7 @@ def decode_image_bytes(data: bytes, name: str = "image", max_bytes: int = MAX_BY
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageInputError(f"{name}: the image is too large: it declares more pixels than the limit "
                               f"({max_pixels // 1_000_000} MP); this looks like a decompression bomb") from None
-    except UnidentifiedImageError as err:
+    except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image file this app can read (PNG, JPEG, GIF, BMP, TIFF or WebP)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise ImageInputError(f"{name}: the image is truncated or corrupt ({err})") from None

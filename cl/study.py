@@ -32,7 +32,7 @@ import numpy as np
 
 from .catalog import PAPER_AUGMENTATIONS
 from .checkpoints import Card, as_card, write_atomically
-from .checkpoints import shipped_checkpoints_dir as checkpoints_dir  # noqa: F401 - re-exported: pages and tests read it from cl.study
+from .checkpoints import shipped_checkpoints_dir as checkpoints_dir
 from .reference import NO_LABELS, OUTLOOK, PAPER_TABLE, outlook_names, outlook_train_args, scenario_name  # noqa: F401 - re-exported for pages and tests
 from .uncertainty import DIFFERENCE_METHOD
 

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS, augment_to_uint8, get_augmentation
+from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS
 from cl.samplers import draw_negatives
 from ui import cache, common, links, state
 from ui import images as ui_images

@@ -7,14 +7,13 @@ import numpy as np
 import streamlit as st
 import torch
 
+from cl.errors import UserError
 from cl.images import MAX_BYTES as MAX_IMAGE_BYTES
 from cl.retrieval import NeighborIndex, SimilarityScale, embed_one, fmt_match, ink_share, is_blank, prepare_query
-from cl.errors import UserError
 from ui import cache, common, state
 from ui import images as ui_images
 from ui import measures as shape
 from ui.words import class_counts, plain
-
 
 ctx = state.context()
 st.title("Retrieval")
@@ -98,7 +97,7 @@ def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
                                  invert={"auto": "auto", "yes": True, "no": False}[invert])
     except UserError as err:
         st.error(f"Cannot use this file: {err}", icon=":material/broken_image:")
-    except Exception as err:  # noqa: BLE001 - hostile files must never surface as a traceback
+    except Exception:  # noqa: BLE001 - hostile files must never surface as a traceback
         st.error(f"Cannot use this file: {name} could not be read as an image.", icon=":material/broken_image:")
     if prepared is None:
         return

@@ -5,14 +5,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from cl.catalog import AUGMENTATIONS, LOSSES
 from cl.checkpoints import Card
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
-from cl.catalog import AUGMENTATIONS, LOSSES
 from ui import accuracy, cache, charts, demo, jobs, links, models, state, vega
-from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
 from ui.measures import show_alignment_path
-from ui.words import explain
+from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
 
 ENCODER_WORDS = {"paper": "study's encoder", "convnet": "small ConvNet encoder"}
 

@@ -94,7 +94,7 @@ def map_trust_shot(page, url: str, args, out: Path, size: str) -> Path:
     canvas = page.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg").first
     try:
         canvas.wait_for(timeout=90_000)
-    except Exception:  # noqa: BLE001 - keep what is there, to look at
+    except Exception:
         page.screenshot(path=str(out / f"{size}-map-trust-failed.png"), full_page=True)
         raise
     time.sleep(1.5)

@@ -12,6 +12,7 @@ import streamlit as st
 from cl.checkpoints import Card, as_card
 from cl.measures import COLLAPSE_RANKME, COLLAPSE_RULE, COLLAPSE_UNIFORMITY, histogram_edges
 from cl.measures import is_collapsed as _is_collapsed
+
 KIND_NAMES = {"positive": "views of one image", "same_class": "same class", "other": "different classes"}
 KIND_COLORS = ["#2ca02c", "#1f77b4", "#d62728"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from cl.data import load_dataset
 from benchmarks.paper_baseline import build_tuples, pil_images
+from cl.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 

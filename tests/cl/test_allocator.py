@@ -55,9 +55,9 @@ def test_keep_freed_memory_reuses_large_blocks_instead_of_remapping_them():
 
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_other_settings_are_accepted_by_glibc():
-    code = ("import sys; sys.path.insert(0, {root!r}); from cl import allocator; "
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cl import allocator; "
             "print(allocator.limit_arenas(2), allocator.fixed_mmap_threshold(256 * 1024), "
-            "allocator.return_freed_memory())").format(root=str(ROOT))
+            "allocator.return_freed_memory())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["True", "True", "True"]
 

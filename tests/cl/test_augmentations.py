@@ -11,8 +11,19 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from cl.augmentations import (AUGMENTATIONS, Augmentation, _hsv_to_rgb, _rgb_to_hsv, augment_to_uint8, augment_uint8,
-                              color_jitter, gaussian_blur3, get_augmentation, random_grayscale, random_resized_crop_theta)
+from cl.augmentations import (
+    AUGMENTATIONS,
+    Augmentation,
+    _hsv_to_rgb,
+    _rgb_to_hsv,
+    augment_to_uint8,
+    augment_uint8,
+    color_jitter,
+    gaussian_blur3,
+    get_augmentation,
+    random_grayscale,
+    random_resized_crop_theta,
+)
 from cl.errors import ConfigError
 
 torch.set_num_threads(1)

@@ -13,8 +13,17 @@ import torch
 from PIL import Image
 
 import cl.data as data_mod
-from cl.data import (ImageSet, clear_cache, dataset_spec, dataset_status, load_dataset, load_gallery, resolve_data_dir,
-                     save_gallery, to_float)
+from cl.data import (
+    ImageSet,
+    clear_cache,
+    dataset_spec,
+    dataset_status,
+    load_dataset,
+    load_gallery,
+    resolve_data_dir,
+    save_gallery,
+    to_float,
+)
 from cl.errors import ConfigError, DataUnavailableError
 
 PROVENANCE_KEYS = {"dataset", "split", "n_images", "n_full", "complete", "source", "notes"}

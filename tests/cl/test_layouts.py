@@ -7,12 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from test_app_helpers import ROOT
 
 from cl.checkpoints import load_checkpoint
 from cl.evaluation import embed
 from cl.layouts import METHODS, gallery_for, gallery_rows, layout_path, load_layout, read_layouts
 from cl.projection import ProjectionParams, project
+
+from test_app_helpers import ROOT
 
 CKPT = ROOT / "checkpoints"
 

@@ -7,10 +7,11 @@ import re
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
-from test_app_helpers import APP, ROOT, _ServerPagesManager
 
 from cl import study
 from cl.reference import PAPER_TABLE
+
+from test_app_helpers import APP, ROOT, _ServerPagesManager
 
 CKPT = ROOT / "checkpoints"
 

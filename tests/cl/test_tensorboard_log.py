@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("tensorboard")
 
-from cl.checkpoints import load_checkpoint, read_card  # noqa: E402 - after the importorskip above
-from cl.cli import main  # noqa: E402 - after the importorskip above
-from cl.data import load_dataset  # noqa: E402 - after the importorskip above
-from cl.evaluation import embed  # noqa: E402 - after the importorskip above
-from cl.tensorboard_log import SCALARS  # noqa: E402 - after the importorskip above
+from cl.checkpoints import load_checkpoint, read_card
+from cl.cli import main
+from cl.data import load_dataset
+from cl.evaluation import embed
+from cl.tensorboard_log import SCALARS
 
 EPOCHS = 2
 

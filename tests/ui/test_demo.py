@@ -10,10 +10,10 @@ import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.testing.v1 import AppTest
 
-from test_app_helpers import _ServerPagesManager
-from test_app_helpers import APP, ROOT, data_dir
 from ui import demo
 from ui.demo import RunFile, SessionRegistry, plan_eviction
+
+from test_app_helpers import APP, ROOT, _ServerPagesManager, data_dir
 
 
 def test_eviction_takes_the_oldest_runs_of_ended_sessions_and_never_a_live_ones():
