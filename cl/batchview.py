@@ -28,6 +28,7 @@ and miner). The encoder runs in float32 here even where training used bf16 autoc
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -203,7 +204,8 @@ def build_batch(config, train_set: ImageSet, weights: dict | None = None) -> Los
         if weights is not None:
             run.module.load_state_dict(weights, strict=True)
         tap, loss_tap = _EncoderTap(run.model), _LossTap(run.loss_fn)
-        run.model, run.loss_fn = tap, loss_tap
+        # the tap stands in for the loss: the same call shape, needs and margin (duck-typed)
+        run.model, run.loss_fn = tap, cast(ContrastiveLoss, loss_tap)
         run.model.train()
         anchors, negatives, order = epoch_order(run)
         items = order[:c.batch_size]

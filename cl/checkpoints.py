@@ -20,12 +20,14 @@ import struct
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .errors import CheckpointError
 
 if TYPE_CHECKING:  # reading cards needs no torch: the app lists models before importing it
     import torch
+
+    from .encoder import ConvNetEncoder, PaperEncoder
 
 FORMAT = "contrastive-explorer/1"
 MAX_HEADER = 16 * 1024 * 1024
@@ -179,12 +181,13 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, card: dict)
     card.setdefault("versions", versions())
     # The spec must describe the model actually saved, or the file cannot be loaded back.
     is_convnet = isinstance(model, ConvNetEncoder)
+    encoder = cast("PaperEncoder | ConvNetEncoder", model)  # the two encoders a card can describe
     card["encoder_spec"] = {
         "name": "convnet" if is_convnet else "paper",
-        "width": int(model.backbone[0].out_channels) if is_convnet else 0,
-        "in_channels": int(model.in_channels),
-        "image_size": int(model.image_size),
-        "embedding_dim": int(model.embedding_dim),
+        "width": int(cast("torch.nn.Conv2d", cast("ConvNetEncoder", model).backbone[0]).out_channels) if is_convnet else 0,
+        "in_channels": int(encoder.in_channels),
+        "image_size": int(encoder.image_size),
+        "embedding_dim": int(encoder.embedding_dim),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     try:

@@ -339,6 +339,11 @@ def _load_for_eval(checkpoint: str, dataset: str | None, data_dir):
     return opened.model, opened.card, opened.dataset, opened.data
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    """``round`` that passes a missing figure through (a card without it, a query without a match scale)."""
+    return None if value is None else round(value, digits)
+
+
 def _own_embeddings(args):
     """The checked embeddings file of ``--embeddings`` (never together with a checkpoint)."""
     from .own_embeddings import load_own_embeddings
@@ -398,7 +403,7 @@ def cmd_neighbors(args) -> int:
     scale = SimilarityScale(index.z.numpy())
     hits = scale.rate(index.query(embed_one(model, prepared.tensor), k=args.k))
     rows = [{"index": h.index, "label": h.label, "class": test_set.classes[h.label], "origin": test_set.origins[h.index],
-             "similarity": round(h.similarity, 6), "match_percentile": round(h.percentile, 2)} for h in hits]
+             "similarity": round(h.similarity, 6), "match_percentile": _rounded(h.percentile, 2)} for h in hits]
     blank = is_blank(prepared.tensor)
     payload = {"neighbors": rows, "gallery": test_set.provenance(), "preprocessing": prepared.steps,
                "inverted": prepared.inverted, "blank_query": blank, "ink_share": round(ink_share(prepared.tensor), 4),
@@ -441,7 +446,7 @@ def _neighbors_in_file(args) -> int:
         return own.classes[label] if label >= 0 else "-"
 
     rows = [{"index": h.index, "label": h.label, "class": name(h.label), "origin": own.origins[h.index],
-             "similarity": round(h.similarity, 6), "match_percentile": round(h.percentile, 2)} for h in hits]
+             "similarity": round(h.similarity, 6), "match_percentile": _rounded(h.percentile, 2)} for h in hits]
     query = {"index": row, "class": name(int(own.labels[row])), "origin": own.origins[row]}
     payload = {"query": query, "neighbors": rows, "gallery": own.provenance(), "match_reference": scale.describe()}
     text = "\n".join([f"gallery: {own.name}, {len(own):,} rows; query: row {row} {query['origin']} ({query['class']}), "
@@ -476,8 +481,8 @@ def cmd_grid(args) -> int:
                      "n_train": card.data.n_images, "train_complete": card.data.complete,
                      "n_test": m.n_test, "seconds": card.training.seconds,
                      "paper_acc": paper[0], "paper_top3": paper[1], "paper_knn": paper[2],
-                     "acc": round(m.linear_acc, 4), "top3": round(m.top3_acc, 4), "knn": round(m.knn_acc, 4),
-                     "standard_acc": round(standard.linear_acc, 4)})
+                     "acc": _rounded(m.linear_acc, 4), "top3": _rounded(m.top3_acc, 4), "knn": _rounded(m.knn_acc, 4),
+                     "standard_acc": _rounded(standard.linear_acc, 4)})
     table = ["| scenario | train images | paper acc / top-3 / kNN | ours acc / top-3 / kNN | ours standard acc | train s |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -572,7 +577,7 @@ def _export_onnx(args) -> int:
     v = result["verification"]
     checked = (f"ONNX Runtime vs PyTorch on the first {v['n_images']} of {data.describe()}: max |diff| "
                f"{v['max_abs_diff']:.2e} ({'within' if v['passed'] else 'OVER'} {v['tolerance']:g})"
-               if "n_images" in v else f"not checked: {v['skipped']}")
+               if "n_images" in v and data is not None else f"not checked: {v['skipped']}")
     text = (f"{name} -> {args.out}: {', '.join(result['files'])}; input {result['input']['shape']} = pixel * 2/255 - 1, "
             f"output {result['output']['shape']}\n{checked}")
     _emit(args, {k: v for k, v in result.items() if k != "card"}, text)
@@ -690,11 +695,12 @@ def _scatter_png(xy, labels, classes, out, title):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=90)
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+    ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+    colours = plt.get_cmap("tab10")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=7)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=c, markersize=3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours(i), label=c, markersize=3)
                for i, c in enumerate(classes)]
     ax.legend(handles=handles, fontsize=5, loc="upper right", framealpha=0.6)
     fig.tight_layout()

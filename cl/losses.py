@@ -47,6 +47,7 @@ class ContrastiveLoss(nn.Module):
     ``needs``, one of :data:`NEEDS`."""
 
     needs: ClassVar[str]
+    margin: float = 0.0  # the triplet miners read it; a loss without a margin keeps 0
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None,
                 tuples: Tuples | None = None) -> torch.Tensor:

@@ -93,7 +93,7 @@ def _zero_grad(groups, set_to_none: bool) -> None:
                 p.grad.zero_()
 
 
-def build_optimizer(name: str, params, lr: float, weight_decay: float):
+def build_optimizer(name: str, params, lr: float, weight_decay: float) -> PlainSGD | PlainAdamW:
     if name == "sgd":
         return PlainSGD(params, lr=lr, weight_decay=weight_decay)
     return PlainAdamW(params, lr=lr, weight_decay=weight_decay)

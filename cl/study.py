@@ -109,7 +109,8 @@ def _gallery_embedding(path):
     from .layouts import gallery_for
 
     model, card = load_checkpoint(path)
-    gallery = gallery_for(as_card(card).data.dataset)
+    dataset = as_card(card).data.dataset
+    gallery = gallery_for(dataset) if dataset else None
     if gallery is None:
         return None, None, None
     return embed(model, gallery.images), gallery.labels.numpy(), f"{len(gallery):,} images of the {gallery.source}"

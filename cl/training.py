@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from . import distributed
-from .augmentations import AUGMENTATIONS, augment_to_uint8, augment_uint8, get_augmentation
+from .augmentations import AUGMENTATIONS, Augmentation, augment_to_uint8, augment_uint8, get_augmentation
 from .data import ImageSet, to_float
 from .encoder import ENCODERS, build_encoder, count_parameters
 from .errors import ConfigError
 from .losses import LABELS, LOSS_CLASSES, PAIRS, TRIPLETS, VIEWS, ContrastiveLoss, build_loss, loss_class, loss_default
-from .optim import build_optimizer, warmup_cosine
+from .optim import PlainAdamW, PlainSGD, build_optimizer, warmup_cosine
 from .samplers import MINERS, NEGATIVES, draw_negatives, mine_triplets, paper_anchors
 
 RECIPES = ("default", "paper")
@@ -276,9 +276,9 @@ class Run:
     c: ResolvedConfig
     device: torch.device
     model: torch.nn.Module  # what the steps call: the encoder, or DDP around it
-    opt: object
+    opt: PlainSGD | PlainAdamW
     loss_fn: ContrastiveLoss
-    aug: object
+    aug: Augmentation
     rng: np.random.Generator
     gen: torch.Generator
     images: torch.Tensor
@@ -288,8 +288,8 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     warmup: int
+    module: torch.nn.Module  # the plain encoder (evaluated and saved)
     fixed: tuple | None = None  # (anchors, negatives, positive images): the study's "augment once"
-    module: torch.nn.Module | None = None  # the plain encoder (evaluated and saved)
 
 
 def setup(c: ResolvedConfig, train_set: ImageSet) -> Run:
@@ -439,6 +439,8 @@ def batch_loss(run: Run, items: np.ndarray, anchors: np.ndarray, negatives: np.n
         return loss, n_images, None  # the same on every rank: computed on the gathered batch
     share = distributed.my_share(items)
     per_item = _pairs_loss if run.kind == PAIRS else _triplets_loss
+    if negatives is None:  # epoch_order draws them for every pair and triplet epoch
+        raise ValueError("pair and triplet batches need the epoch's negatives")
     loss, n_images = per_item(run, share, anchors, negatives)
     n_images = n_images // len(share) * len(items)
     ctx = distributed.current()
@@ -566,7 +568,7 @@ def forward_triplet(model: torch.nn.Module, x_a: torch.Tensor, x_p: torch.Tensor
         return encode(x_a), encode(x_p), encode(x_n)
     norms = [m for m in model.modules()
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.momentum is not None]
-    saved = [m.momentum for m in norms]
+    saved = [float(m.momentum) for m in norms if m.momentum is not None]  # every one: filtered above
     try:
         for m, momentum in zip(norms, saved, strict=True):
             m.momentum = 1.0 - (1.0 - momentum) ** 2

@@ -17,8 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checkpoints import Card
+
+if TYPE_CHECKING:  # torch is imported where a model is made: the pages that only read cards stay light
+    import torch
+
+    from .data import ImageSet
 from .errors import ConfigError
 
 # TrainConfig fields that describe this machine, not the model: a replay picks its own.
@@ -209,14 +215,14 @@ def make_model(config, out: str | Path, *, train_set=None, test_set=None, data_d
 
 @dataclass
 class OpenedModel:
-    model: object  # torch.nn.Module in eval mode
+    model: torch.nn.Module  # in eval mode
     card: Card
     dataset: str
-    data: object  # cl.data.ImageSet
+    data: ImageSet
 
 
 def data_for_card(card: Card | dict, dataset: str | None = None, split: str = "test", data_dir=None,
-                  download: bool = True, source: str = "") -> tuple[str, object]:
+                  download: bool = True, source: str = "") -> tuple[str, ImageSet]:
     """``(name, images)``: one split of the card's data set (or ``dataset``), checked to fit the model.
     A missing test split falls back to the shipped gallery."""
     from .checkpoints import as_card, check_compatible
@@ -232,7 +238,7 @@ def data_for_card(card: Card | dict, dataset: str | None = None, split: str = "t
     return name, data
 
 
-def open_model(checkpoint: str | Path, dataset: str | None = None, split: str = "test", data_dir=None,
+def open_model(checkpoint: str | os.PathLike, dataset: str | None = None, split: str = "test", data_dir=None,
                download: bool = True) -> OpenedModel:
     """Load a checkpoint (no unpickling) and the data it is to run on, and check that they fit."""
     from .checkpoints import load_checkpoint
@@ -259,7 +265,7 @@ def export_zip(checkpoint: str | os.PathLike, dataset: str, split: str, fmt: str
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export.", dir=work_dir)
     try:
-        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card.to_dict(), checkpoint=card.name or checkpoint,
+        export_embeddings(embed(model, data.images), data, fmt, tmp, card=card.to_dict(), checkpoint=card.name or str(checkpoint),
                           provenance=portable_provenance(data.provenance(), data_dir))
         return zip_folder(tmp)
     finally:
