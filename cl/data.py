@@ -315,8 +315,7 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     """
     if split not in ("train", "test"):
         raise ConfigError(f"unknown split {split!r}; use train or test")
-    data_source(name)  # validates the name
-    root = resolve_data_dir(data_dir)
+    root = resolve_data_dir(data_dir)  # an unknown name is refused by data_source, inside (never cached)
     try:
         return _load_cached(name, split, str(root.resolve()), download)
     except DataUnavailableError:

@@ -1,12 +1,20 @@
-"""Follow a training config down the library: which of cl's functions receive it, and how often.
+"""Follow a value down the library: which of cl's functions receive it, and how often.
 
-Runs one digits training through :func:`cl.workflow.make_model` (1 epoch) under ``sys.setprofile``
-and records every call of a function defined in ``cl/`` that is handed a training config
-(``TrainConfig`` or ``ResolvedConfig``) as an argument. A straight walk enters each once; the
-script lists every function entered more than once, and exits 1 if there is any.
+Two walks, each under ``sys.setprofile``, recording every call of a function defined in ``cl/``
+that is handed the value as an argument:
 
-    python scripts/trace_calls.py            # the summary
-    python scripts/trace_calls.py --all      # every function on the config's path, in order
+- the training config: one digits training through :func:`cl.workflow.make_model` (1 epoch), the
+  functions handed a ``TrainConfig`` or ``ResolvedConfig``;
+- the data set the sidebar names: both splits of ``--dataset`` loaded as the app loads them
+  (``ui.cache.load_data`` calls ``cl.data.load_dataset(name, split, download=False, ...)``), the
+  functions handed the name or its source object (per split, after clearing the loaded-set cache).
+
+A straight walk enters each function once (per split); the script lists every function entered
+more than once, and exits 1 if there is any.
+
+    python scripts/trace_calls.py                    # the summary
+    python scripts/trace_calls.py --all              # every function on each path, in order
+    python scripts/trace_calls.py --dataset mnist    # the data walk on another set (needs its files)
 """
 
 from __future__ import annotations
@@ -52,21 +60,56 @@ def trace(epochs: int = 1) -> list[str]:
     return entered
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--all", action="store_true", help="list every call on the config's path")
-    args = parser.parse_args(argv)
-    entered = trace()
+def trace_data(name: str = "digits", split: str = "train") -> list[str]:
+    """The functions of ``cl/`` handed the data set's name or its source object while one split
+    loads as the app loads it, in the order entered."""
+    sys.path.insert(0, str(ROOT))
+    from cl.data import DataSource, clear_cache, load_dataset
+
+    cl_dir = str(ROOT / "cl")
+    entered: list[str] = []
+
+    def profile(frame, event, _arg):
+        if event != "call" or not frame.f_code.co_filename.startswith(cl_dir):
+            return
+        code = frame.f_code
+        args = [frame.f_locals.get(n) for n in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]]
+        if any(a == name if isinstance(a, str) else isinstance(a, DataSource) for a in args):
+            module = Path(code.co_filename).relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+            entered.append(f"{module}.{code.co_qualname if hasattr(code, 'co_qualname') else code.co_name}")
+
+    clear_cache()
+    sys.setprofile(profile)
+    try:
+        load_dataset(name, split, download=False, allow_gallery=(split == "test"))
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+def _report(what: str, entered: list[str], show_all: bool) -> bool:
+    """Print one walk; whether it was straight."""
     counts = collections.Counter(entered)
-    if args.all:
-        print("\n".join(entered))
+    if show_all:
+        print("\n".join(f"  {e}" for e in entered))
     repeated = {name: n for name, n in counts.items() if n > 1}
-    print(f"{len(counts)} functions of cl/ received the config, {len(entered)} calls in all")
+    print(f"{what}: {len(counts)} functions of cl/ received it, {len(entered)} calls in all")
     for name, n in sorted(repeated.items(), key=lambda kv: -kv[1]):
         print(f"  entered {n} times: {name}")
     if not repeated:
         print("  each entered once: a straight walk")
-    return 1 if repeated else 0
+    return not repeated
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="list every call on each path")
+    parser.add_argument("--dataset", default="digits", help="the data set of the data walk (default: digits)")
+    args = parser.parse_args(argv)
+    straight = _report("the training config, one digits training", trace(), args.all)
+    for split in ("train", "test"):
+        straight &= _report(f"the data set {args.dataset!r}, {split} split", trace_data(args.dataset, split), args.all)
+    return 0 if straight else 1
 
 
 if __name__ == "__main__":

@@ -121,3 +121,17 @@ def test_the_config_walks_straight_down_make_model():
     assert entered[:2] == ["cl.workflow.make_model", "cl.training.resolve_config"]
     assert "cl.training.train" in entered and "cl.workflow.train_command" in entered
     assert len(entered) == len(set(entered)), entered
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_data_set_name_walks_straight_down_to_the_tensors(split):
+    """scripts/trace_calls.py: loading a split as the app does hands the data set's name (or its
+    source object) to each function of cl/ once: the name is resolved to a source once."""
+    import runpy
+    from pathlib import Path
+
+    trace_data = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "trace_calls.py"))["trace_data"]
+    entered = trace_data("digits", split)
+    assert entered[0] == "cl.data.load_dataset" and entered[-1] == "cl.data.DigitsSource.load"
+    assert entered.count("cl.data.data_source") == 1
+    assert len(entered) == len(set(entered)), entered
