@@ -47,6 +47,7 @@ class ModelEntry:
     cid: str
     snapshots: dict | None = field(default=None, repr=False)  # per-epoch embeddings (session models)
     uploaded: bool = False  # a session model the visitor uploaded (not trained here)
+    own: bool = False  # an embeddings file made elsewhere (ui.own): its rows are the test embeddings, no network
 
     @property
     def name(self) -> str:
@@ -67,6 +68,8 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
+        if self.own:
+            return f"{self.name} (your embeddings file)"
         c = self.config
         where = {"shipped": "shipped", "session": "trained this session", "runs": "runs folder"}[self.source]
         if self.uploaded:
@@ -92,6 +95,10 @@ class ModelEntry:
 
     def train_note(self) -> str:
         """e.g. ``trained on 1,257 digits train images (complete)``."""
+        if self.own:
+            p = self.card.get("own", {})
+            return (f"embeddings made elsewhere: {p.get('n_images', 0):,} rows of {p.get('dim', 0):,} dimensions; "
+                    f"no model here")
         d = self.card.get("data", {})
         n = d.get("n_images")
         full = d.get("n_full")
