@@ -149,7 +149,10 @@ def evaluation(path: str, cid: str, dataset: str, protocol: str) -> dict:
             raise ConfigError(f"{own.label(dataset)} has no labels; a probe and kNN need each row's class")
         if protocol == "standard":
             load_data(dataset, "train")  # says why there is none
-        return evaluate_embeddings(embeddings(path, cid, dataset, "test"), test_set, "paper", seed=0)
+        r = evaluate_embeddings(embeddings(path, cid, dataset, "test"), test_set, "paper", seed=0)
+        name = own.opened(dataset)[0].name  # the file as the person named it, not its id
+        return {**r, "dataset": name, "fitted_on": {**r["fitted_on"], "dataset": name},
+                "scored_on": {**r["scored_on"], "dataset": name}}
     shipped = load_evaluation(path, protocol, split_digest(dataset, "test"), status(dataset).get("n_train"))
     if shipped is not None:  # a shipped model on the same test images: computed by the build script
         return {**shipped, "shipped": True}
@@ -181,7 +184,8 @@ def predictions(path: str, cid: str, dataset: str) -> tuple[np.ndarray, str]:
         how = f"linear probe fitted on {r['n_fit']:,} {dataset} train images"
     except DataUnavailableError:
         r = evaluation(path, cid, dataset, "paper")
-        how = (f"paper protocol probe fitted on {r['n_fit']:,} {dataset} test images; "
+        shown = own.opened(dataset)[0].name if own.is_own(dataset) else dataset
+        how = (f"paper protocol probe fitted on {r['n_fit']:,} {shown} test images; "
                f"the other {n - r['n_test']:,} points have no prediction")
     pred = np.full(n, -1, dtype=np.int64)
     pred[np.asarray(r["scored_indices"], dtype=np.int64)] = np.asarray(r["predictions"], dtype=np.int64)

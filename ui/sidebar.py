@@ -370,7 +370,7 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
 
 def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bool) -> None:
     """The active model's checkpoint and its test embeddings as downloads (made on click)."""
-    if model is None:
+    if model is None or model.own:  # an embeddings file: the person has it already
         return
     st.caption("Take it with you")
     path = model.path

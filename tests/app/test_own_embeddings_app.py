@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -39,18 +40,131 @@ def upload(at, files):
     return at
 
 
+def as_upload(path: Path) -> tuple[str, bytes, str]:
+    return (path.name, path.read_bytes(), "application/octet-stream")
+
+
 def dataset_box(at):
     return next(s for s in at.sidebar.selectbox if s.label == "Data set")
 
 
-def test_an_exported_file_opens_on_embedding_metrics_and_retrieval(exported):
+def images_zip(npz: Path) -> bytes:
+    """The digits test images as PNG files named by the file's origins (what a person would zip)."""
+    from PIL import Image
+
+    from cl.data import load_dataset
+
+    origins = np.load(npz, allow_pickle=False)["origins"].tolist()
+    test = load_dataset("digits", "test", download=False, allow_gallery=True)
+    assert list(test.origins) == origins  # the export names each row's image
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for origin, img in zip(origins, test.images.numpy(), strict=True):
+            png = io.BytesIO()
+            Image.fromarray(img[0]).save(png, "PNG")
+            zf.writestr(origin, png.getvalue())
+    return buf.getvalue()
+
+
+def test_an_exported_file_opens_on_every_page_that_needs_no_model(exported):
     npz, _ckpt = exported
-    at = upload(new_session(), (npz.name, npz.read_bytes(), "application/octet-stream"))
+    at = upload(new_session(), as_upload(npz))
     assert str(dataset_box(at).value).startswith("embeddings:"), texts(at)
     assert "It is now the data set" in texts(at)
-    for page in ("embedding", "metrics", "retrieval"):
-        at.switch_page(f"pages/{page}.py").run()
-        print(page, [e.stack_trace for e in at.exception], texts(at)[:1500])
+    assert model_box(at) is not None and "your embeddings file" in model_box(at).format_func(model_box(at).value)
+    goto(at, "embedding")
+    assert "trustworthiness" in texts(at) and "Not offered for an embeddings file" in texts(at)
+    assert any("t-SNE" in c.proto.spec for c in at.get("vega_lite_chart"))  # the map
+    goto(at, "metrics")
+    assert "Standard protocol unavailable" in texts(at)
+    goto(at, "retrieval")
+    assert "Top 10 neighbours" in texts(at) and "searching with a new image" in texts(at)
     for page in ("train", "augmentations", "compare", "batch"):
         goto(at, page)
         assert "needs a model" in texts(at), page
+    # the sidebar offers no checkpoint download for a file that is not one
+    assert not [b for b in at.sidebar.get("download_button") if "checkpoint" in str(b.proto.label).lower()]
+
+
+def test_metrics_equal_the_cli_and_neighbours_equal_the_model(exported):
+    npz, ckpt = exported
+    cli = subprocess.run([sys.executable, "-m", "cl", "evaluate", "--embeddings", str(npz), "--protocol", "paper",
+                          "--json"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+    want = json.loads(cli.stdout)
+    at = goto(upload(new_session(), as_upload(npz)), "metrics")
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Linear probe accuracy"].startswith(f"{want['linear_acc']:.3f}"), shown
+    assert shown["kNN-30 accuracy"].startswith(f"{want['knn_acc']:.3f}"), shown
+    assert f"scored on {want['n_test']:,}" in texts(at) and npz.name in texts(at)
+
+    # The model's own neighbours of test image 7, computed from the checkpoint itself.
+    from cl.evaluation import embed
+    from cl.retrieval import NeighborIndex
+    from cl.workflow import open_model
+
+    opened = open_model(ckpt, None, "test", download=False)
+    index = NeighborIndex(embed(opened.model, opened.data.images), opened.data.labels.numpy())
+    model_hits = [opened.data.origins[h.index] for h in index.query(index.z[7].numpy(), k=10, exclude=7)]
+    goto(at, "retrieval")
+    at.number_input(key=f"ret_index_{dataset_box(at).value}").set_value(7).run()
+    gallery = next(c.value for c in at.caption if " · match " in str(c.value))
+    assert re.findall(r"digits/\d+", gallery) == model_hits
+
+
+def test_images_come_along_from_a_zip(exported):
+    npz, _ckpt = exported
+    at = upload(new_session(), [as_upload(npz), ("digit images.zip", images_zip(npz), "application/zip")])
+    assert "with their images" in texts(at), texts(at)
+    goto(at, "embedding")
+    goto(at, "retrieval")
+    captions = [str(c) for im in at.image for c in im.captions]
+    assert sum(" · match " in c for c in captions) == 10, captions  # the neighbours as pictures, with their origins
+    assert not [c for c in at.caption if " · match " in str(c.value)]  # not the text-only fallback
+
+
+@pytest.mark.parametrize("name, make, says", [
+    ("nan.npz", lambda: _npz(embeddings=np.full((5, 4), np.nan, np.float32)), "NaN"),
+    ("short.npz", lambda: _npz(embeddings=np.ones((5, 4), np.float32), labels=np.arange(4)), "match one to one"),
+    ("notes.npz", lambda: b"hello", "not a readable .npz file"),
+    ("big.npz", lambda: _npz(embeddings=np.ones((5, 20_000), np.float32)), "over the limit"),
+])
+def test_a_bad_file_is_one_line_and_changes_nothing(exported, name, make, says):
+    npz, _ckpt = exported
+    at = new_session()
+    before_dataset, before_model = dataset_box(at).value, model_box(at).value
+    at = upload(at, (name, make(), "application/octet-stream"))
+    errors = [e.value for e in at.sidebar.error]
+    assert len(errors) == 1 and says in errors[0] and "\n" not in errors[0], errors
+    assert dataset_box(at).value == before_dataset and model_box(at).value == before_model
+    from ui.own import folder
+
+    assert not (folder().exists() and list(folder().glob("*.npz")))  # nothing kept
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_the_link_reopens_the_file_and_a_gone_file_says_so(exported):
+    npz, _ckpt = exported
+    at = upload(new_session(), as_upload(npz))
+    dataset = str(dataset_box(at).value)
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP
+
+    fresh = AppTest.from_file(str(APP), default_timeout=180)
+    fresh.query_params["dataset"] = dataset
+    fresh.run()
+    assert not fresh.exception
+    assert dataset_box(fresh).value == dataset, texts(fresh)
+    from ui.own import path_of
+
+    path_of(dataset).unlink()
+    gone = AppTest.from_file(str(APP), default_timeout=180)
+    gone.query_params["dataset"] = dataset
+    gone.run()
+    assert not gone.exception
+    assert "no longer on this server" in texts(gone) and dataset_box(gone).value == "digits"
