@@ -89,7 +89,7 @@ with tab_test:
     with q2:
         hits = index.query(emb[i], k=k, exclude=i)
         st.markdown(f"**Top {len(hits)} neighbours** (class · match · image; the query is excluded)")
-        show_neighbours(hits, int(labels[i]))
+        show_neighbours(hits, int(labels[i]) if ctx.status.get("labelled", True) else None)
 
 
 def query_panel(data: bytes, name: str, invert: str, what: str) -> None:

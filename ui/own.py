@@ -23,6 +23,7 @@ from .models import ModelEntry
 
 PREFIX = "embeddings:"  # the data-set name of a kept file: embeddings:ID
 EMBEDDING_SUFFIXES = (".npz", ".parquet")
+NO_LABEL = "no label"  # the one class of a file without labels
 
 
 def folder() -> Path:
@@ -67,13 +68,17 @@ def image_set(dataset: str) -> ImageSet:
     """The file's rows as the test split of data set ``dataset`` (no images: a ``(N, 0, 0, 0)`` tensor)."""
     own, images = opened(dataset)
     base = own.image_set(images)
-    return ImageSet(dataset, "test", base.images, base.labels, base.classes, base.source, notes=base.notes,
+    labels, classes = base.labels, base.classes
+    if not own.has_labels:  # one class for every row: maps and neighbours work, probes are refused (ui.cache)
+        labels, classes = labels.clamp(min=0), [NO_LABEL]
+    return ImageSet(dataset, "test", base.images, labels, classes, base.source, notes=base.notes,
                     label=own.name, origins=base.origins)
 
 
 def status(dataset: str) -> dict:
     own, images = opened(dataset)
-    return {"n_train": 0, "n_test": len(own), "train_complete": True, "images": images is not None}
+    return {"n_train": 0, "n_test": len(own), "train_complete": True, "images": images is not None,
+            "labelled": own.has_labels}
 
 
 def label(dataset: str) -> str:

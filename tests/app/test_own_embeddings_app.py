@@ -168,3 +168,14 @@ def test_the_link_reopens_the_file_and_a_gone_file_says_so(exported):
     gone.run()
     assert not gone.exception
     assert "no longer on this server" in texts(gone) and dataset_box(gone).value == "digits"
+
+
+def test_a_file_without_labels_or_images_still_maps_and_finds_neighbours():
+    rng = np.random.default_rng(0)
+    at = upload(new_session(), ("vectors.npz", _npz(embeddings=rng.normal(size=(60, 8)).astype(np.float32)),
+                                "application/octet-stream"))
+    assert "no labels" in texts(at)
+    for page in ("embedding", "retrieval"):
+        goto(at, page)
+    at = goto(at, "metrics")
+    assert "has no labels" in texts(at)
