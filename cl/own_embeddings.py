@@ -28,6 +28,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -405,7 +406,7 @@ def store_own_embeddings(own: OwnEmbeddings, images, folder: str | os.PathLike, 
 
     folder = Path(folder)
     key = hashlib.sha256(content).hexdigest()[:16]
-    arrays = {"embeddings": own.embeddings, "labels": own.labels, "classes": np.asarray(own.classes, dtype=str),
+    arrays: dict[str, Any] = {"embeddings": own.embeddings, "labels": own.labels, "classes": np.asarray(own.classes, dtype=str),
               "origins": np.asarray(own.origins, dtype=str), "name": np.asarray(own.name),
               "has_labels": np.asarray(own.has_labels)}
     if images is not None:

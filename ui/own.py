@@ -16,7 +16,7 @@ import streamlit as st
 
 from cl.data import ImageSet
 from cl.errors import UserError
-from cl.own_embeddings import NEEDS_A_MODEL, EmbeddingLimits, open_stored, stored_path
+from cl.own_embeddings import MAX_STORED, NEEDS_A_MODEL, EmbeddingLimits, open_stored, stored_path
 
 from . import demo
 from .models import ModelEntry
@@ -24,6 +24,7 @@ from .models import ModelEntry
 PREFIX = "embeddings:"  # the data-set name of a kept file: embeddings:ID
 EMBEDDING_SUFFIXES = (".npz", ".parquet")
 NO_LABEL = "no label"  # the one class of a file without labels
+MAX_KEPT_DEMO = 20  # files kept on a hosted demo (each up to 100 MB of vectors and 200 MB of images)
 
 
 def folder() -> Path:
@@ -133,7 +134,7 @@ def take_upload(files: list) -> tuple[str, str]:
                                      f"{lim.max_images_bytes / 2**20:,.0f} MiB limit for the images")
         images = load_images(own, archive, lim)
         content = data + archive
-    key = store_own_embeddings(own, images, folder(), content)
+    key = store_own_embeddings(own, images, folder(), content, keep=MAX_KEPT_DEMO if demo.enabled() else MAX_STORED)
     what = (f"{own.name}: {len(own):,} rows of {own.embeddings.shape[1]:,} dimensions, "
             + (f"{len(own.classes):,} classes" if own.has_labels else "no labels")
             + (", with their images" if images is not None else ", no images"))
