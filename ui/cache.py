@@ -179,6 +179,8 @@ def predictions(path: str, cid: str, dataset: str) -> tuple[np.ndarray, str]:
     The standard protocol's probe (fitted on the train split) predicts every test image; when
     the train split is unavailable the paper protocol's probe scores its 20 % only."""
     n = len(load_data(dataset, "test"))
+    if own.is_own(dataset) and not own.opened(dataset)[0].has_labels:
+        return np.full(n, -1, dtype=np.int64), "none: the embeddings file has no labels to fit a probe on"
     try:
         r = evaluation(path, cid, dataset, "standard")
         how = f"linear probe fitted on {r['n_fit']:,} {dataset} train images"

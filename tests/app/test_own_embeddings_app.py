@@ -82,6 +82,8 @@ def test_an_exported_file_opens_on_every_page_that_needs_no_model(exported):
     for page in ("train", "augmentations", "compare", "batch"):
         goto(at, page)
         assert "needs a model" in texts(at), page
+    for page in ("home", "study", "room", "join"):  # pages about the shipped study and the room still open
+        goto(at, page)
     # the sidebar offers no checkpoint download for a file that is not one
     assert not [b for b in at.sidebar.get("download_button") if "checkpoint" in str(b.proto.label).lower()]
 
@@ -177,5 +179,20 @@ def test_a_file_without_labels_or_images_still_maps_and_finds_neighbours():
     assert "no labels" in texts(at)
     for page in ("embedding", "retrieval"):
         goto(at, page)
+    goto(at, "embedding").segmented_control(key="emb_color").set_value("predicted").run()
+    assert not at.exception and "no labels to fit a probe on" in texts(at)
     at = goto(at, "metrics")
     assert "has no labels" in texts(at)
+
+
+def test_a_parquet_file_with_string_labels_opens_like_an_npz(exported, tmp_path):
+    import pandas as pd
+
+    npz, _ckpt = exported
+    z = np.load(npz, allow_pickle=False)
+    names = z["classes"][z["labels"]]
+    path = tmp_path / "vectors.parquet"
+    pd.DataFrame({"embedding": list(z["embeddings"]), "label": names, "origin": z["origins"]}).to_parquet(path)
+    at = goto(upload(new_session(), as_upload(path)), "metrics")
+    want = goto(upload(new_session(), as_upload(npz)), "metrics")
+    assert {m.label: m.value for m in at.metric} == {m.label: m.value for m in want.metric}
