@@ -359,7 +359,8 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
                          help="An `embeddings` matrix (N x D); optional `labels`, `classes` and `origins` (each row's "
                               "image path inside the zip), as `python -m cl export --format npz` writes. At most "
                               f"{emb_limits.max_rows:,} rows, {emb_limits.max_dim:,} dimensions, "
-                              f"{emb_limits.max_file_bytes // 2**20:,} MB. Maps, probes and neighbours work on it; "
+                              f"{emb_limits.max_file_bytes // 2**20:,} MB (the zip {emb_limits.max_images_bytes // 2**20:,} "
+                              "MB). Maps, probes and neighbours work on it; "
                               "what needs a model (augmented views, a new query image, training) does not.")
         _downloads(dataset, model, test_available)
     # Below the panel, shown even when it is closed: what became of an upload stays in sight.
@@ -460,7 +461,7 @@ def render() -> Context:
                   for n, shape in shapes.items()}
         requested = _select("Data set", state.K_DATASET, list(shapes), FALLBACK_DATASET, format_func=labels.get,
                             help="digits is bundled with scikit-learn and always works offline. Your own image "
-                                 "sets (uploaded below) are listed too.")
+                                 "sets and embeddings files (uploaded below) are listed too.")
         notes: list[str] = []
         status = cache.status(requested)
         dataset = requested
