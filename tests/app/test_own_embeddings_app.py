@@ -196,3 +196,11 @@ def test_a_parquet_file_with_string_labels_opens_like_an_npz(exported, tmp_path)
     at = goto(upload(new_session(), as_upload(path)), "metrics")
     want = goto(upload(new_session(), as_upload(npz)), "metrics")
     assert {m.label: m.value for m in at.metric} == {m.label: m.value for m in want.metric}
+
+
+def test_a_tiny_file_opens_on_every_page_without_a_traceback():
+    rng = np.random.default_rng(0)
+    at = upload(new_session(), ("tiny.npz", _npz(embeddings=rng.normal(size=(5, 3)).astype(np.float32),
+                                                 labels=np.arange(5)), "application/octet-stream"))
+    for page in ("embedding", "metrics", "retrieval"):
+        goto(at, page)
