@@ -204,3 +204,14 @@ def test_a_tiny_file_opens_on_every_page_without_a_traceback():
                                                  labels=np.arange(5)), "application/octet-stream"))
     for page in ("embedding", "metrics", "retrieval"):
         goto(at, page)
+
+
+def test_demo_mode_bounds_an_embeddings_file_more_tightly(monkeypatch):
+    rows = np.random.default_rng(0).normal(size=(20_001, 2)).astype(np.float32)  # 160 kB: over the demo's 20,000 rows
+    monkeypatch.setenv("CL_DEMO", "1")
+    at = upload(new_session(), ("many.npz", _npz(embeddings=rows), "application/octet-stream"))
+    errors = [e.value for e in at.sidebar.error]
+    assert len(errors) == 1 and "20,001 x 2 embeddings is over the limit (20,000 rows" in errors[0], errors
+    monkeypatch.delenv("CL_DEMO")
+    at = upload(new_session(), ("many.npz", _npz(embeddings=rows), "application/octet-stream"))
+    assert not at.sidebar.error and "20,001 rows" in texts(at)
