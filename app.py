@@ -99,7 +99,7 @@ page.run()
 
 # The active model's test embeddings, in the background (ui/cache.py): Retrieval opens at once.
 _ctx = state.context()
-if _ctx.model is not None:
+if _ctx.model is not None and not _ctx.model.own:  # an embeddings file has its vectors already
     from ui import cache
 
     cache.warm_test_embeddings(_ctx.model.path, _ctx.model.cid, _ctx.dataset)

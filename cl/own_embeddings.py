@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -385,3 +387,65 @@ def _folder_reader(root: Path):
         return path.read_bytes()
 
     return read
+
+
+# --------------------------------------------------------------------------- kept on a server
+# The app keeps a checked file (and its images, decoded) as one plain .npz named by the content
+# hash of what was uploaded: a link ``dataset=embeddings:ID`` reopens it while it is kept.
+STORED_ID = re.compile(r"[0-9a-f]{16}")
+MAX_STORED = 50  # files kept in the folder; the least recently stored go first
+
+
+def store_own_embeddings(own: OwnEmbeddings, images, folder: str | os.PathLike, content: bytes,
+                         keep: int = MAX_STORED) -> str:
+    """Keep a checked file (``images``: uint8 ``(N, C, H, W)`` or ``None``) in ``folder`` under
+    the SHA-256 of ``content`` (the uploaded bytes); returns that id. Written atomically; the
+    folder holds at most ``keep`` files."""
+    import hashlib
+    import tempfile
+
+    folder = Path(folder)
+    key = hashlib.sha256(content).hexdigest()[:16]
+    arrays: dict[str, Any] = {"embeddings": own.embeddings, "labels": own.labels, "classes": np.asarray(own.classes, dtype=str),
+              "origins": np.asarray(own.origins, dtype=str), "name": np.asarray(own.name),
+              "has_labels": np.asarray(own.has_labels)}
+    if images is not None:
+        arrays["images"] = np.asarray(images.numpy() if hasattr(images, "numpy") else images, dtype=np.uint8)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".own.", suffix=".part", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, folder / f"{key}.npz")
+    except OSError as err:
+        raise OwnEmbeddingsError(f"{own.name}: cannot be stored on the server ({err.strerror or err})") from None
+    stored = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+    for old in stored[: max(0, len(stored) - keep)]:
+        if old.stem != key:
+            old.unlink(missing_ok=True)
+    return key
+
+
+def stored_path(key: str, folder: str | os.PathLike) -> Path | None:
+    """The kept file of id ``key``, or ``None`` (not an id, or no longer kept)."""
+    if not STORED_ID.fullmatch(key):
+        return None
+    path = Path(folder) / f"{key}.npz"
+    return path if path.is_file() else None
+
+
+def open_stored(path: str | os.PathLike):
+    """``(OwnEmbeddings, images or None)`` of a file :func:`store_own_embeddings` wrote."""
+    import torch
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            own = OwnEmbeddings(str(z["name"]), z["embeddings"].astype(np.float32), z["labels"].astype(np.int64),
+                                [str(c) for c in z["classes"].tolist()], [str(o) for o in z["origins"].tolist()],
+                                bool(z["has_labels"]))
+            images = torch.from_numpy(z["images"].copy()) if "images" in z.files else None
+    except (OSError, ValueError, KeyError) as err:
+        raise OwnEmbeddingsError(f"the kept embeddings file cannot be read ({err})") from None
+    if not own.has_labels:
+        own.notes.append("no labels: accuracies and class colours are not available")
+    return own, images

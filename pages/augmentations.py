@@ -6,13 +6,15 @@ import torch
 
 from cl.augmentations import AUGMENTATIONS, PAPER_AUGMENTATIONS
 from cl.samplers import draw_negatives
-from ui import cache, common, links, state
+from ui import cache, common, links, own, state
 from ui import images as ui_images
 from ui.sidebar import AUG_HELP
 from ui.words import plain
 
 ctx = state.context()
 st.title("Augmentations")
+if ctx.model is not None and ctx.model.own:
+    own.needs_a_model("Showing augmentations")
 st.caption("A contrastive model learns that an image and its augmented copy (the positive) belong together and "
            "that an image of another class (the negative) does not. What the augmentation changes is what the "
            "model learns to ignore.")

@@ -10,7 +10,7 @@ from cl.batchview import data_text, headline
 from cl.data import resolve_data_dir
 from cl.losses import LOSSES
 from ui import batchview as view
-from ui import common, state
+from ui import common, own, state
 from ui import images as ui_images
 from ui.sidebar import LOSS_HELP
 
@@ -50,6 +50,8 @@ EXPLAIN = {
 
 ctx = state.context()
 st.title("What the loss sees")
+if ctx.model is not None and ctx.model.own:
+    own.needs_a_model("Showing what the loss sees")
 common.require_model(ctx)
 m = ctx.model
 mc = m.config

@@ -11,7 +11,7 @@ from cl.errors import UserError
 from cl.projection import ProjectionParams
 from cl.study import scenario_table
 from cl.uncertainty import fmt_range
-from ui import cache, charts, common, models, state, vega
+from ui import cache, charts, common, models, own, state, vega
 from ui import measures as shape
 from ui.words import plain
 
@@ -19,6 +19,8 @@ METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 ctx = state.context()
 st.title("Compare")
+if ctx.model is not None and ctx.model.own:
+    own.needs_a_model("Comparing two models")
 
 shipped, problems = models.shipped_models()
 session = [e for e in (models.session_entry(r) for r in state.session_models()) if e is not None]

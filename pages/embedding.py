@@ -306,9 +306,11 @@ def augmented_views_section() -> None:
 
 
 st.subheader("Where an image's augmentations land")
-if st.toggle("Show an image's augmented views on the map", key="emb_views",
-             help="Fresh augmented views of one image, embedded by the model and placed on this map. Pick the image "
-                  "by clicking a point or by its number."):
+if m.own:
+    st.caption("Not offered for an embeddings file: placing augmented views needs the model that made the vectors.")
+elif st.toggle("Show an image's augmented views on the map", key="emb_views",
+               help="Fresh augmented views of one image, embedded by the model and placed on this map. Pick the image "
+                    "by clicking a point or by its number."):
     augmented_views_section()
 
 snap = m.replay()

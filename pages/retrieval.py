@@ -22,7 +22,7 @@ m = ctx.model
 with common.user_errors():
     test = cache.load_data(ctx.dataset, "test")
     emb = cache.embeddings(m.path, m.cid, ctx.dataset, "test")
-    net, _card = cache.model(m.path, m.cid)
+    net = None if m.own else cache.model(m.path, m.cid)[0]  # an embeddings file has no network
 index = NeighborIndex(emb, test.labels.numpy())
 labels = test.labels.numpy()
 
@@ -71,19 +71,24 @@ def _random_query() -> None:
     state.set_widget(INDEX_KEY, int(np.random.default_rng().integers(len(test))))
 
 
-tab_test, tab_upload, tab_draw, tab_photo = st.tabs(["A test image", "Your own image", "Draw", "Photo"])
+# An embeddings file has its rows only: a new image would need the model that made them.
+tabs = st.tabs(["A test image"] if m.own else ["A test image", "Your own image", "Draw", "Photo"])
+tab_test = tabs[0]
 with tab_test:
     c1, c2 = st.columns([3, 1])
     i = int(c1.number_input(f"Test image index (0 to {len(test) - 1:,})", 0, len(test) - 1, 0, key=INDEX_KEY))
     c2.button("Random image", on_click=_random_query, key="ret_random", icon=":material/casino:")
     q1, q2 = st.columns([1, 5])
     with q1:
-        st.image(ui_images.to_array(test.images[i], 4),
-                 caption=plain(f"query #{i} {test.origins[i]}: {test.classes[labels[i]]}"))
+        query_caption = plain(f"query #{i} {test.origins[i]}: {test.classes[labels[i]]}")
+        if test.size:
+            st.image(ui_images.to_array(test.images[i], 4), caption=query_caption)
+        else:  # an embeddings file without its images
+            st.markdown(query_caption)
     with q2:
         hits = index.query(emb[i], k=k, exclude=i)
         st.markdown(f"**Top {len(hits)} neighbours** (class · match · image; the query is excluded)")
-        show_neighbours(hits, int(labels[i]))
+        show_neighbours(hits, int(labels[i]) if ctx.status.get("labelled", True) else None)
 
 
 def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
@@ -129,6 +134,11 @@ def query_panel(data: bytes, name: str, invert: str, what: str) -> None:
     show_neighbours(hits, None)
 
 
+if m.own:
+    st.caption("Not offered for an embeddings file: searching with a new image (upload, drawing, photo) needs the "
+               "model that made the vectors.")
+    st.stop()
+tab_upload, tab_draw, tab_photo = tabs[1:]
 INVERT_HELP = "Digits in these data sets are light strokes on black; auto inverts dark-on-light images."
 FORMAT_NOTE = (f"it is converted to the {plain(ctx.name)} format ({test.channels} channel{'s' if test.channels > 1 else ''}, "
                f"{test.size}x{test.size}) and searched against the test images")

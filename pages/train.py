@@ -9,7 +9,7 @@ from cl.catalog import AUGMENTATIONS, LOSSES
 from cl.checkpoints import Card
 from cl.errors import UserError
 from cl.training import TrainConfig, resolve_config
-from ui import accuracy, cache, charts, demo, jobs, links, models, state, vega
+from ui import accuracy, cache, charts, demo, jobs, links, models, own, state, vega
 from ui.measures import show_alignment_path
 from ui.sidebar import AUG_HELP, LOSS_HELP, dataset_label
 
@@ -17,6 +17,8 @@ ENCODER_WORDS = {"paper": "study's encoder", "convnet": "small ConvNet encoder"}
 
 ctx = state.context()
 st.title("Train")
+if ctx.model is not None and ctx.model.own:
+    own.needs_a_model("Training")
 st.caption(f"Trains a new model on **{dataset_label(ctx.dataset)}** (change the data set in the sidebar). It runs in the "
            "background: every other page keeps working, and the model becomes the active one when it is done.")
 

@@ -3,6 +3,7 @@
     python scripts/screenshots.py [--dataset mnist --model mnist-best] [--out docs/screenshots]
     python scripts/screenshots.py --map-trust   # only docs/screenshots/readme-map-trust.png (and a phone one)
     python scripts/screenshots.py --selection --dataset digits --model digits-best   # docs/screenshots/app-selection.png
+    python scripts/screenshots.py --own-embeddings FILE.npz [--own-images IMAGES.zip]   # docs/screenshots/app-own-embeddings.png
 
 Starts the app on a free port (benchmarks.loadtest.app_server), opens each page's deep link in
 Chromium (/usr/bin/chromium) and waits until the script has settled and any chart is drawn.
@@ -33,13 +34,32 @@ def main() -> int:
                    help="only the Embedding page coloured by neighbours kept, with a tapped image's neighbours")
     p.add_argument("--selection", action="store_true",
                    help="only the Embedding page reopening a selection from its link (its images and csv)")
+    p.add_argument("--own-embeddings", metavar="FILE",
+                   help="only the Embedding page on this embeddings file (.npz/.parquet), kept as an upload would be")
+    p.add_argument("--own-images", metavar="ZIP", help="with --own-embeddings: the zip of its images")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    with app_server() as (url, _proc, _runs), sync_playwright() as pw:
+    env_extra, own_dataset = {}, None
+    if args.own_embeddings:
+        env_extra["CL_CACHE_DIR"], own_dataset = keep_own_embeddings(args.own_embeddings, args.own_images)
+    with app_server(env_extra) as (url, _proc, _runs), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        if own_dataset:
+            page = browser.new_context(viewport={"width": 1400, "height": 1500}).new_page()
+            page.goto(f"{url}/embedding?dataset={own_dataset}&method=tsne", timeout=180_000)
+            settle_seconds(page, time.time(), 240)
+            page.wait_for_selector("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg",
+                                   timeout=90_000)
+            time.sleep(2.0)
+            hover_a_point(page)
+            path = out / "app-own-embeddings.png"
+            page.screenshot(path=str(path))
+            print(path)
+            browser.close()
+            return 0
         if args.selection:
             print(selection_shot(browser.new_context(viewport={"width": 1400, "height": 1900}).new_page(), url, args, out))
             browser.close()
@@ -67,6 +87,35 @@ def main() -> int:
                 print(path)
         browser.close()
     return 0
+
+
+def hover_a_point(page) -> bool:
+    """Move the mouse over the map until a point's tooltip (its image and file) shows."""
+    box = page.locator("[data-testid=stVegaLiteChart]").first.bounding_box()
+    if box is None:
+        return False
+    for fy in (0.5, 0.4, 0.6, 0.3, 0.7):
+        for fx in (0.45, 0.5, 0.55, 0.4, 0.6, 0.35, 0.65):
+            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            time.sleep(0.3)
+            if page.locator("#vg-tooltip-element.visible").count():
+                time.sleep(1.0)  # the thumbnail loads
+                return True
+    return False
+
+
+def keep_own_embeddings(file: str, images: str | None) -> tuple[str, str]:
+    """Keep an embeddings file (and its images) in a fresh cache folder as the app keeps an upload;
+    returns ``(cache folder, data-set name)``."""
+    import tempfile
+
+    from cl.own_embeddings import load_images, load_own_embeddings, store_own_embeddings
+
+    cache = tempfile.mkdtemp(prefix="cl-shots-cache-")
+    own = load_own_embeddings(file)
+    pictures = load_images(own, images) if images else None
+    key = store_own_embeddings(own, pictures, Path(cache) / "embeddings", Path(file).read_bytes())
+    return cache, f"embeddings:{key}"
 
 
 def selection_shot(page, url: str, args, out: Path) -> Path:

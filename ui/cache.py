@@ -18,16 +18,21 @@ import streamlit as st
 from cl import allocator
 from cl.checkpoints import load_checkpoint
 from cl.data import ImageSet, dataset_status, load_dataset
-from cl.errors import ConfigError, DataUnavailableError
+from cl.errors import ConfigError, DataUnavailableError, UserError
 from cl.projection import ProjectionParams
 from cl.workflow import data_for_card
 
-from . import shared
+from . import own, shared
 
 
 def load_data(name: str, split: str) -> ImageSet:
     """One split, never downloading (the Train page offers an explicit download). The test
-    split falls back to the shipped gallery; cl.data keeps a small LRU cache of loaded sets."""
+    split falls back to the shipped gallery; cl.data keeps a small LRU cache of loaded sets. An
+    embeddings file (:mod:`ui.own`) is a test split only: its rows."""
+    if own.is_own(name):
+        if split != "test":
+            raise DataUnavailableError(f"{own.label(name)} is an embeddings file: its rows are the only split")
+        return own.image_set(name)
     return load_dataset(name, split, download=False, allow_gallery=(split == "test"))
 
 
@@ -40,6 +45,11 @@ def status(name: str) -> dict:
     """cl.data.dataset_status for the current data folder (cached for 10 minutes)."""
     from cl.data import resolve_data_dir
 
+    if own.is_own(name):
+        try:
+            return own.status(name)
+        except UserError:
+            return {"n_train": 0, "n_test": 0}
     return _status(name, str(resolve_data_dir().resolve()))
 
 
@@ -56,6 +66,8 @@ def model(path: str, cid: str):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def embeddings(path: str, cid: str, dataset: str, split: str) -> np.ndarray:
+    if own.is_own(dataset):  # the file's rows are its "model"'s test embeddings
+        return own.opened(dataset)[0].embeddings if split == "test" else load_data(dataset, split).images
     if split == "test":
         warmed = _warmed_test_embeddings((path, cid, dataset))
         if warmed is not None:
@@ -132,6 +144,15 @@ def evaluation(path: str, cid: str, dataset: str, protocol: str) -> dict:
     from cl.layouts import load_evaluation
 
     test_set = load_data(dataset, "test")
+    if own.is_own(dataset):  # no train split: the paper protocol's seeded 80/20 split of the rows, as the CLI
+        if not own.opened(dataset)[0].has_labels:
+            raise ConfigError(f"{own.label(dataset)} has no labels; a probe and kNN need each row's class")
+        if protocol == "standard":
+            load_data(dataset, "train")  # says why there is none
+        r = evaluate_embeddings(embeddings(path, cid, dataset, "test"), test_set, "paper", seed=0)
+        name = own.opened(dataset)[0].name  # the file as the person named it, not its id
+        return {**r, "dataset": name, "fitted_on": {**r["fitted_on"], "dataset": name},
+                "scored_on": {**r["scored_on"], "dataset": name}}
     shipped = load_evaluation(path, protocol, split_digest(dataset, "test"), status(dataset).get("n_train"))
     if shipped is not None:  # a shipped model on the same test images: computed by the build script
         return {**shipped, "shipped": True}
@@ -158,12 +179,15 @@ def predictions(path: str, cid: str, dataset: str) -> tuple[np.ndarray, str]:
     The standard protocol's probe (fitted on the train split) predicts every test image; when
     the train split is unavailable the paper protocol's probe scores its 20 % only."""
     n = len(load_data(dataset, "test"))
+    if own.is_own(dataset) and not own.opened(dataset)[0].has_labels:
+        return np.full(n, -1, dtype=np.int64), "none: the embeddings file has no labels to fit a probe on"
     try:
         r = evaluation(path, cid, dataset, "standard")
         how = f"linear probe fitted on {r['n_fit']:,} {dataset} train images"
     except DataUnavailableError:
         r = evaluation(path, cid, dataset, "paper")
-        how = (f"paper protocol probe fitted on {r['n_fit']:,} {dataset} test images; "
+        shown = own.opened(dataset)[0].name if own.is_own(dataset) else dataset
+        how = (f"paper protocol probe fitted on {r['n_fit']:,} {shown} test images; "
                f"the other {n - r['n_test']:,} points have no prediction")
     pred = np.full(n, -1, dtype=np.int64)
     pred[np.asarray(r["scored_indices"], dtype=np.int64)] = np.asarray(r["predictions"], dtype=np.int64)
@@ -308,11 +332,13 @@ def _gallery_thumbnails(dataset: str, n: int) -> list[str]:
     return thumbnail_urls(images[:n], scale=2 if images.shape[-1] <= 32 else 1)
 
 
-def thumbnails(dataset: str, split: str) -> list[str]:
+def thumbnails(dataset: str, split: str) -> list[str] | None:
     """Thumbnail URLs of every image of a split (for the scatter tooltips), as
     :func:`gallery_thumbnails`; an uploaded image set's the same way."""
     from .images import thumbnails_present
 
+    if own.is_own(dataset) and own.opened(dataset)[1] is None:
+        return None  # an embeddings file without its images: points without pictures
     urls = _thumbnails(dataset, split)
     if not thumbnails_present(urls):
         _thumbnails.clear(dataset, split)

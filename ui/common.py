@@ -56,6 +56,9 @@ def image_gallery(images: torch.Tensor, captions: list[str], ncol: int = 10, sca
 
     if not len(captions):
         return
+    if images.shape[-1] == 0:  # an embeddings file without its images: the captions say which rows, one a line
+        st.caption("\n".join(f"- {plain(c)}" for c in captions))
+        return
     captions = [plain(c) for c in captions]  # image captions are Markdown; these carry the person's names
     side = int(images.shape[-1]) * scale
     arrays = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)

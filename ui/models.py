@@ -47,6 +47,7 @@ class ModelEntry:
     cid: str
     snapshots: dict | None = field(default=None, repr=False)  # per-epoch embeddings (session models)
     uploaded: bool = False  # a session model the visitor uploaded (not trained here)
+    own: bool = False  # an embeddings file made elsewhere (ui.own): its rows are the test embeddings, no network
 
     @cached_property
     def typed_card(self) -> Card:
@@ -72,6 +73,8 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
+        if self.own:
+            return f"{self.name} (your embeddings file)"
         c = self.config
         where = {"shipped": "shipped", "session": "trained this session", "runs": "runs folder"}[self.source]
         if self.uploaded:
@@ -97,6 +100,10 @@ class ModelEntry:
 
     def train_note(self) -> str:
         """e.g. ``trained on 1,257 digits train images (complete)``."""
+        if self.own:
+            p = self.card.get("own", {})  # an embeddings file's own record, not a model card
+            return (f"embeddings made elsewhere: {p.get('n_images', 0):,} rows of {p.get('dim', 0):,} dimensions; "
+                    f"no model here")
         d = self.typed_card.data
         n, full = d.n_images, d.n_full
         text = (f"trained on {n:,} {d.label or d.dataset or '?'} {d.split or 'train'} images"

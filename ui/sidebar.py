@@ -21,7 +21,7 @@ from cl.checkpoints import Card
 from cl.data import SPECS, dataset_spec
 from cl.errors import UserError
 
-from . import cache, common, demo, jobs, links, models, state
+from . import cache, common, demo, jobs, links, models, own, state
 
 AUG_HELP = {
     "none": "none: the positive is the image itself (paper)",
@@ -150,7 +150,16 @@ def _apply_link(params: dict[str, str]) -> None:
     """Preset the sidebar from a deep link (before its widgets are drawn). Unknown names get a
     short message and leave the data set's default view (its best model)."""
     dataset, name = params.get("dataset"), params.get("model")
-    if dataset is not None and dataset not in SPECS:
+    if dataset is not None and own.is_own(dataset):
+        if own.path_of(dataset) is None:
+            state.push_flash("info", "The link names an embeddings file that is no longer on this server (uploads are kept "
+                                     "while there is room); upload it again under \"Bring your own\". Showing "
+                                     f"{FALLBACK_DATASET} meanwhile.")
+            dataset = None
+        else:
+            state.add_session_dataset({"name": dataset, "label": own.label(dataset), "summary": ""})
+        name = None  # an embeddings file is its own model
+    elif dataset is not None and dataset not in SPECS:
         uploaded = _uploaded_set(dataset)
         if uploaded is not None:
             dataset = uploaded
@@ -212,9 +221,10 @@ def _uploaded_set(name: str) -> str | None:
 
 def _link_params(ctx: Context) -> dict[str, str | None]:
     # An uploaded image set by its id (upload:ID), like an uploaded model: reopened while its files exist.
-    dataset = ctx.dataset if ctx.dataset in SPECS else (
+    dataset = ctx.dataset if ctx.dataset in SPECS or own.is_own(ctx.dataset) else (
         "upload:" + ctx.dataset.split(":", 1)[1] if ctx.dataset.startswith("archive:") else None)
-    return {"dataset": dataset, "model": models.link_id(ctx.model) if ctx.model is not None else None}
+    model = models.link_id(ctx.model) if ctx.model is not None and not ctx.model.own else None
+    return {"dataset": dataset, "model": model}
 
 
 # ----------------------------------------------------------------- bring your own
@@ -290,6 +300,28 @@ def _on_archive_upload() -> None:
                             f"the Train page, or explore it with a model of its shape (3x32x32).")
 
 
+def _on_embeddings_upload() -> None:
+    """An embeddings file (and perhaps a zip of its images) was uploaded: check it
+    (cl.own_embeddings), keep it and make it the data set. A refused upload changes nothing."""
+    files = state.widget(state.K_UPLOAD_EMBEDDINGS) or []
+    if not files:
+        state.clear_byo_note("embeddings")
+        return
+    try:
+        dataset, what = own.take_upload(list(files))
+    except UserError as err:
+        state.set_byo_note("embeddings", "error", demo.scrub(f"Cannot use these embeddings: {err}"))
+        return
+    except Exception:  # noqa: BLE001 - a hostile file must never surface as a traceback
+        state.set_byo_note("embeddings", "error", "Cannot use these embeddings: the files could not be read.")
+        return
+    state.add_session_dataset({"name": dataset, "label": own.label(dataset), "summary": what})
+    state.set_widget(state.K_DATASET, dataset)
+    state.set_byo_note("embeddings", "success", about=dataset,
+                       text=f"{what}. It is now the data set: its map, probes and neighbours are on the Embedding, "
+                            f"Metrics and Retrieval pages (no model needed).")
+
+
 def _note(kind: str) -> None:
     note = state.byo_note(kind)
     if note is not None:
@@ -320,15 +352,27 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
                               f"{limits.min_classes} classes, {limits.min_per_class()} images each (5 train and 5 "
                               f"test each with train/ and test/). At most {archive_mb} MB, "
                               f"{limits.max_images:,} images; other files are skipped.")
+        emb_limits = own.limits()
+        emb_mb = common.upload_limit_mb(max(emb_limits.max_file_bytes, emb_limits.max_images_bytes))
+        st.file_uploader("Embeddings made elsewhere (.npz or .parquet), with a .zip of their images if you have it",
+                         key=state.K_UPLOAD_EMBEDDINGS, on_change=_on_embeddings_upload, accept_multiple_files=True,
+                         type=["npz", "parquet", "zip"], max_upload_size=emb_mb,
+                         help="An `embeddings` matrix (N x D); optional `labels`, `classes` and `origins` (each row's "
+                              "image path inside the zip), as `python -m cl export --format npz` writes. At most "
+                              f"{emb_limits.max_rows:,} rows, {emb_limits.max_dim:,} dimensions, "
+                              f"{emb_limits.max_file_bytes // 2**20:,} MB (the zip {emb_limits.max_images_bytes // 2**20:,} "
+                              "MB). Maps, probes and neighbours work on it; "
+                              "what needs a model (augmented views, a new query image, training) does not.")
         _downloads(dataset, model, test_available)
     # Below the panel, shown even when it is closed: what became of an upload stays in sight.
     _note("model")
     _note("archive")
+    _note("embeddings")
 
 
 def _downloads(dataset: str, model: models.ModelEntry | None, test_available: bool) -> None:
     """The active model's checkpoint and its test embeddings as downloads (made on click)."""
-    if model is None:
+    if model is None or model.own:  # an embeddings file: the person has it already
         return
     st.caption("Take it with you")
     path = model.path
@@ -407,16 +451,18 @@ def render() -> Context:
     sb = st.sidebar
     with sb:
         st.markdown("### Contrastive Explorer")
-        mine = [d["name"] for d in state.session_datasets() if _shape_of(d["name"]) is not None]
+        mine = [d["name"] for d in state.session_datasets()
+                if _shape_of(d["name"]) is not None or own.path_of(d["name"]) is not None]
         for d in state.session_datasets():  # an image set the cache no longer holds
             if d["name"] not in mine:
                 state.drop_session_dataset(d["name"])
         shapes = {n: _shape_of(n) for n in [*SPECS, *mine]}
         # Labels made now, not in format_func: it may be called outside this session's run.
-        labels = {n: f"{dataset_label(n)} ({c}x{z}x{z})" for n, (c, z) in shapes.items()}
+        labels = {n: dataset_label(n) if shape is None else f"{dataset_label(n)} ({shape[0]}x{shape[1]}x{shape[1]})"
+                  for n, shape in shapes.items()}
         requested = _select("Data set", state.K_DATASET, list(shapes), FALLBACK_DATASET, format_func=labels.get,
                             help="digits is bundled with scikit-learn and always works offline. Your own image "
-                                 "sets (uploaded below) are listed too.")
+                                 "sets and embeddings files (uploaded below) are listed too.")
         notes: list[str] = []
         status = cache.status(requested)
         dataset = requested
@@ -426,6 +472,9 @@ def render() -> Context:
             dataset = FALLBACK_DATASET
             status = cache.status(dataset)
             notes.append(f"{requested} unavailable; using {dataset}")
+        elif own.is_own(dataset):
+            st.caption(f"{dataset_label(dataset)}: {status['n_test']:,} rows, "
+                       + ("with their images" if status.get("images") else "no images") + "; no model, its vectors only")
         elif status.get("n_train", 0) == 0:
             # What the visitor can do; where the files go is the Train page's and the CLI's business.
             st.caption(f"{dataset_label(dataset)}: a gallery of {status['n_test']:,} test images is here, enough to "
@@ -435,10 +484,15 @@ def render() -> Context:
             st.caption(f"{dataset_label(dataset)}: {status['n_train']:,} train{partial} / {status['n_test']:,} test "
                        f"images here")
 
-        if state.byo_note_about("archive") not in (None, dataset):
-            state.clear_byo_note("archive")  # "it is now the data set": another one is, the note is stale
-        spec = dataset_spec(dataset)
-        usable, problems = _model_options(dataset, spec.channels, spec.size)
+        for kind in ("archive", "embeddings"):
+            if state.byo_note_about(kind) not in (None, dataset):
+                state.clear_byo_note(kind)  # "it is now the data set": another one is, the note is stale
+        if own.is_own(dataset):  # an embeddings file is its own and only model
+            own_entry = own.entry(dataset)
+            usable, problems = ([own_entry] if own_entry is not None else []), []
+        else:
+            spec = dataset_spec(dataset)
+            usable, problems = _model_options(dataset, spec.channels, spec.size)
         model = None
         if usable:
             by_path = {e.path: e for e in usable}

@@ -23,6 +23,7 @@ K_MODEL = "sb_model"
 K_BYO_OPEN = "byo_open"  # the sidebar's "Bring your own" toggle
 K_UPLOAD_MODEL = "byo_model"  # the sidebar's checkpoint uploader
 K_UPLOAD_ARCHIVE = "byo_archive"  # the sidebar's image-archive uploader
+K_UPLOAD_EMBEDDINGS = "byo_embeddings"  # the sidebar's uploader of an embeddings file and its images
 K_COMPARE_A = "cmp_a"  # the Compare page's two model choices
 K_COMPARE_B = "cmp_b"
 K_VIEWS_IMAGE = "emb_views_index"  # the Embedding page's "Test image" of the augmented views
@@ -174,7 +175,11 @@ def add_session_dataset(entry: dict) -> None:
 
 def dataset_label(name: str) -> str:
     """How a data set is named to the visitor: an uploaded archive by its file name (from this
-    session's list, else from the archive's manifest: a link or a reload)."""
+    session's list, else from the archive's manifest: a link or a reload); an embeddings file by its file name."""
+    if name.startswith("embeddings:"):
+        from . import own
+
+        return own.label(name)
     for d in _get(_SESSION_DATASETS, []):
         if d["name"] == name:
             return f"{d['label']} (your image set)"
@@ -194,7 +199,7 @@ def drop_session_dataset(name: str) -> None:
 
 
 def byo_note(kind: str) -> tuple[str, str] | None:
-    """The message about this session's last upload of ``kind`` (``model`` or ``archive``)."""
+    """The message about this session's last upload of ``kind`` (``model``, ``archive`` or ``embeddings``)."""
     note = (_get(_BYO_NOTES) or {}).get(kind)
     return None if note is None else (note[0], note[1])
 

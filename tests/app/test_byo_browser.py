@@ -131,7 +131,7 @@ def test_an_archive_uploaded_in_the_sidebar_becomes_the_data_set(browser, server
     page.get_by_text("Bring your own, take it with you").first.click()
     idle(page)
     inputs = page.locator("[data-testid=stSidebar] [data-testid=stFileUploader] input[type=file]")
-    assert inputs.count() == 2
+    assert inputs.count() == 3  # a model, an image set, embeddings made elsewhere
     inputs.nth(1).set_input_files(files=[{"name": "my photos.zip", "mimeType": "application/zip",
                                           "buffer": colour_zip()}])
     page.get_by_text("It is now the data set").first.wait_for(timeout=120000)
@@ -141,4 +141,33 @@ def test_an_archive_uploaded_in_the_sidebar_becomes_the_data_set(browser, server
     assert page.locator("[data-testid=stException]").count() == 0
     assert os.listdir(os.path.join(cache_dir, "archives")), "extracted into the server's cache folder"
     page.screenshot(path=str(SHOTS / "sidebar-archive-upload.png"))
+    page.context.close()
+
+
+def test_an_embeddings_file_uploaded_in_the_sidebar_opens_on_retrieval(browser, server, cache_dir):
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 4
+    labels = np.repeat(np.arange(3), 20)
+    buf = io.BytesIO()
+    np.savez(buf, embeddings=(centres[labels] + rng.normal(size=(60, 8))).astype(np.float32), labels=labels,
+             classes=np.array(["cats", "dogs", "owls"]), origins=np.array([f"pics/{i:02d}.jpg" for i in range(60)]))
+    page = new_page(browser, server)
+    visit(page, "retrieval")
+    page.get_by_text("Bring your own, take it with you").first.click()
+    idle(page)
+    inputs = page.locator("[data-testid=stSidebar] [data-testid=stFileUploader] input[type=file]")
+    inputs.nth(2).set_input_files(files=[{"name": "vectors.npz", "mimeType": "application/octet-stream",
+                                          "buffer": buf.getvalue()}])
+    page.get_by_text("It is now the data set").first.wait_for(timeout=120000)
+    idle(page)
+    assert "vectors.npz (your embeddings)" in sidebar_text(page)
+    page.get_by_text("Top 10 neighbours").first.wait_for(timeout=120000)
+    assert page.get_by_text("pics/").count() >= 1
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert os.listdir(os.path.join(cache_dir, "embeddings")), "kept in the server's cache folder"
+    page.screenshot(path=str(SHOTS / "sidebar-embeddings-upload.png"))
     page.context.close()

@@ -153,3 +153,26 @@ def test_images_found_by_their_paths_in_a_zip(tmp_path):
                                        origins=np.array(["set/2.png", "set/0.png", "set/9.png"])))
     with pytest.raises(OwnEmbeddingsError, match="'set/9.png' \\(row 2\\) is not among the uploaded images"):
         load_images(missing, buf.getvalue())
+
+
+def test_a_kept_file_reads_back_as_it_was_and_the_folder_stays_bounded(tmp_path):
+    import os
+
+    from cl.own_embeddings import open_stored, store_own_embeddings, stored_path
+
+    rng = np.random.default_rng(1)
+    own = load_own_embeddings(_npz(tmp_path, embeddings=rng.normal(size=(6, 3)), labels=np.array(["a", "b"] * 3),
+                                   origins=np.array([f"x/{i}.png" for i in range(6)])))
+    images = rng.integers(0, 256, size=(6, 3, 4, 4), dtype=np.uint8)
+    kept = tmp_path / "kept"
+    key = store_own_embeddings(own, images, kept, b"upload bytes")
+    back, back_images = open_stored(stored_path(key, kept))
+    np.testing.assert_array_equal(back.embeddings, own.embeddings)
+    np.testing.assert_array_equal(back.labels, own.labels)
+    assert (back.classes, back.origins, back.name, back.has_labels) == (own.classes, own.origins, own.name, True)
+    np.testing.assert_array_equal(back_images.numpy(), images)
+    assert stored_path("../../etc/passwd", kept) is None and stored_path("0" * 16, kept) is None
+    os.utime(kept / f"{key}.npz", (1, 1))  # the oldest file
+    for i in range(3):  # the oldest go first once more than `keep` are kept
+        store_own_embeddings(own, None, kept, f"other {i}".encode(), keep=2)
+    assert len(list(kept.glob("*.npz"))) == 2 and stored_path(key, kept) is None
