@@ -46,8 +46,8 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .data import ARCHIVE_PREFIX, IMAGE_EXTENSIONS, held_out_count
 from .errors import UserError
+from .imagefolders import ARCHIVE_PREFIX, IMAGE_EXTENSIONS, held_out_count
 
 __all__ = ["ARCHIVE_PREFIX", "ArchiveError", "ArchiveLimits", "Extracted", "Manifest", "extract_archive", "read_manifest"]
 

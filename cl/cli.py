@@ -502,6 +502,7 @@ def _grid_outlook(args, out: Path) -> int:
     """The outlook models (cl.study.OUTLOOK): each is exactly one ``python -m cl train`` command."""
     from .reference import OUTLOOK
     from .study import outlook_markdown, outlook_rows
+    from .training import TrainConfig
     from .workflow import make_model
 
     jobs = [(d, model) for d in args.datasets for model in OUTLOOK]
@@ -509,7 +510,7 @@ def _grid_outlook(args, out: Path) -> int:
         name = f"{dataset}-simclr-{model.suffix}"
         if not args.json:
             print(f"[{i}/{len(jobs)}] {name} ...", file=sys.stderr, flush=True)
-        config = model.config(dataset, args.seed, epochs=args.epochs)
+        config = TrainConfig(**model.settings(dataset, args.seed, epochs=args.epochs))
         make_model(config, out / f"{name}.safetensors", data_dir=args.data_dir)
     rows = outlook_rows(out)
     text = outlook_markdown(rows)

@@ -33,6 +33,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError, DataUnavailableError
+from .imagefolders import (  # noqa: F401 - re-exported: cl.data is where callers look for them
+    ARCHIVE_PREFIX,
+    FOLDER_CHANNELS,
+    FOLDER_PREFIX,
+    FOLDER_SIZE,
+    IMAGE_EXTENSIONS,
+    TEST_SHARE,
+    held_out_count,
+)
 
 MNIST_CLASSES = [str(d) for d in range(10)]
 FASHION_CLASSES = [
@@ -43,13 +52,7 @@ CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 ]
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-FOLDER_PREFIX = "folder:"  # folder:PATH, a folder of class folders or a .zip of them
-ARCHIVE_PREFIX = "archive:"  # archive:ID, an archive cl.archive extracted into its cache
-# An image folder or archive is read in CIFAR-10's format (32x32 colour): the study's small
-# encoders take it as it is, and photos of any size fit.
-FOLDER_CHANNELS, FOLDER_SIZE = 3, 32
-TEST_SHARE = 0.2  # of each class, in a set without its own train/test split
+
 if TYPE_CHECKING:  # torch is imported where tensors are made: listing data sets needs none
     import torch
 
@@ -571,12 +574,6 @@ def _load_archive(name: str, archive_id: str, split: str) -> ImageSet:
     return ImageSet(name, split, images[keep], labels[keep], list(manifest.classes), source,
                     notes=notes + [f"{how} (an archive without train/test)"], label=manifest.archive_name,
                     origins=_kept(paths, mask, split))
-
-
-def held_out_count(n: int) -> int:
-    """Test images of a class of ``n`` in a set without its own split: ``max(1, round(0.2 n))``,
-    none for a class of one (it stays in train)."""
-    return max(1, round(TEST_SHARE * n)) if n > 1 else 0
 
 
 def split_by_path(paths: list[str], labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -41,15 +41,11 @@ class OutlookModel:
     uses_labels: bool = True
 
     def settings(self, dataset: str, seed: int = 0, epochs: int | None = None) -> dict:
-        """The :class:`~cl.training.TrainConfig` fields of this model on ``dataset``."""
+        """The :class:`~cl.training.TrainConfig` fields of this model on ``dataset``
+        (``TrainConfig(**model.settings(...))``; this module imports neither PyTorch nor cl.training,
+        which the catalog of names below it would otherwise import in a cycle)."""
         return dict(dataset=dataset, recipe="paper", augmentation="simclr", loss=self.loss, mining=self.mining,
                     negatives=self.negatives, epochs=epochs or self.epochs, lr=self.lr, seed=seed)
-
-    def config(self, dataset: str, seed: int = 0, epochs: int | None = None):
-        """This model's :class:`~cl.training.TrainConfig` on ``dataset`` (imports PyTorch)."""
-        from .training import TrainConfig
-
-        return TrainConfig(**self.settings(dataset, seed, epochs))
 
 
 OUTLOOK = [

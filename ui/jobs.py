@@ -314,10 +314,6 @@ def display_name(dataset: str) -> str:
             return read_manifest(dataset[len("archive:"):]).archive_name
         except UserError:
             pass
-    if dataset.startswith("embeddings:"):
-        from .own import label
-
-        return label(dataset).removesuffix(" (your embeddings)")
     return dataset
 
 

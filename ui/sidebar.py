@@ -54,7 +54,10 @@ class Context:
 
     @property
     def name(self) -> str:
-        """The data set as a person names it in a sentence: an uploaded image set by its file name."""
+        """The data set as a person names it in a sentence: an uploaded image set or embeddings file
+        by its file name."""
+        if own.is_own(self.dataset):
+            return own.label(self.dataset).removesuffix(" (your embeddings)")
         return jobs.display_name(self.dataset)
 
     @property
@@ -354,14 +357,15 @@ def _bring_your_own(dataset: str, model: models.ModelEntry | None, test_availabl
                               f"{limits.max_images:,} images; other files are skipped.")
         emb_limits = own.limits()
         emb_mb = common.upload_limit_mb(max(emb_limits.max_file_bytes, emb_limits.max_images_bytes))
+        # what the uploader lets through caps what the help may promise (server.maxUploadSize)
+        file_mb, zip_mb = (min(emb_mb, b // 2**20) for b in (emb_limits.max_file_bytes, emb_limits.max_images_bytes))
         st.file_uploader("Embeddings made elsewhere (.npz or .parquet), with a .zip of their images if you have it",
                          key=state.K_UPLOAD_EMBEDDINGS, on_change=_on_embeddings_upload, accept_multiple_files=True,
                          type=["npz", "parquet", "zip"], max_upload_size=emb_mb,
                          help="An `embeddings` matrix (N x D); optional `labels`, `classes` and `origins` (each row's "
                               "image path inside the zip), as `python -m cl export --format npz` writes. At most "
                               f"{emb_limits.max_rows:,} rows, {emb_limits.max_dim:,} dimensions, "
-                              f"{emb_limits.max_file_bytes // 2**20:,} MB (the zip {emb_limits.max_images_bytes // 2**20:,} "
-                              "MB). Maps, probes and neighbours work on it; "
+                              f"{file_mb:,} MB (the zip {zip_mb:,} MB). Maps, probes and neighbours work on it; "
                               "what needs a model (augmented views, a new query image, training) does not.")
         _downloads(dataset, model, test_available)
     # Below the panel, shown even when it is closed: what became of an upload stays in sight.

@@ -119,7 +119,7 @@ def test_a_tap_on_the_map_shows_that_image_and_its_class_on_the_first_screen(pho
     # a tap (touch, no hover) near the middle of the plot: the nearest point is picked
     page.touchscreen.tap(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]"
-                           ".some(e => /^#\\d+: /.test(e.innerText))", timeout=60_000)
+                           ".some(e => /^#\\d+ .*: /.test(e.innerText))", timeout=60_000)  # "#12 digits/0012: 3"
     settle_seconds(page, time.time(), 120)
     said = page.locator("[data-testid=stMarkdownContainer]", has_text="#").filter(has_text=":").first
     tapped = page.locator("[data-testid=stMain] [data-testid=stImage] img").first

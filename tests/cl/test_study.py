@@ -69,11 +69,11 @@ def test_shipped_structure_is_fresh_and_pairwise_is_more_line_like():
 
 def test_outlook_commands_use_the_triplet_budget_and_what_their_names_say():
     from cl.cli import build_parser
-    from cl.training import resolve_config
+    from cl.training import TrainConfig, resolve_config
     from cl.workflow import config_from_args
 
     for model in study.OUTLOOK:
-        c = resolve_config(model.config("mnist"))
+        c = resolve_config(TrainConfig(**model.settings("mnist")))
         assert (c.encoder, c.epochs, c.lr, c.batch_size, c.augmentation) == ("paper", 10, 0.15, 1024, "simclr")
         assert c.loss == model.suffix.split("-")[0]
         assert c.mining == ("batch-hard" if "batch-hard" in model.suffix else "semi-hard" if "semi-hard" in model.suffix
@@ -94,12 +94,12 @@ def test_label_free_outlook_models_never_read_the_labels(suffix, label_free):
 
     from cl.data import load_dataset
     from cl.reference import OUTLOOK_BY_SUFFIX
-    from cl.training import train
+    from cl.training import TrainConfig, train
 
     data = load_dataset("digits", "train", download=False)
     data = data.subset(range(512))
     shuffled = dataclasses.replace(data, labels=data.labels[torch.randperm(512, generator=torch.Generator().manual_seed(1))])
-    cfg = dataclasses.replace(OUTLOOK_BY_SUFFIX[suffix].config("digits", epochs=1), batch_size=128, device="cpu")
+    cfg = TrainConfig(**OUTLOOK_BY_SUFFIX[suffix].settings("digits", epochs=1), batch_size=128, device="cpu")
     a = train(cfg, data).model.state_dict()
     b = train(cfg, shuffled).model.state_dict()
     same = all(torch.equal(a[k], b[k]) for k in a)
