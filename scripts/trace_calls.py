@@ -38,26 +38,10 @@ def trace(epochs: int = 1) -> list[str]:
     from cl.workflow import make_model
 
     torch.set_num_threads(1)
-    cl_dir = str(ROOT / "cl")
-    entered: list[str] = []
-
-    def profile(frame, event, _arg):
-        if event != "call" or not frame.f_code.co_filename.startswith(cl_dir):
-            return
-        code = frame.f_code
-        args = [frame.f_locals.get(name) for name in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]]
-        if any(type(a).__name__ in CONFIG_TYPES for a in args):
-            module = Path(code.co_filename).relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
-            entered.append(f"{module}.{code.co_qualname if hasattr(code, 'co_qualname') else code.co_name}")
-
     config = TrainConfig(dataset="digits", epochs=epochs, seed=0, threads=1, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        sys.setprofile(profile)
-        try:
-            make_model(config, Path(tmp) / "digits.safetensors")
-        finally:
-            sys.setprofile(None)
-    return entered
+        return _calls_handed(lambda a: type(a).__name__ in CONFIG_TYPES,
+                             lambda: make_model(config, Path(tmp) / "digits.safetensors"))
 
 
 def trace_data(name: str = "digits", split: str = "train") -> list[str]:
@@ -66,6 +50,14 @@ def trace_data(name: str = "digits", split: str = "train") -> list[str]:
     sys.path.insert(0, str(ROOT))
     from cl.data import DataSource, clear_cache, load_dataset
 
+    clear_cache()
+    return _calls_handed(lambda a: a == name if isinstance(a, str) else isinstance(a, DataSource),
+                         lambda: load_dataset(name, split, download=False, allow_gallery=(split == "test")))
+
+
+def _calls_handed(wanted, run) -> list[str]:
+    """Run ``run()`` under ``sys.setprofile``; every call of a function of ``cl/`` with an argument
+    for which ``wanted(argument)`` holds, as ``module.function``, in the order entered."""
     cl_dir = str(ROOT / "cl")
     entered: list[str] = []
 
@@ -74,14 +66,13 @@ def trace_data(name: str = "digits", split: str = "train") -> list[str]:
             return
         code = frame.f_code
         args = [frame.f_locals.get(n) for n in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]]
-        if any(a == name if isinstance(a, str) else isinstance(a, DataSource) for a in args):
+        if any(wanted(a) for a in args):
             module = Path(code.co_filename).relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
             entered.append(f"{module}.{code.co_qualname if hasattr(code, 'co_qualname') else code.co_name}")
 
-    clear_cache()
     sys.setprofile(profile)
     try:
-        load_dataset(name, split, download=False, allow_gallery=(split == "test"))
+        run()
     finally:
         sys.setprofile(None)
     return entered
