@@ -344,6 +344,13 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _precision_line(r: dict) -> tuple[str]:
+    """Evaluate's precision@10 line, flagged when it cannot reach 1 (cl.uncertainty.flags)."""
+    from .uncertainty import flags
+
+    return (f"  precision@10  {r['precision_at_10']:.3f}" + (" [!]" if "precision_at_10" in flags(r) else ""),)
+
+
 def _own_embeddings(args):
     """The checked embeddings file of ``--embeddings`` (never together with a checkpoint)."""
     from .own_embeddings import load_own_embeddings
@@ -356,7 +363,6 @@ def _own_embeddings(args):
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
     from .evaluation import evaluate_embeddings, evaluate_model, preload_probe_modules
-    from .uncertainty import flags
 
     preload_probe_modules()
     if args.embeddings:
@@ -370,9 +376,7 @@ def cmd_evaluate(args) -> int:
         payload = {k: v for k, v in r.items() if k not in ("predictions", "scored_indices")}
         payload["embeddings"] = args.embeddings
         text = (f"paper protocol, {own.name}: probe fitted on {r['n_fit']:,} rows, scored on {r['n_test']:,} rows "
-                f"({test_set.describe()})\n"
-                + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}"
-                                      + (" [!]" if "precision_at_10" in flags(r) else ""),)))
+                f"({test_set.describe()})\n" + _accuracy_lines(r, _precision_line(r)))
         _emit(args, payload, text)
         return 0
     model, card, name, test_set = _load_for_eval(args.checkpoint, args.dataset, args.data_dir)
@@ -381,9 +385,7 @@ def cmd_evaluate(args) -> int:
     payload = {k: v for k, v in r.items() if k not in ("predictions", "scored_indices")}
     payload["checkpoint"] = args.checkpoint
     text = (f"{args.protocol} protocol, {name}: probe fitted on {r['n_fit']:,} images, scored on {r['n_test']:,} test "
-            f"images ({test_set.describe()})\n"
-            + _accuracy_lines(r, (f"  precision@10  {r['precision_at_10']:.3f}"
-                                  + (" [!]" if "precision_at_10" in flags(r) else ""),)))
+            f"images ({test_set.describe()})\n" + _accuracy_lines(r, _precision_line(r)))
     _emit(args, payload, text)
     return 0
 
